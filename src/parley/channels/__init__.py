@@ -1,0 +1,1 @@
+"""Channel providers: one folder per provider, all behind the interfaces in `base`."""

@@ -1,0 +1,149 @@
+"""The provider interface every channel adapter implements (DESIGN.md section 5).
+
+A provider is constructed from a provider account's stored configuration and secrets.
+`send` is called by the dispatcher after the message was marked `sending` in a committed
+transaction; `verify_webhook`/`parse_webhook` turn a provider's callback into normalized
+events. Providers never touch the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from parley.domain.channels import Channel
+from parley.domain.status import EventType
+
+
+class WebhookVerificationError(Exception):
+    """The webhook request is not authentically from the provider (answer 401/403)."""
+
+
+class ProviderConfigError(ValueError):
+    """A provider account's configuration is incomplete or invalid (answer 422)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    max_body_chars: int | None = None  # None: no practical limit
+    max_segments: int | None = None  # SMS: the most segments the provider will take
+    supports_html: bool = False
+    supports_media: bool = False
+    templates_only: bool = False  # e.g. WhatsApp outside the customer-service window
+    can_query_status: bool = False  # reconciliation can ask the provider about a message
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """Everything a provider needs to send one message; rendered before it gets here."""
+
+    message_id: str  # Parley's id (UUID string)
+    channel: Channel
+    to: str  # E.164 phone or email address
+    sender: str | None  # From address / number / sender id; None: account default
+    body: str  # plain text body (SMS, WhatsApp text, email text part)
+    subject: str | None = None
+    html: str | None = None
+    cc: Sequence[str] = ()
+    bcc: Sequence[str] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)  # extra headers (email)
+    status_callback_url: str | None = None
+    rfc822_message_id: str | None = None  # email: the Message-ID we assign
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    accepted: bool
+    provider_message_id: str | None = None
+    retryable: bool = False
+    error_code: str | None = None
+    error_detail: str | None = None
+    retry_after: float | None = None  # seconds the provider asked us to wait (429)
+    # The request may have reached the provider but we never learned the answer (the
+    # connection dropped after the body was sent). Retrying could send twice, so the
+    # dispatcher reconciles or marks the message for review instead.
+    outcome_unknown: bool = False
+    segments: int | None = None
+    cost: str | None = None  # decimal string, provider currency
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A provider callback as received: the raw bytes plus what signature checks need."""
+
+    method: str
+    url: str  # the full public URL the provider called (signatures cover it)
+    headers: Mapping[str, str]  # lower-cased names
+    body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvent:
+    event_type: EventType
+    provider_message_id: str
+    provider_event_id: str  # stable id used to deduplicate repeated callbacks
+    occurred_at: datetime  # the provider's own timestamp, tz-aware
+    provider_status: str  # the raw status/code as the provider sent it
+    reason: str | None = None
+    error_code: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    channel: Channel
+    sender: str
+    recipient: str
+    body: str
+    provider_message_id: str
+    occurred_at: datetime
+    subject: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ChannelProvider(Protocol):
+    name: ClassVar[str]
+    channel: Channel  # a class constant for single-channel providers; per instance for sandbox
+    capabilities: Capabilities
+
+    async def send(self, message: OutboundMessage) -> SendResult: ...
+
+    def verify_webhook(self, request: WebhookRequest) -> None: ...
+
+    def parse_webhook(self, request: WebhookRequest) -> list[DeliveryEvent | InboundMessage]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """How a provider is registered: its factory and the shape of its account settings.
+
+    `config_fields` are non-secret settings returned by the API; `secret_fields` are
+    accepted on create/update, stored, and never returned or logged.
+    """
+
+    name: str
+    channels: frozenset[Channel]
+    factory: Any  # Callable[[ProviderContext], ChannelProvider]
+    config_fields: Mapping[str, str]  # field name -> human description
+    secret_fields: Mapping[str, str]
+    required: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """What a provider instance is built from."""
+
+    account_id: str
+    channel: Channel
+    config: Mapping[str, Any]
+    secrets: Mapping[str, str]
+    public_base_url: str  # where provider callbacks reach us, e.g. http://127.0.0.1:8000

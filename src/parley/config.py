@@ -1,0 +1,42 @@
+"""Settings, read from the environment (prefix `PARLEY_`) and an optional `.env` file.
+
+Nothing is built here at import time; `Settings()` is created by the composition root.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", env_file=".env", extra="ignore")
+
+    # Where embedded PostgreSQL keeps its data and Parley keeps its files.
+    data_dir: Path = Field(default=Path(".parley"))
+    # An external PostgreSQL (postgresql://user:pass@host:port/db). Unset: embedded server.
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Base URL providers use to reach our webhooks (behind a proxy: the public URL).
+    public_base_url: str | None = None
+    db_pool_size: int = 10
+    worker_concurrency: int = 8
+    # Bulk sends are split into jobs of this many messages (one job, many message ids).
+    dispatch_batch_size: int = 200
+    # Concurrent provider calls per dispatch job.
+    dispatch_parallelism: int = 64
+    max_attempts: int = 6
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 3600.0
+    # A worker that has not sent a heartbeat for this long is presumed dead.
+    stalled_worker_seconds: float = 30.0
+    max_request_bytes: int = 1_048_576
+    idempotency_ttl_hours: int = 48
+    log_level: str = "INFO"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_base_url or f"http://{self.host}:{self.port}"

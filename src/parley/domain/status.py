@@ -1,0 +1,138 @@
+"""The message status machine.
+
+Provider events arrive duplicated and out of order (a `delivered` before its `sent`).
+The rule that makes that harmless: every status has a rank, and a provider event can only
+move a message to a status of higher rank. Because the final status is then the maximum
+rank over all events received, it does not depend on the order the events arrived in.
+Every event is still stored; only the message's current status is monotonic.
+
+Internal transitions made by the dispatcher (claiming a message, returning it to the
+queue after a transient error, cancelling it) are separate and explicit, see
+`DISPATCH_TRANSITIONS`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MessageStatus(StrEnum):
+    SCHEDULED = "scheduled"  # waiting for its sendAt time
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed by a worker; the provider may be being called
+    NEEDS_REVIEW = "needs_review"  # a worker died mid-send and the provider can't tell us
+    SENT = "sent"
+    FAILED = "failed"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    OPENED = "opened"
+    READ = "read"
+    CLICKED = "clicked"
+    CANCELLED = "cancelled"
+    RECEIVED = "received"  # inbound messages
+
+
+class EventType(StrEnum):
+    """Normalized provider event types (django-anymail's set plus `read`)."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    REJECTED = "rejected"
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"
+    UNKNOWN = "unknown"
+
+
+# Rank order for provider-driven progress. `failed` sits below `delivered`: a carrier
+# that reports a failure and later a delivery did deliver. `bounced` sits above
+# `delivered` because an email "delivered" to the receiving MTA can still bounce later.
+RANK: dict[MessageStatus, int] = {
+    MessageStatus.SCHEDULED: 0,
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENDING: 10,
+    MessageStatus.NEEDS_REVIEW: 15,
+    MessageStatus.SENT: 20,
+    MessageStatus.FAILED: 30,
+    MessageStatus.DELIVERED: 40,
+    MessageStatus.BOUNCED: 50,
+    MessageStatus.OPENED: 60,
+    MessageStatus.READ: 61,
+    MessageStatus.CLICKED: 70,
+}
+
+# Statuses no provider event can leave.
+FROZEN: frozenset[MessageStatus] = frozenset({MessageStatus.CANCELLED, MessageStatus.RECEIVED})
+
+EVENT_STATUS: dict[EventType, MessageStatus | None] = {
+    EventType.QUEUED: None,
+    EventType.SENT: MessageStatus.SENT,
+    EventType.DELIVERED: MessageStatus.DELIVERED,
+    EventType.READ: MessageStatus.READ,
+    EventType.OPENED: MessageStatus.OPENED,
+    EventType.CLICKED: MessageStatus.CLICKED,
+    EventType.DEFERRED: None,
+    EventType.FAILED: MessageStatus.FAILED,
+    EventType.BOUNCED: MessageStatus.BOUNCED,
+    EventType.REJECTED: MessageStatus.FAILED,
+    EventType.COMPLAINED: None,
+    EventType.UNSUBSCRIBED: None,
+    EventType.UNKNOWN: None,
+}
+
+# Statuses in which the dispatcher has nothing more to do with the message.
+TERMINAL: frozenset[MessageStatus] = frozenset(
+    {
+        MessageStatus.SENT,
+        MessageStatus.FAILED,
+        MessageStatus.DELIVERED,
+        MessageStatus.BOUNCED,
+        MessageStatus.OPENED,
+        MessageStatus.READ,
+        MessageStatus.CLICKED,
+        MessageStatus.CANCELLED,
+        MessageStatus.NEEDS_REVIEW,
+        MessageStatus.RECEIVED,
+    }
+)
+
+# Explicit transitions the dispatcher (not a provider event) may make.
+DISPATCH_TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
+    MessageStatus.SCHEDULED: frozenset({MessageStatus.QUEUED, MessageStatus.CANCELLED}),
+    MessageStatus.QUEUED: frozenset(
+        {MessageStatus.SENDING, MessageStatus.CANCELLED, MessageStatus.FAILED}
+    ),
+    MessageStatus.SENDING: frozenset(
+        {
+            MessageStatus.SENT,
+            MessageStatus.QUEUED,  # transient error: back to the queue for a retry
+            MessageStatus.FAILED,
+            MessageStatus.NEEDS_REVIEW,
+        }
+    ),
+    MessageStatus.NEEDS_REVIEW: frozenset({MessageStatus.SENT, MessageStatus.FAILED}),
+}
+
+CANCELLABLE: frozenset[MessageStatus] = frozenset({MessageStatus.SCHEDULED, MessageStatus.QUEUED})
+
+
+def status_after_event(current: MessageStatus, event: EventType) -> MessageStatus:
+    """The message status after a provider event; unchanged when the event can't advance it."""
+    if current in FROZEN:
+        return current
+    target = EVENT_STATUS[event]
+    if target is None:
+        return current
+    if RANK[target] > RANK[current]:
+        return target
+    return current
+
+
+def can_dispatch_transition(current: MessageStatus, target: MessageStatus) -> bool:
+    return target in DISPATCH_TRANSITIONS.get(current, frozenset())

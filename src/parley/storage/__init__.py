@@ -1,0 +1,1 @@
+"""PostgreSQL persistence: engine and pools, the embedded server, models and migrations."""

@@ -1,0 +1,84 @@
+"""Database handles: the SQLAlchemy async engine for services and a psycopg pool for hot paths.
+
+Both use psycopg 3, the driver Procrastinate takes too, so a service can hand the raw
+connection of its SQLAlchemy session to Procrastinate and defer a job in the same
+transaction that writes the message (the transactional outbox, DESIGN.md section 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`postgresql://...` (libpq form) -> `postgresql+psycopg://...` for SQLAlchemy."""
+    parts = urlsplit(url)
+    scheme = "postgresql+psycopg"
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def libpq_url(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass
+class Database:
+    url: str  # libpq form
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    pool: AsyncConnectionPool
+
+    @classmethod
+    def create(cls, url: str, *, pool_size: int = 10) -> Database:
+        url = libpq_url(url)
+        engine = create_async_engine(
+            sqlalchemy_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+        )
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,
+        )
+        return cls(url=url, engine=engine, sessions=sessions, pool=pool)
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session:
+            yield session
+
+
+async def raw_connection(session: AsyncSession | AsyncConnection) -> psycopg.AsyncConnection:
+    """The psycopg connection under a session, inside the session's transaction."""
+    conn = await session.connection() if isinstance(session, AsyncSession) else session
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)
+    return driver

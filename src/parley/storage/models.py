@@ -1,0 +1,364 @@
+"""SQLAlchemy table models. Every row belongs to an organization (DESIGN.md invariant 5).
+
+Messages, message events, webhook receipts and compliance decisions are append-only
+(invariant 6): database triggers installed by the first migration refuse DELETE and any
+UPDATE of a message's content columns; only its delivery-state columns move.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB, uuid.UUID: UUID(as_uuid=True)}
+
+
+def _pk() -> Mapped[uuid.UUID]:
+    return mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+def _org() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("organizations.id"), index=True)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    id: Mapped[uuid.UUID] = _pk()
+    name: Mapped[str] = mapped_column(String(200))
+    default_locale: Mapped[str] = mapped_column(String(20), default="en_US")
+    default_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    phone: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = _created()
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("organization_id", "email"),)
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # admin | supervisor | agent
+    phone: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _created()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    # SHA-256 of the token: tokens are 256-bit random, so a fast hash is enough.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Borrower(Base):
+    __tablename__ = "borrowers"
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    external_ref: Mapped[str | None] = mapped_column(String(100))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    preferred_language: Mapped[str | None] = mapped_column(String(20))
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class ContactPoint(Base):
+    __tablename__ = "contact_points"
+    __table_args__ = (
+        UniqueConstraint("borrower_id", "kind", "value"),
+        Index("ix_contact_points_org_value", "organization_id", "kind", "value"),
+    )
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    borrower_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("borrowers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # email | phone
+    value: Mapped[str] = mapped_column(String(320))  # E.164 or normalized address
+    label: Mapped[str | None] = mapped_column(String(30))  # mobile, home, work, personal
+    # Where the address came from (Reg F 1006.6(d)(4): employer-provided emails).
+    source: Mapped[str] = mapped_column(String(30), default="borrower_provided")
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (UniqueConstraint("organization_id", "case_number"),)
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    case_number: Mapped[str] = mapped_column(String(64))
+    creditor: Mapped[str] = mapped_column(String(200))
+    original_amount: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    outstanding_amount: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    due_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(30), default="open")
+    assigned_agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class CaseBorrower(Base):
+    __tablename__ = "case_borrowers"
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    borrower_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("borrowers.id"), primary_key=True, index=True
+    )
+    organization_id: Mapped[uuid.UUID] = _org()
+    role: Mapped[str] = mapped_column(String(20), default="primary")
+
+
+class MessageTemplate(Base):
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("organization_id", "key"),)
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    key: Mapped[str] = mapped_column(String(100))  # the API's templateId
+    name: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(20))
+    current_version: Mapped[int] = mapped_column(Integer, default=1)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class MessageTemplateVersion(Base):
+    """One immutable version of a template; editing a template adds a version."""
+
+    __tablename__ = "message_template_versions"
+    __table_args__ = (UniqueConstraint("template_id", "version"),)
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    template_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("message_templates.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
+    variables: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+    created_at: Mapped[datetime] = _created()
+
+
+class ProviderAccount(Base):
+    __tablename__ = "provider_accounts"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    name: Mapped[str] = mapped_column(String(100))
+    provider: Mapped[str] = mapped_column(String(50))
+    channel: Mapped[str] = mapped_column(String(20))
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # Never serialized by the API nor logged; see services/provider_accounts.py.
+    secrets: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    rate_per_second: Mapped[float | None] = mapped_column(Float)
+    burst: Mapped[int | None] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class RateBucket(Base):
+    """Token bucket per provider account, shared by every worker process."""
+
+    __tablename__ = "rate_buckets"
+    provider_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("provider_accounts.id"), primary_key=True
+    )
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Thread(Base):
+    __tablename__ = "threads"
+    __table_args__ = (Index("ix_threads_case_last", "case_id", "last_message_at"),)
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"))
+    borrower_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("borrowers.id"))
+    channel: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    participants: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_case_created", "case_id", "created_at"),
+        Index("ix_messages_thread_created", "thread_id", "created_at"),
+        Index("ix_messages_borrower_created", "borrower_id", "created_at"),
+        Index(
+            "ux_messages_provider_id",
+            "provider_account_id",
+            "provider_message_id",
+            unique=True,
+            postgresql_where=text("provider_message_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_messages_in_flight",
+            "status",
+            postgresql_where=text("status IN ('queued', 'sending', 'scheduled')"),
+        ),
+    )
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"))
+    borrower_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("borrowers.id"))
+    contact_point_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contact_points.id"))
+    thread_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("threads.id"))
+    channel: Mapped[str] = mapped_column(String(20))
+    direction: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[str] = mapped_column(String(10), default="normal")
+    to_address: Mapped[str] = mapped_column(String(320))
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    cc: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+    bcc: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
+    template_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("message_templates.id"))
+    template_version: Mapped[int | None] = mapped_column(Integer)
+    template_variables: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    provider_account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("provider_accounts.id")
+    )
+    provider: Mapped[str | None] = mapped_column(String(50))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    rfc822_message_id: Mapped[str | None] = mapped_column(String(300))
+    encoding: Mapped[str | None] = mapped_column(String(10))
+    segments: Mapped[int | None] = mapped_column(Integer)
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 5))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    sent_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    sent_by_name: Mapped[str | None] = mapped_column(String(200))
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status_changed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    created_at: Mapped[datetime] = _created()
+
+
+class MessageEvent(Base):
+    """Every status change and provider event, with the provider's time and raw payload."""
+
+    __tablename__ = "message_events"
+    __table_args__ = (
+        UniqueConstraint("message_id", "provider_event_id"),
+        Index("ix_message_events_message", "message_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org()
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id"))
+    event_type: Mapped[str] = mapped_column(String(20))
+    status_before: Mapped[str | None] = mapped_column(String(20))
+    status_after: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(20))  # parley | provider
+    provider_event_id: Mapped[str | None] = mapped_column(String(200))
+    provider_status: Mapped[str | None] = mapped_column(String(100))
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    reason: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = _created()
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class WebhookReceipt(Base):
+    """A provider callback exactly as received (after its signature verified)."""
+
+    __tablename__ = "webhook_receipts"
+    __table_args__ = (UniqueConstraint("provider_account_id", "dedupe_key"),)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org()
+    provider_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("provider_accounts.id"))
+    provider: Mapped[str] = mapped_column(String(50))
+    dedupe_key: Mapped[str] = mapped_column(String(300))
+    url: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = _created()
+
+
+class ComplianceDecision(Base):
+    """The gate's verdict for one contact attempt, with every rule and the facts it used."""
+
+    __tablename__ = "compliance_decisions"
+    __table_args__ = (Index("ix_compliance_decisions_message", "message_id", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org()
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id"))
+    stage: Mapped[str] = mapped_column(String(10))  # enqueue | send
+    outcome: Mapped[str] = mapped_column(String(10))  # allow | defer | block
+    defer_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rules: Mapped[list[Any]] = mapped_column(JSONB)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    decided_at: Mapped[datetime] = _created()
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(Text)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(10))  # running | done
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
