@@ -29,6 +29,7 @@ class MessageStatus(StrEnum):
     READ = "read"
     CLICKED = "clicked"
     CANCELLED = "cancelled"
+    BLOCKED = "blocked"  # the compliance gate refused it; terminal
     RECEIVED = "received"  # inbound messages
 
 
@@ -68,7 +69,9 @@ RANK: dict[MessageStatus, int] = {
 }
 
 # Statuses no provider event can leave.
-FROZEN: frozenset[MessageStatus] = frozenset({MessageStatus.CANCELLED, MessageStatus.RECEIVED})
+FROZEN: frozenset[MessageStatus] = frozenset(
+    {MessageStatus.CANCELLED, MessageStatus.BLOCKED, MessageStatus.RECEIVED}
+)
 
 EVENT_STATUS: dict[EventType, MessageStatus | None] = {
     EventType.QUEUED: None,
@@ -97,6 +100,7 @@ TERMINAL: frozenset[MessageStatus] = frozenset(
         MessageStatus.READ,
         MessageStatus.CLICKED,
         MessageStatus.CANCELLED,
+        MessageStatus.BLOCKED,
         MessageStatus.NEEDS_REVIEW,
         MessageStatus.RECEIVED,
     }
@@ -104,9 +108,17 @@ TERMINAL: frozenset[MessageStatus] = frozenset(
 
 # Explicit transitions the dispatcher (not a provider event) may make.
 DISPATCH_TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
-    MessageStatus.SCHEDULED: frozenset({MessageStatus.QUEUED, MessageStatus.CANCELLED}),
+    MessageStatus.SCHEDULED: frozenset(
+        {MessageStatus.QUEUED, MessageStatus.CANCELLED, MessageStatus.BLOCKED}
+    ),
     MessageStatus.QUEUED: frozenset(
-        {MessageStatus.SENDING, MessageStatus.CANCELLED, MessageStatus.FAILED}
+        {
+            MessageStatus.SENDING,
+            MessageStatus.CANCELLED,
+            MessageStatus.FAILED,
+            MessageStatus.BLOCKED,
+            MessageStatus.SCHEDULED,  # deferred by the compliance gate
+        }
     ),
     MessageStatus.SENDING: frozenset(
         {

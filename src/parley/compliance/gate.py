@@ -1,0 +1,129 @@
+"""Rules over a contact attempt's facts, producing a recorded decision.
+
+This is the core set of rules (do-not-contact, case states that stop contact, channel
+permissions). The full rule set of the compliance issue (contact hours, frequency caps,
+consent ledger, opt-out keywords) plugs in as further `Rule`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from parley.domain.channels import Channel
+
+
+class Outcome(StrEnum):
+    ALLOW = "allow"
+    DEFER = "defer"
+    BLOCK = "block"
+
+
+# Case states in which a collector must stop contacting the borrower.
+STOP_CONTACT_STATES: dict[str, str] = {
+    "disputed": "case_disputed",
+    "cease_communication": "cease_communication_requested",
+    "attorney_represented": "attorney_represented",
+    "bankruptcy": "bankruptcy",
+    "deceased": "borrower_deceased",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFacts:
+    """What the gate knows about one contact attempt; recorded with the decision."""
+
+    channel: Channel
+    now: datetime
+    borrower_do_not_contact: bool
+    case_status: str
+    contact_point_opted_out: bool = False
+    channel_allowed: bool = True
+    purpose: str = "collection"  # e.g. legal_notice, payment_confirmation
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel.value,
+            "now": self.now.isoformat(),
+            "borrowerDoNotContact": self.borrower_do_not_contact,
+            "caseStatus": self.case_status,
+            "contactPointOptedOut": self.contact_point_opted_out,
+            "channelAllowed": self.channel_allowed,
+            "purpose": self.purpose,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVerdict:
+    rule: str
+    outcome: Outcome
+    reason: str | None = None
+    defer_until: datetime | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "deferUntil": self.defer_until.isoformat() if self.defer_until else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    verdicts: tuple[RuleVerdict, ...]
+    facts: AttemptFacts
+    defer_until: datetime | None = None
+    reasons: tuple[str, ...] = field(default=())
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome is Outcome.ALLOW
+
+
+Rule = Callable[[AttemptFacts], RuleVerdict]
+
+# Purposes that remain allowed despite a do-not-contact flag (seed: opt-out exceptions).
+DNC_EXCEPTIONS = frozenset({"legal_notice", "payment_confirmation"})
+
+
+def do_not_contact(facts: AttemptFacts) -> RuleVerdict:
+    if facts.borrower_do_not_contact and facts.purpose not in DNC_EXCEPTIONS:
+        return RuleVerdict("do_not_contact", Outcome.BLOCK, "borrower_do_not_contact")
+    return RuleVerdict("do_not_contact", Outcome.ALLOW)
+
+
+def case_state(facts: AttemptFacts) -> RuleVerdict:
+    reason = STOP_CONTACT_STATES.get(facts.case_status)
+    if reason and facts.purpose != "legal_notice":
+        return RuleVerdict("case_state", Outcome.BLOCK, reason)
+    return RuleVerdict("case_state", Outcome.ALLOW)
+
+
+def channel_consent(facts: AttemptFacts) -> RuleVerdict:
+    if facts.contact_point_opted_out:
+        return RuleVerdict("channel_consent", Outcome.BLOCK, "contact_point_opted_out")
+    if not facts.channel_allowed:
+        return RuleVerdict("channel_consent", Outcome.BLOCK, "channel_not_allowed")
+    return RuleVerdict("channel_consent", Outcome.ALLOW)
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (do_not_contact, case_state, channel_consent)
+
+
+def evaluate(facts: AttemptFacts, rules: Sequence[Rule] = DEFAULT_RULES) -> Decision:
+    """Run every rule (all verdicts are kept as evidence); block beats defer beats allow."""
+    verdicts = tuple(rule(facts) for rule in rules)
+    blocks = tuple(v.reason or v.rule for v in verdicts if v.outcome is Outcome.BLOCK)
+    if blocks:
+        return Decision(Outcome.BLOCK, verdicts, facts, reasons=blocks)
+    defers = [v for v in verdicts if v.outcome is Outcome.DEFER and v.defer_until]
+    if defers:
+        until = max(v.defer_until for v in defers if v.defer_until)
+        reasons = tuple(v.reason or v.rule for v in defers)
+        return Decision(Outcome.DEFER, verdicts, facts, defer_until=until, reasons=reasons)
+    return Decision(Outcome.ALLOW, verdicts, facts)

@@ -1,0 +1,1 @@
+"""The send pipeline: outbox jobs, the dispatcher, retries, rate limits, reconciliation."""

@@ -1,0 +1,97 @@
+"""Provider instances per provider account, built on first use and rebuilt when changed.
+
+Workers keep one instance per account (and so one SMTP connection pool or HTTP session);
+an account edited through the API is noticed by its fingerprint and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from parley.channels import registry
+from parley.channels.base import ChannelProvider, ProviderContext
+from parley.domain.channels import Channel
+from parley.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    id: str
+    organization_id: str
+    provider: str
+    channel: str
+    config: dict[str, Any]
+    secrets: dict[str, Any]
+    rate_per_second: float | None
+    burst: int | None
+    enabled: bool
+
+    @property
+    def fingerprint(self) -> str:
+        blob = orjson.dumps(
+            [self.provider, self.channel, self.config, self.secrets], option=orjson.OPT_SORT_KEYS
+        )
+        return hashlib.sha256(blob).hexdigest()
+
+
+ACCOUNT_COLUMNS = (
+    "id::text, organization_id::text, provider, channel, config, secrets, "
+    "rate_per_second, burst, enabled"
+)
+
+
+class ProviderCache:
+    def __init__(self, *, db: Database, public_base_url: str) -> None:
+        self._db = db
+        self._public_base_url = public_base_url
+        self._instances: dict[str, tuple[str, ChannelProvider]] = {}
+
+    async def accounts(self, ids: list[str]) -> dict[str, AccountRow]:
+        async with self._db.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {ACCOUNT_COLUMNS} FROM provider_accounts WHERE id = ANY(%s::uuid[])",
+                (ids,),
+            )
+            rows = await cur.fetchall()
+        return {r[0]: AccountRow(*r) for r in rows}
+
+    async def account(self, account_id: str) -> AccountRow | None:
+        return (await self.accounts([account_id])).get(account_id)
+
+    async def get(self, account: AccountRow) -> ChannelProvider:
+        cached = self._instances.get(account.id)
+        if cached and cached[0] == account.fingerprint:
+            return cached[1]
+        if cached:
+            await _close_quietly(cached[1])
+        provider = registry.build(
+            account.provider,
+            ProviderContext(
+                account_id=account.id,
+                channel=Channel(account.channel),
+                config=account.config,
+                secrets=account.secrets,
+                public_base_url=self._public_base_url,
+            ),
+        )
+        self._instances[account.id] = (account.fingerprint, provider)
+        return provider
+
+    async def aclose(self) -> None:
+        for _, provider in self._instances.values():
+            await _close_quietly(provider)
+        self._instances.clear()
+
+
+async def _close_quietly(provider: ChannelProvider) -> None:
+    try:
+        await provider.aclose()
+    except Exception:  # closing must never take the worker down
+        log.exception("error closing provider %s", provider.name)

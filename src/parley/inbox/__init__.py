@@ -1,0 +1,1 @@
+"""Inbound traffic: provider webhook receipts (status events now; replies later)."""

@@ -1,0 +1,169 @@
+"""Provider webhooks: verify, store the raw receipt once, apply its events to messages.
+
+Status events only move a message forward (invariant 4): each event is stored with the
+provider's timestamp and raw payload, deduplicated by the provider's event id, and the
+message's status changes only when the event outranks it. An event for a message we
+have not yet recorded a provider id for (the callback beat our own bookkeeping) is
+retried shortly by a job that re-reads the stored receipt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import psycopg
+
+from parley.channels.base import (
+    DeliveryEvent,
+    InboundMessage,
+    WebhookRequest,
+    WebhookVerificationError,
+)
+from parley.domain.status import EventType, MessageStatus, status_after_event
+
+if TYPE_CHECKING:
+    from parley.bootstrap import Container
+
+log = logging.getLogger(__name__)
+
+UNMATCHED_RETRIES = 5
+_SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+class UnknownWebhookAccount(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    duplicate: bool
+    events: int
+    unmatched: int
+
+
+async def ingest(
+    container: Container, provider_name: str, account_id: str, request: WebhookRequest
+) -> IngestResult:
+    account = await container.providers.account(account_id)
+    if account is None or account.provider != provider_name:
+        raise UnknownWebhookAccount(f"no {provider_name} account {account_id}")
+    provider = await container.providers.get(account)
+    provider.verify_webhook(request)  # raises WebhookVerificationError
+    items = provider.parse_webhook(request)
+    dedupe = hashlib.sha256(request.body + request.url.encode()).hexdigest()
+    headers = {k: v for k, v in request.headers.items() if k not in _SENSITIVE_HEADERS}
+    async with container.db.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO webhook_receipts (organization_id, provider_account_id, provider, "
+            "dedupe_key, url, headers, body) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (provider_account_id, dedupe_key) DO NOTHING RETURNING id",
+            (account.organization_id, account.id, provider_name, dedupe, request.url,
+             orjson.dumps(headers).decode(), request.body),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return IngestResult(duplicate=True, events=len(items), unmatched=0)
+        unmatched = await _apply_all(conn, account.id, items)
+        if unmatched:
+            await _retry_later(container, conn, row[0], 0)
+    return IngestResult(duplicate=False, events=len(items), unmatched=unmatched)
+
+
+async def process_stored_receipt(container: Container, receipt_id: int, attempt: int) -> None:
+    """Re-apply a stored receipt (for late-matching events, and for replays)."""
+    async with container.db.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT provider, provider_account_id::text, url, headers, body "
+            "FROM webhook_receipts WHERE id = %s",
+            (receipt_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return
+        provider_name, account_id, url, headers, body = row
+        account = await container.providers.account(account_id)
+        if account is None:
+            return
+        provider = await container.providers.get(account)
+        request = WebhookRequest(method="POST", url=url, headers=headers, body=bytes(body))
+        unmatched = await _apply_all(conn, account_id, provider.parse_webhook(request))
+        if unmatched and attempt + 1 < UNMATCHED_RETRIES:
+            await _retry_later(container, conn, receipt_id, attempt + 1)
+        elif unmatched:
+            log.warning("receipt %s: %d events match no message", receipt_id, unmatched)
+
+
+async def _retry_later(
+    container: Container, conn: psycopg.AsyncConnection, receipt_id: int, attempt: int
+) -> None:
+    task = container.jobs.tasks["parley:process_receipt"]
+    at = container.clock() + timedelta(seconds=2 * (attempt + 1))
+    await task.configure(connection=conn, schedule_at=at).defer_async(
+        receipt_id=receipt_id, attempt=attempt
+    )
+
+
+async def _apply_all(
+    conn: psycopg.AsyncConnection, account_id: str, items: list[DeliveryEvent | InboundMessage]
+) -> int:
+    unmatched = 0
+    for item in items:
+        if isinstance(item, DeliveryEvent):
+            if not await apply_event(conn, account_id, item):
+                unmatched += 1
+        else:
+            # Inbound replies are routed by the inbox (channels issue); the raw receipt is
+            # kept so they can be replayed once routing exists.
+            log.info("inbound %s message %s stored as receipt", item.channel, item.provider_message_id)
+    return unmatched
+
+
+async def apply_event(conn: psycopg.AsyncConnection, account_id: str, event: DeliveryEvent) -> bool:
+    """Apply one provider event; False if no message carries its provider id yet."""
+    cur = await conn.execute(
+        "SELECT id::text, organization_id::text, status FROM messages "
+        "WHERE provider_account_id = %s AND provider_message_id = %s FOR UPDATE",
+        (account_id, event.provider_message_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return False
+    message_id, org_id, status = row
+    before = MessageStatus(status)
+    after = status_after_event(before, event.event_type)
+    cur = await conn.execute(
+        "INSERT INTO message_events (organization_id, message_id, event_type, status_before, "
+        "status_after, source, provider_event_id, provider_status, error_code, reason, "
+        "occurred_at, raw) VALUES (%s, %s, %s, %s, %s, 'provider', %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (message_id, provider_event_id) DO NOTHING RETURNING id",
+        (org_id, message_id, event.event_type.value, before.value, after.value,
+         event.provider_event_id, event.provider_status, event.error_code, event.reason,
+         event.occurred_at, _json(event.raw)),
+    )
+    inserted = await cur.fetchone()
+    if inserted is None or after is before:
+        return True  # duplicate event, or one that can't move the status: stored/absorbed
+    sets = ["status = %s", "status_changed_at = %s"]
+    params: list[Any] = [after.value, event.occurred_at]
+    if after is MessageStatus.DELIVERED:
+        sets.append("delivered_at = coalesce(delivered_at, %s)")
+        params.append(event.occurred_at)
+    if event.event_type in (EventType.FAILED, EventType.BOUNCED, EventType.REJECTED):
+        sets.append("error_code = coalesce(%s, error_code)")
+        sets.append("error_detail = coalesce(%s, error_detail)")
+        params += [event.error_code, event.reason]
+    params.append(message_id)
+    await conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = %s", params)
+    return True
+
+
+def _json(raw: dict[str, Any]) -> str:
+    return orjson.dumps(raw, default=str).decode()
+
+
+__all__ = ["IngestResult", "UnknownWebhookAccount", "WebhookVerificationError", "ingest"]

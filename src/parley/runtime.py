@@ -1,0 +1,74 @@
+"""Running the processes: the API server, the worker, or both in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import uvicorn
+
+from parley.bootstrap import Container
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(container: Container, *, concurrency: int | None = None,
+                     queues: list[str] | None = None) -> None:
+    await container.jobs.run_worker_async(
+        queues=queues,
+        concurrency=concurrency or container.settings.worker_concurrency,
+        additional_context={"container": container},
+        install_signal_handlers=False,
+        update_heartbeat_interval=max(1.0, container.settings.stalled_worker_seconds / 6),
+        stalled_worker_timeout=container.settings.stalled_worker_seconds,
+        listen_notify=True,
+        delete_jobs="successful",
+    )
+
+
+def _server(container: Container) -> uvicorn.Server:
+    from parley.api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(container),
+        host=container.settings.host,
+        port=container.settings.port,
+        log_level=container.settings.log_level.lower(),
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    return server
+
+
+async def serve(container: Container, *, api: bool = True, worker: bool = True) -> None:
+    """Run until SIGINT/SIGTERM, then stop accepting work and close everything."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks: dict[str, asyncio.Task[Any]] = {}
+    server = _server(container) if api else None
+    if server is not None:
+        tasks["api"] = asyncio.create_task(server.serve(), name="api")
+    if worker:
+        tasks["worker"] = asyncio.create_task(run_worker(container), name="worker")
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not stopper and task.exception():
+            log.error("%s stopped with an error", task.get_name(), exc_info=task.exception())
+    log.info("shutting down")
+    if server is not None:
+        server.should_exit = True
+    if "worker" in tasks:
+        tasks["worker"].cancel()  # Procrastinate finishes running jobs gracefully
+    for task in tasks.values():
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, timeout=30)
+    stopper.cancel()

@@ -1,0 +1,176 @@
+"""Message templates: versioned (an edit appends a version), validated, rendered per case."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.domain.channels import Channel
+from parley.services.errors import Conflict, FieldError, Invalid, NotFound
+from parley.storage.models import MessageTemplate, MessageTemplateVersion
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+TEMPLATE_CHANNELS = (Channel.EMAIL, Channel.SMS, Channel.WHATSAPP)
+
+
+@dataclass
+class TemplateParts:
+    subject: str | None
+    body: str
+    html_body: str | None
+
+
+@dataclass
+class Rendered:
+    subject: str | None
+    body: str
+    html: str | None
+
+
+def validate_parts(channel: Channel, parts: TemplateParts) -> list[str]:
+    """Check syntax of every part; return the variables used, sorted."""
+    from parley.templates import InvalidTemplate, template_variables, validate
+
+    errors: list[FieldError] = []
+    if channel is Channel.EMAIL and not (parts.subject or "").strip():
+        errors.append(FieldError("subject", "an email template needs a subject", "required"))
+    if channel is not Channel.EMAIL and (parts.subject or parts.html_body):
+        field = "subject" if parts.subject else "htmlBody"
+        errors.append(FieldError(field, f"{channel.value} templates have only a body"))
+    if not parts.body.strip():
+        errors.append(FieldError("body", "must not be empty", "required"))
+    names: set[str] = set()
+    for field, source in (("subject", parts.subject), ("body", parts.body),
+                          ("htmlBody", parts.html_body)):
+        if not source:
+            continue
+        try:
+            validate(source)
+            names.update(template_variables(source))
+        except InvalidTemplate as exc:
+            errors.append(FieldError(field, str(exc), "template_syntax"))
+    if errors:
+        raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+    return sorted(names)
+
+
+def render_parts(
+    parts: TemplateParts, context: dict[str, Any], locale: str
+) -> Rendered:
+    """Render every part; a missing variable anywhere is one error naming all of them."""
+    from parley.templates import MissingVariables, render
+
+    missing: list[str] = []
+    out: dict[str, str | None] = {}
+    for name, source, html in (("subject", parts.subject, False), ("body", parts.body, False),
+                               ("html", parts.html_body, True)):
+        if source is None:
+            out[name] = None
+            continue
+        try:
+            out[name] = render(source, context, locale=locale, html=html)
+        except MissingVariables as exc:
+            missing.extend(n for n in exc.names if n not in missing)
+    if missing:
+        raise Invalid(
+            "missing template variables: " + ", ".join(missing),
+            [FieldError(f"variables.{n}", "is required by the template but was not given "
+                        "and is not known for this case", "missing_variable") for n in missing],
+        )
+    return Rendered(subject=out["subject"], body=out["body"] or "", html=out["html"])
+
+
+async def create(
+    session: AsyncSession, org_id: uuid.UUID, *, key: str, name: str, channel: Channel,
+    parts: TemplateParts,
+) -> tuple[MessageTemplate, MessageTemplateVersion]:
+    if not KEY_PATTERN.match(key):
+        raise Invalid.field("templateId", "use letters, digits, '.', '_' or '-' (max 100)")
+    if channel not in TEMPLATE_CHANNELS:
+        raise Invalid.field("type", "templates exist for email, sms and whatsapp")
+    variables = validate_parts(channel, parts)
+    template = MessageTemplate(organization_id=org_id, key=key, name=name,
+                               channel=channel.value, current_version=1)
+    session.add(template)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict(f"a template with templateId {key!r} already exists") from None
+    version = MessageTemplateVersion(
+        organization_id=org_id, template_id=template.id, version=1, subject=parts.subject,
+        body=parts.body, html_body=parts.html_body, variables=variables,
+    )
+    session.add(version)
+    await session.commit()
+    return template, version
+
+
+async def update(
+    session: AsyncSession, org_id: uuid.UUID, key: str, *, name: str | None,
+    parts: TemplateParts | None,
+) -> tuple[MessageTemplate, MessageTemplateVersion]:
+    template, current = await get(session, org_id, key, lock=True)
+    if name is not None:
+        template.name = name
+    version = current
+    if parts is not None:
+        variables = validate_parts(Channel(template.channel), parts)
+        template.current_version += 1
+        version = MessageTemplateVersion(
+            organization_id=org_id, template_id=template.id, version=template.current_version,
+            subject=parts.subject, body=parts.body, html_body=parts.html_body,
+            variables=variables,
+        )
+        session.add(version)
+    await session.commit()
+    return template, version
+
+
+async def get(
+    session: AsyncSession, org_id: uuid.UUID, key: str, *, lock: bool = False,
+    version: int | None = None,
+) -> tuple[MessageTemplate, MessageTemplateVersion]:
+    query = select(MessageTemplate).where(
+        MessageTemplate.organization_id == org_id, MessageTemplate.key == key
+    )
+    if lock:
+        query = query.with_for_update()
+    template = await session.scalar(query)
+    if template is None:
+        raise NotFound(f"message template {key!r} not found")
+    wanted = version or template.current_version
+    tv = await session.scalar(
+        select(MessageTemplateVersion).where(
+            MessageTemplateVersion.template_id == template.id,
+            MessageTemplateVersion.version == wanted,
+        )
+    )
+    if tv is None:
+        raise NotFound(f"message template {key!r} has no version {wanted}")
+    return template, tv
+
+
+async def list_all(
+    session: AsyncSession, org_id: uuid.UUID, channel: Channel | None = None
+) -> list[tuple[MessageTemplate, MessageTemplateVersion]]:
+    query = (
+        select(MessageTemplate, MessageTemplateVersion)
+        .join(MessageTemplateVersion, (MessageTemplateVersion.template_id == MessageTemplate.id)
+              & (MessageTemplateVersion.version == MessageTemplate.current_version))
+        .where(MessageTemplate.organization_id == org_id, MessageTemplate.archived.is_(False))
+        .order_by(MessageTemplate.key)
+    )
+    if channel is not None:
+        query = query.where(MessageTemplate.channel == channel.value)
+    return [(t, v) for t, v in (await session.execute(query)).all()]
+
+
+def parts_of(version: MessageTemplateVersion) -> TemplateParts:
+    return TemplateParts(subject=version.subject, body=version.body, html_body=version.html_body)

@@ -1,0 +1,1 @@
+"""Test support: database provisioning and API fixtures."""
