@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from parley import __version__
 from parley.api import problems
@@ -28,7 +27,6 @@ def create_app(container: Container) -> FastAPI:
         title="Parley",
         version=__version__,
         summary="Communication hub for collections teams",
-        default_response_class=ORJSONResponse,
     )
     app.state.container = container
     problems.install(app)

@@ -132,10 +132,7 @@ class SinkLedger:
         if action is None:
             if self.permfail_rate and _unit(self.seed, "perm", key) < self.permfail_rate:
                 action = PERMFAIL
-            elif (
-                self.tempfail_rate
-                and _unit(self.seed, "temp", key, attempt) < self.tempfail_rate
-            ):
+            elif self.tempfail_rate and _unit(self.seed, "temp", key, attempt) < self.tempfail_rate:
                 action = TEMPFAIL
         if action is None or action == DROP_AFTER_DATA or action.startswith("2"):
             self._accept(message_id, mail_from, tuple(rcpt_tos), data)
@@ -194,7 +191,7 @@ class _AiosmtpdHandler:
     def __init__(self, ledger: SinkLedger) -> None:
         self.ledger = ledger
 
-    async def handle_MAIL(  # noqa: N802 -- aiosmtpd's hook name
+    async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
     ) -> str:
         if self.ledger.take_drop_before_data():
@@ -204,7 +201,7 @@ class _AiosmtpdHandler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         reply = self.ledger.on_message(
             envelope.mail_from, envelope.rcpt_tos, bytes(envelope.original_content)
         )

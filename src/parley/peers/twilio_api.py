@@ -181,16 +181,12 @@ class TwilioApiPeer:
     async def start(self) -> TwilioApiPeer:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account_sid}/Messages.json", self._create)
-        app.router.add_get(
-            "/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json", self._fetch
-        )
+        app.router.add_get("/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json", self._fetch)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server  # the bound socket tells us the port picked for port 0
-        assert isinstance(server, asyncio.Server)
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]  # the port picked when 0 was asked
         return self
 
     async def stop(self) -> None:
@@ -275,7 +271,7 @@ class TwilioApiPeer:
                     self._accept(account_sid, form)
                 assert request.transport is not None
                 request.transport.abort()
-                await asyncio.Event().wait()  # cancelled when the connection is gone
+                return web.Response(status=500)  # never reaches the client
             return _error(
                 scripted.status,
                 scripted.code or scripted.status,
@@ -520,7 +516,9 @@ class TwilioApiPeer:
         statuses = await asyncio.gather(*(post(job) for job in jobs))
         return sum(1 for status in statuses if status)
 
-    async def _post_ordered(self, jobs: list[tuple[str, dict[str, str], str]], concurrency: int) -> int:
+    async def _post_ordered(
+        self, jobs: list[tuple[str, dict[str, str], str]], concurrency: int
+    ) -> int:
         per_message: dict[str, list[tuple[str, dict[str, str], str]]] = {}
         for job in jobs:
             per_message.setdefault(job[1]["MessageSid"], []).append(job)

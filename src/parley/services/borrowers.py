@@ -7,6 +7,7 @@ Every query is scoped to the caller's organization (DESIGN.md invariant 5).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 import zoneinfo
 from datetime import datetime
@@ -58,7 +59,7 @@ def check_locale(raw: str, field: str = "preferredLanguage") -> str:
     """BCP 47 ("da-DK") or POSIX ("da_DK.UTF-8") -> Babel's normalized form ("da_DK")."""
     text = raw.strip().replace("-", "_")
     try:
-        language, territory, script, variant, *_ = parse_locale(text)
+        language, territory, *_ = parse_locale(text)
         locale = Locale.parse(text)
     except (ValueError, TypeError, UnknownLocaleError):
         raise Invalid.field(field, f"{raw!r} is not a known language or locale like 'en' or "
@@ -202,10 +203,8 @@ def _contact_values(q: str) -> set[str]:
     """Forms `q` may take as a stored contact value (an address, or a number as E.164)."""
     values = {q.lower()}
     if any(c.isdigit() for c in q):
-        try:
+        with contextlib.suppress(Invalid):
             values.add(contacts.normalize_phone(q))
-        except Invalid:
-            pass
     return values
 
 
@@ -266,7 +265,7 @@ async def delete(session: AsyncSession, org_id: uuid.UUID, borrower_id: uuid.UUI
             raise Conflict("messages were exchanged with this borrower; the communication "
                            "record keeps them (set doNotContact instead)")
     if await session.scalar(select(exists().where(CaseBorrower.borrower_id == borrower.id))):
-        raise Conflict("the borrower is linked to cases; remove those links first")
+        raise Conflict("the borrower is linked to cases, whose record needs it")
     for cp in await session.scalars(
             select(ContactPoint).where(ContactPoint.borrower_id == borrower.id)):
         await session.delete(cp)

@@ -45,7 +45,7 @@ def normalize_phone(raw: str, default_region: str | None = None, *, field: str =
     `default_region` (ISO 3166-1 alpha-2) is how a number without "+<country code>" is
     read, e.g. the borrower's address country.
     """
-    text = (raw or "").strip()
+    text = (raw or "").strip(" \t")
     if not text:
         raise Invalid.field(field, "must not be empty", "required")
     if len(text) > _MAX_RAW or any(ord(c) < 32 for c in text):
@@ -73,7 +73,7 @@ def normalize_email(raw: str, *, field: str = "value") -> str:
     Display names ("Bob <bob@example.com>") and CR/LF are refused: the value ends up in
     mail headers and must be exactly one address.
     """
-    text = (raw or "").strip()
+    text = (raw or "").strip(" \t")
     if not text:
         raise Invalid.field(field, "must not be empty", "required")
     if "\r" in text or "\n" in text:
@@ -99,7 +99,9 @@ class ContactPointInput:
     is_primary: bool = False
 
 
-def validate_input(cp: ContactPointInput, region: str | None, prefix: str = "") -> ContactPointInput:
+def validate_input(
+    cp: ContactPointInput, region: str | None, prefix: str = ""
+) -> ContactPointInput:
     """A normalized copy of `cp`; raises Invalid listing every bad field (under `prefix`)."""
     errors: list[FieldError] = []
     value = cp.value

@@ -1,7 +1,7 @@
 """Render message templates: sandboxed, strict about missing values, locale-aware, cached.
 
 Templates are written by supervisors and integrators, so they run in Jinja's
-``SandboxedEnvironment`` with a few extra guards: private attributes are rejected when
+``ImmutableSandboxedEnvironment`` with a few extra guards: private attributes are rejected when
 the template is compiled (a clear error instead of an empty string), includes and
 imports are not available, and ``*`` / ``**`` cannot build huge values.
 
@@ -17,8 +17,9 @@ from typing import Any, Final, NamedTuple
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from parley.templates.errors import (
     InvalidTemplate,
@@ -120,7 +121,9 @@ def clear_template_cache() -> None:
     _variables.cache_clear()
 
 
-class _Sandbox(SandboxedEnvironment):
+class _Sandbox(ImmutableSandboxedEnvironment):
+    # Immutable: a template must not change the caller's context (``case.update(...)``),
+    # which a campaign shares between recipients.
     intercepted_binops = frozenset({"*", "**"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -140,14 +143,21 @@ class _Sandbox(SandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             _check_product(left, right)
-        elif operator == "**" and _is_int(left) and _is_int(right):
-            if right > 0 and max(abs(left).bit_length() - 1, 1) * right > _MAX_INTEGER_BITS:
-                raise SecurityError(f"{left} ** {right} is too large")
+        elif operator == "**":
+            _check_power(left, right)
         return super().call_binop(context, operator, left, right)
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if not (_is_int(base) and _is_int(exponent)) or exponent <= 0:
+        return  # floats overflow on their own; negative exponents give floats
+    # bit_length - 1 is a lower bound of log2(base): enough to stop 10 ** 10 ** 6.
+    if max(abs(base).bit_length() - 1, 1) * exponent > _MAX_INTEGER_BITS:
+        raise SecurityError(f"{base} ** {exponent} is too large")
 
 
 def _check_product(left: Any, right: Any) -> None:
@@ -156,9 +166,12 @@ def _check_product(left: Any, right: Any) -> None:
             raise SecurityError("product is too large")
         return
     for sequence, count in ((left, right), (right, left)):
-        if isinstance(sequence, str | list | tuple) and _is_int(count):
-            if len(sequence) * count > _MAX_SEQUENCE_LENGTH:
-                raise SecurityError(f"repeating a value {count} times is too large")
+        if (
+            isinstance(sequence, str | list | tuple)
+            and _is_int(count)
+            and len(sequence) * count > _MAX_SEQUENCE_LENGTH
+        ):
+            raise SecurityError(f"repeating a value {count} times is too large")
 
 
 @lru_cache(maxsize=2)
@@ -168,11 +181,12 @@ def _environment(html: bool) -> _Sandbox:
         autoescape=html,
         undefined=MissingValue,
         finalize=formatting.finalize,
-        extensions=[MergeTags, PathLookups],
+        extensions=[MergeTags],
         # Message bodies are sent as written: keep a final newline.
         keep_trailing_newline=True,
     )
     env.filters.update(formatting.filters())
+    env.filters.update(PathLookups(env).filters())
     return env
 
 
@@ -203,25 +217,37 @@ def _checked_parse(env: _Sandbox, source: str) -> nodes.Template:
         tree = env.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise _invalid(exc, source) from None
-    for node in tree.find_all(tuple(_UNSUPPORTED)):
+    for statement in tree.find_all(tuple(_UNSUPPORTED)):
         raise InvalidTemplate(
-            f"{{% {_UNSUPPORTED[type(node)]} %}} is not supported: message templates stand alone",
-            node.lineno,
+            f"{{% {_UNSUPPORTED[type(statement)]} %}} is not supported:"
+            " message templates stand alone",
+            statement.lineno,
             source,
         )
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        key = node.attr if isinstance(node, nodes.Getattr) else _const_key(node)
-        if isinstance(key, str) and key.startswith("_"):
+    for expression in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        name = _accessed_name(expression)
+        if name is not None and name.startswith("_"):
             raise InvalidTemplate(
-                f"{key!r} is not accessible in templates (names starting with '_' are private)",
-                node.lineno,
+                f"{name!r} is not accessible in templates (names starting with '_' are private)",
+                expression.lineno,
                 source,
             )
     return tree
 
 
-def _const_key(node: nodes.Getitem) -> Any:
-    return node.arg.value if isinstance(node.arg, nodes.Const) else None
+def _accessed_name(node: nodes.Node) -> str | None:
+    """The attribute, constant key or filter name an expression reaches for."""
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node, nodes.Filter):
+        return node.name
+    if (
+        isinstance(node, nodes.Getitem)
+        and isinstance(node.arg, nodes.Const)
+        and isinstance(node.arg.value, str)
+    ):
+        return node.arg.value
+    return None
 
 
 def _invalid(exc: jinja2.TemplateSyntaxError, source: str) -> InvalidTemplate:

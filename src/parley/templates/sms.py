@@ -15,7 +15,6 @@ show agents before sending matches what the provider bills.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -78,27 +77,17 @@ def utf16_units(text: str) -> int:
 
 def analyze_sms(text: str) -> SmsAnalysis:
     """Encoding, unit count and segment count of an SMS body."""
-    if is_gsm7(text):
-        units = gsm7_septets(text)
+    gsm = is_gsm7(text)
+    units = gsm7_septets(text) if gsm else utf16_units(text)
+    segments = len(_segment_ends(text, gsm, units))
+    if gsm:
         single, concatenated = GSM7_SINGLE_SEGMENT, GSM7_CONCATENATED_SEGMENT
-        encoding: Encoding = GSM7
         non_gsm: tuple[str, ...] = ()
     else:
-        units = utf16_units(text)
         single, concatenated = UCS2_SINGLE_SEGMENT, UCS2_CONCATENATED_SEGMENT
-        encoding = UCS2
         non_gsm = tuple(dict.fromkeys(char for char in text if char not in GSM7_CHARACTERS))
-
-    if units == 0:
-        segments = 0
-    elif units <= single:
-        segments = 1
-    else:
-        # Greedy packing can leave a one-unit hole before an escape or surrogate pair,
-        # so the count is not simply ceil(units / 153): walk the boundaries.
-        segments = len(_segment_ends(text, encoding))
     return SmsAnalysis(
-        encoding=encoding,
+        encoding=GSM7 if gsm else UCS2,
         characters=len(text),
         units=units,
         segments=segments,
@@ -112,58 +101,67 @@ def split_sms(text: str) -> list[str]:
 
     ``"".join(split_sms(t)) == t`` and ``len(split_sms(t)) == analyze_sms(t).segments``.
     """
-    encoding: Encoding = GSM7 if is_gsm7(text) else UCS2
+    gsm = is_gsm7(text)
+    units = gsm7_septets(text) if gsm else utf16_units(text)
     segments: list[str] = []
     start = 0
-    for end in _segment_ends(text, encoding):
+    for end in _segment_ends(text, gsm, units):
         segments.append(text[start:end])
         start = end
     return segments
 
 
-def _segment_ends(text: str, encoding: Encoding) -> list[int]:
+def _segment_ends(text: str, gsm: bool, units: int) -> list[int]:
     """End offsets (exclusive, in code points) of each segment of ``text``."""
-    if not text:
+    single = GSM7_SINGLE_SEGMENT if gsm else UCS2_SINGLE_SEGMENT
+    budget = GSM7_CONCATENATED_SEGMENT if gsm else UCS2_CONCATENATED_SEGMENT
+    if units == 0:
         return []
-    if encoding == GSM7:
-        if gsm7_septets(text) <= GSM7_SINGLE_SEGMENT:
-            return [len(text)]
-        return _pack(text, GSM7_CONCATENATED_SEGMENT, _gsm7_cost)
-    if utf16_units(text) <= UCS2_SINGLE_SEGMENT:
+    if units <= single:
         return [len(text)]
-    return _pack(text, UCS2_CONCATENATED_SEGMENT, _utf16_cost)
+    if units == len(text):
+        # Every character costs one unit: fixed-size segments, no walk needed.
+        return [*range(budget, len(text), budget), len(text)]
+    # Greedy packing can leave a one-unit hole before an escape or a surrogate pair,
+    # so the count is not simply ceil(units / budget): walk the boundaries.
+    return _pack_gsm7(text, budget) if gsm else _pack_utf16(text, budget)
 
 
-#: Cost of the indivisible piece of text at an index: (units, code points).
-_Cost = Callable[[str, int], tuple[int, int]]
+def _pack_gsm7(text: str, budget: int) -> list[int]:
+    ends: list[int] = []
+    used = 0
+    for index, char in enumerate(text):
+        cost = 2 if char in GSM7_EXTENSION else 1  # ESC + char stay in one segment
+        if used + cost > budget:
+            ends.append(index)
+            used = 0
+        used += cost
+    ends.append(len(text))
+    return ends
 
 
-def _gsm7_cost(text: str, index: int) -> tuple[int, int]:
-    """(units, code points) of the indivisible piece starting at ``index``."""
-    return (2 if text[index] in GSM7_EXTENSION else 1), 1
-
-
-def _utf16_cost(text: str, index: int) -> tuple[int, int]:
-    code = ord(text[index])
-    if code > 0xFFFF:
-        return 2, 1
-    # A surrogate pair stored as two code points (e.g. from JSON "\ud83d\ude00") must
-    # travel together just like the single astral character it stands for.
-    if 0xD800 <= code <= 0xDBFF and index + 1 < len(text) and "\udc00" <= text[index + 1] <= "\udfff":
-        return 2, 2
-    return 1, 1
-
-
-def _pack(text: str, budget: int, cost: _Cost) -> list[int]:
+def _pack_utf16(text: str, budget: int) -> list[int]:
     ends: list[int] = []
     used = 0
     index = 0
-    while index < len(text):
-        units, width = cost(text, index)
-        if used + units > budget:
+    length = len(text)
+    while index < length:
+        char = text[index]
+        cost = width = 1
+        if char > "\uffff":
+            cost = 2
+        elif (
+            "\ud800" <= char <= "\udbff"
+            and index + 1 < length
+            and "\udc00" <= text[index + 1] <= "\udfff"
+        ):
+            # A surrogate pair stored as two code points (e.g. from JSON "\\ud83d\\ude00")
+            # must travel together like the astral character it stands for.
+            cost = width = 2
+        if used + cost > budget:
             ends.append(index)
             used = 0
-        used += units
+        used += cost
         index += width
-    ends.append(len(text))
+    ends.append(length)
     return ends

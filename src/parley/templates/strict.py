@@ -5,7 +5,7 @@ attribute ("first_name", not "borrower.first_name"). A supervisor fixing a templ
 an agent fixing a borrower record, needs the whole list. So:
 
 - at compile time, each lookup chain rooted at a name (``borrower.first_name``,
-  ``case["number"]``) is rewritten into a call that carries its dotted path;
+  ``case["number"]``) is rewritten into a lookup that carries its dotted path;
 - a missing value becomes a ``MissingValue`` that appends its path to the current
   render's list when it is printed, iterated or computed with, and rendering goes on;
 - the renderer raises ``MissingVariables`` with the whole list afterwards.
@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Final
 
-from jinja2 import Undefined, nodes
-from jinja2.ext import Extension
+from jinja2 import Environment, Undefined, nodes
 from jinja2.visitor import NodeTransformer
 
 #: Paths reported by MissingValue during the current render (None outside a render).
@@ -71,15 +70,19 @@ class MissingValue(Undefined):
     __mod__ = __rmod__ = _fail_with_undefined_error
     __pos__ = __neg__ = _fail_with_undefined_error
     __call__ = _fail_with_undefined_error
-    __lt__ = __le__ = __gt__ = __ge__ = _fail_with_undefined_error  # type: ignore[assignment]
+    __lt__ = __le__ = __gt__ = __ge__ = _fail_with_undefined_error
     __pow__ = __rpow__ = _fail_with_undefined_error
+    # int(), float(): reported, then the TypeError is caught by the int/float filters
+    # or turned into MissingVariables by the renderer.
+    __int__ = __float__ = __complex__ = _fail_with_undefined_error
 
     def __getattr__(self, name: str) -> Any:
         if name[:2] == "__":
             raise AttributeError(name)
         return MissingValue(name=join_path(self.path, name))
 
-    def __getitem__(self, key: Any) -> MissingValue:
+    # Jinja declares it as the catch-all failure method; here it extends the path.
+    def __getitem__(self, key: Any) -> MissingValue:  # type: ignore[override]
         return MissingValue(name=join_path(self.path, key))
 
     def __str__(self) -> str:
@@ -94,18 +97,6 @@ class MissingValue(Undefined):
         self._report()
         return 0
 
-    def __int__(self) -> int:
-        self._report()
-        return 0
-
-    def __float__(self) -> float:
-        self._report()
-        return 0.0
-
-    def __complex__(self) -> complex:
-        self._report()
-        return 0j
-
 
 def join_path(base: str, key: Any) -> str:
     """``base.key`` for identifier keys, ``base[key]`` otherwise."""
@@ -116,7 +107,7 @@ def join_path(base: str, key: Any) -> str:
 
 def dotted_path(node: nodes.Node) -> str | None:
     """``case.number`` for a lookup chain rooted at a name; None for anything else."""
-    suffix: list[str] = []
+    suffix: list[str | int] = []
     while True:
         if isinstance(node, nodes.Getattr):
             suffix.append(node.attr)
@@ -138,12 +129,24 @@ def dotted_path(node: nodes.Node) -> str | None:
             return None
 
 
-class PathLookups(Extension):
-    """Lookup functions the rewritten templates call (bound to one environment).
+class PathLookups:
+    """Lookup functions the rewritten templates call, bound to one environment.
 
-    Reached through ``environment.extensions`` rather than a template global, so a
-    context variable of the same name cannot shadow them.
+    Registered as filters under private names (``_parley_attr``...): compiled code
+    calls filters directly, where a function call would go through the sandbox's
+    call checks on every lookup. Templates cannot name them (names starting with "_"
+    are rejected), and they only use the environment's sandboxed lookups anyway.
     """
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            _ATTR_FILTER: self.lookup_attr,
+            _ITEM_FILTER: self.lookup_item,
+            _NAME_FILTER: self.lookup_name,
+        }
 
     def lookup_attr(self, obj: Any, name: str, path: str) -> Any:
         if isinstance(obj, Undefined):
@@ -161,10 +164,16 @@ class PathLookups(Extension):
             return MissingValue(name=path)
         return value
 
-    def lookup_name(self, value: Any, name: str) -> Any:
+    @staticmethod
+    def lookup_name(value: Any, name: str) -> Any:
         if value is None or (isinstance(value, Undefined) and not isinstance(value, MissingValue)):
             return MissingValue(name=name)
         return value
+
+
+_ATTR_FILTER: Final = "_parley_attr"
+_ITEM_FILTER: Final = "_parley_item"
+_NAME_FILTER: Final = "_parley_name"
 
 
 def name_lookups(template: nodes.Template) -> nodes.Template:
@@ -176,12 +185,14 @@ def name_lookups(template: nodes.Template) -> nodes.Template:
 
 class _PathNaming(NodeTransformer):
     def visit_Getattr(self, node: nodes.Getattr) -> nodes.Node:
-        return self._lookup(node, "lookup_attr", nodes.Const(node.attr, lineno=node.lineno))
+        return self._lookup(node, _ATTR_FILTER, nodes.Const(node.attr, lineno=node.lineno))
 
     def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
-        return self._lookup(node, "lookup_item", node.arg)
+        return self._lookup(node, _ITEM_FILTER, node.arg)
 
-    def _lookup(self, node: nodes.Getattr | nodes.Getitem, method: str, key: nodes.Expr) -> nodes.Node:
+    def _lookup(
+        self, node: nodes.Getattr | nodes.Getitem, lookup: str, key: nodes.Expr
+    ) -> nodes.Node:
         path = dotted_path(node)
         if path is None:
             # e.g. items[i] or (a or b).c: no stable name; plain Jinja lookup.
@@ -190,7 +201,7 @@ class _PathNaming(NodeTransformer):
         # The chain's root name is part of the path: a missing or None root yields
         # "agent.name", not "agent".
         target = node.node if isinstance(node.node, nodes.Name) else self.visit(node.node)
-        return _call(method, [target, key, nodes.Const(path, lineno=node.lineno)], node.lineno)
+        return _filter(lookup, target, [key, nodes.Const(path, lineno=node.lineno)], node.lineno)
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:
         # A called name (range, caller, a macro) is a function, not a value to check.
@@ -207,15 +218,9 @@ class _PathNaming(NodeTransformer):
     def visit_Name(self, node: nodes.Name) -> nodes.Node:
         if node.ctx != "load":
             return node
-        return _call("lookup_name", [node, nodes.Const(node.name, lineno=node.lineno)], node.lineno)
+        name = nodes.Const(node.name, lineno=node.lineno)
+        return _filter(_NAME_FILTER, node, [name], node.lineno)
 
 
-def _call(method: str, args: list[nodes.Expr], lineno: int) -> nodes.Call:
-    return nodes.Call(
-        nodes.ExtensionAttribute(PathLookups.identifier, method, lineno=lineno),
-        args,
-        [],
-        None,
-        None,
-        lineno=lineno,
-    )
+def _filter(name: str, value: nodes.Expr, args: list[nodes.Expr], lineno: int) -> nodes.Filter:
+    return nodes.Filter(value, name, args, [], None, None, lineno=lineno)

@@ -67,7 +67,7 @@ def _expand(token: Token) -> Iterator[Token]:
             continue
         start = match.start()
         if start > position:
-            yield Token(token.lineno + text.count("\n", 0, position), TOKEN_DATA, text[position:start])
+            yield _text(token, position, start)
         # Line numbers keep pointing at the tag's own line in error messages.
         lineno = token.lineno + text.count("\n", 0, start)
         yield Token(lineno, TOKEN_VARIABLE_BEGIN, "{{")
@@ -78,4 +78,9 @@ def _expand(token: Token) -> Iterator[Token]:
         yield Token(lineno, TOKEN_VARIABLE_END, "}}")
         position = match.end()
     if position < len(text):
-        yield Token(token.lineno + text.count("\n", 0, position), TOKEN_DATA, text[position:])
+        yield _text(token, position, len(text))
+
+
+def _text(token: Token, start: int, end: int) -> Token:
+    text: str = token.value
+    return Token(token.lineno + text.count("\n", 0, start), TOKEN_DATA, text[start:end])

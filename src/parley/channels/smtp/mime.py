@@ -263,9 +263,7 @@ def encode_body(text: str, *, avoid: bytes | None = None) -> tuple[str, bytes]:
 
 def _qp(raw: bytes) -> bytes:
     # istext: '\n' is a line break (kept hard); trailing whitespace gets encoded.
-    return binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False).replace(
-        b"\n", b"\r\n"
-    )
+    return binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False).replace(b"\n", b"\r\n")
 
 
 def _crlf_terminated(data: bytes) -> bytes:
@@ -367,4 +365,3 @@ def _extra_headers(headers: Mapping[str, str]) -> list[str]:
             raise InvalidMessageError(f"header {name} is set by the provider, not the caller")
         lines.append(f"{name}: {unstructured(name, value)}")
     return lines
-

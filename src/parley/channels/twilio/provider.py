@@ -89,9 +89,7 @@ class TwilioProvider:
                 connector=aiohttp.TCPConnector(
                     limit=self.settings.max_concurrency, keepalive_timeout=15
                 ),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeout, sock_read=timeout
-                ),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
                 headers={"Authorization": self._authorization, "Accept": "application/json"},
                 trace_configs=[trace],
                 raise_for_status=False,
