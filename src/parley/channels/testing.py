@@ -48,6 +48,8 @@ from parley.domain.status import EventType
 # ---------------------------------------------------------------------------------------
 # FakeProvider
 
+FAKE_SIGNING_SECRET = "fake-signing-secret"  # test-only key
+
 Scripted = SendResult | BaseException | Callable[[OutboundMessage], SendResult]
 
 
@@ -75,7 +77,7 @@ class FakeProvider:
         channel: Channel = Channel.SMS,
         *,
         capabilities: Capabilities | None = None,
-        secret: str = "fake-signing-secret",
+        secret: str = FAKE_SIGNING_SECRET,
         latency: float = 0.0,
         account_id: str = "fake-account",
         public_base_url: str = "http://parley.test",
@@ -278,7 +280,7 @@ class FakeProvider:
         def factory(context: ProviderContext) -> FakeProvider:
             return cls(
                 Channel(context.channel),
-                secret=str(context.secrets.get("signing_secret", "fake-signing-secret")),
+                secret=str(context.secrets.get("signing_secret", FAKE_SIGNING_SECRET)),
                 latency=float(context.config.get("latency", 0.0)),
                 account_id=context.account_id,
                 public_base_url=context.public_base_url,

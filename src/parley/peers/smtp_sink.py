@@ -47,6 +47,9 @@ DROP_BEFORE_DATA = "drop-before-data"
 # Accept the message, then close the connection without replying: the client cannot
 # know the message was delivered (the case that makes blind retries send twice).
 DROP_AFTER_DATA = "drop-after-data"
+# Accept the message and never reply (the client times out): outcome unknown again.
+STALL_AFTER_DATA = "stall-after-data"
+_SILENT_ACTIONS = (DROP_BEFORE_DATA, DROP_AFTER_DATA, STALL_AFTER_DATA)
 
 Implementation = Literal["aiosmtpd", "minimal"]
 
@@ -86,6 +89,7 @@ class SinkLedger:
         seed: int = 0,
         keep_data: bool = True,
         record_path: str | Path | None = None,
+        reject_recipients: Iterable[str] = (),
     ) -> None:
         if not (0.0 <= tempfail_rate <= 1.0 and 0.0 <= permfail_rate <= 1.0):
             raise ValueError("failure rates must be between 0 and 1")
@@ -93,6 +97,7 @@ class SinkLedger:
         self.permfail_rate = permfail_rate
         self.seed = seed
         self.keep_data = keep_data
+        self.reject_recipients = {a.lower() for a in reject_recipients}
         self.messages: list[ReceivedMessage] = []
         self.accepted: Counter[str] = Counter()  # Message-ID -> deliveries accepted
         self.attempts: Counter[str] = Counter()  # Message-ID -> DATA transactions seen
@@ -105,11 +110,10 @@ class SinkLedger:
 
     def fail_next(self, action: str, times: int = 1) -> None:
         """Answer the next `times` transactions with `action`: a reply line such as
-        TEMPFAIL/PERMFAIL (or any "4xx ..."/"5xx ..."), DROP_BEFORE_DATA or DROP_AFTER_DATA.
+        TEMPFAIL/PERMFAIL (or any "4xx ..."/"5xx ..."), DROP_BEFORE_DATA, DROP_AFTER_DATA
+        or STALL_AFTER_DATA.
         """
-        if action not in (DROP_BEFORE_DATA, DROP_AFTER_DATA) and not re.match(
-            r"[2-5]\d\d[ -]", action
-        ):
+        if action not in _SILENT_ACTIONS and not re.match(r"[2-5]\d\d[ -]", action):
             raise ValueError(f"not an SMTP reply or drop action: {action!r}")
         self._script.extend([action] * times)
 
@@ -123,7 +127,8 @@ class SinkLedger:
     # -- decisions ---------------------------------------------------------------
 
     def on_message(self, mail_from: str, rcpt_tos: Iterable[str], data: bytes) -> str:
-        """Record a complete DATA transaction; returns the reply line or DROP_AFTER_DATA."""
+        """Record a complete DATA transaction; returns the reply line, DROP_AFTER_DATA
+        or STALL_AFTER_DATA."""
         message_id = extract_message_id(data)
         key = message_id or ""
         attempt = self.attempts[key]
@@ -134,13 +139,20 @@ class SinkLedger:
                 action = PERMFAIL
             elif self.tempfail_rate and _unit(self.seed, "temp", key, attempt) < self.tempfail_rate:
                 action = TEMPFAIL
-        if action is None or action == DROP_AFTER_DATA or action.startswith("2"):
+        if action is None or action in _SILENT_ACTIONS or action.startswith("2"):
             self._accept(message_id, mail_from, tuple(rcpt_tos), data)
         if action is None:
             self.replies["250"] += 1
             return "250 2.0.0 OK queued as " + (message_id or "-")
-        self.replies[action if action == DROP_AFTER_DATA else action[:3]] += 1
+        self.replies[action if action in _SILENT_ACTIONS else action[:3]] += 1
         return action
+
+    def recipient_reply(self, address: str) -> str | None:
+        """The refusal for RCPT TO `address`, or None to accept it."""
+        if address.lower() in self.reject_recipients:
+            self.replies["rcpt-550"] += 1
+            return "550 5.1.1 No such user"
+        return None
 
     def _accept(
         self, message_id: str | None, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes
@@ -201,14 +213,44 @@ class _AiosmtpdHandler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        refusal = self.ledger.recipient_reply(address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         reply = self.ledger.on_message(
             envelope.mail_from, envelope.rcpt_tos, bytes(envelope.original_content)
         )
         if reply == DROP_AFTER_DATA:
             server.transport.abort()
-            await asyncio.Event().wait()
+            await asyncio.Event().wait()  # cancelled by aiosmtpd's connection_lost
+        if reply == STALL_AFTER_DATA:
+            await asyncio.Event().wait()  # until the client gives up and disconnects
         return reply
+
+
+class _Authenticator:
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username.encode()
+        self.password = password.encode()
+
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == self.username
+            and auth_data.password == self.password
+        )
+        return AuthResult(success=ok, handled=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -226,6 +268,7 @@ class _MinimalSmtpProtocol(asyncio.Protocol):
         self.in_data = False
         self.mail_from: str | None = None
         self.rcpt_tos: list[str] = []
+        self.stalled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -233,6 +276,8 @@ class _MinimalSmtpProtocol(asyncio.Protocol):
         transport.write(f"220 {self.hostname} ESMTP parley-sink\r\n".encode())
 
     def data_received(self, data: bytes) -> None:
+        if self.stalled:
+            return
         self.buffer += data
         out: list[bytes] = []
         while self.transport is not None:
@@ -253,6 +298,10 @@ class _MinimalSmtpProtocol(asyncio.Protocol):
                 if reply == DROP_AFTER_DATA:
                     self._flush(out)
                     self.transport.abort()
+                    return
+                if reply == STALL_AFTER_DATA:
+                    self._flush(out)
+                    self.stalled = True
                     return
                 out.append(reply.encode() + b"\r\n")
                 continue
@@ -296,8 +345,13 @@ class _MinimalSmtpProtocol(asyncio.Protocol):
             if self.mail_from is None:
                 out.append(b"503 5.5.1 Need MAIL first\r\n")
             else:
-                self.rcpt_tos.append(_path(arg, "TO:"))
-                out.append(b"250 2.1.5 OK\r\n")
+                address = _path(arg, "TO:")
+                refusal = self.ledger.recipient_reply(address)
+                if refusal is None:
+                    self.rcpt_tos.append(address)
+                    out.append(b"250 2.1.5 OK\r\n")
+                else:
+                    out.append(refusal.encode() + b"\r\n")
         elif verb == "DATA":
             if not self.rcpt_tos:
                 out.append(b"503 5.5.1 Need RCPT first\r\n")
@@ -349,6 +403,8 @@ class SmtpSink(SinkLedger):
         seed: int = 0,
         keep_data: bool = True,
         record_path: str | Path | None = None,
+        reject_recipients: Iterable[str] = (),
+        credentials: tuple[str, str] | None = None,
         hostname: str = "sink.parley.test",
     ) -> None:
         super().__init__(
@@ -357,7 +413,11 @@ class SmtpSink(SinkLedger):
             seed=seed,
             keep_data=keep_data,
             record_path=record_path,
+            reject_recipients=reject_recipients,
         )
+        if credentials is not None and implementation != "aiosmtpd":
+            raise ValueError("credentials need the aiosmtpd implementation")
+        self.credentials = credentials
         self.host = host
         self.port = port
         self.implementation = implementation
@@ -370,12 +430,21 @@ class SmtpSink(SinkLedger):
             return _MinimalSmtpProtocol(self, self.hostname)
         from aiosmtpd.smtp import SMTP
 
+        options: dict[str, Any] = {}
+        if self.credentials is not None:
+            # Plain-text AUTH on loopback: fine for a test peer, never for a real server.
+            options = {
+                "auth_required": True,
+                "auth_require_tls": False,
+                "authenticator": _Authenticator(*self.credentials),
+            }
         return SMTP(
             _AiosmtpdHandler(self),
             hostname=self.hostname,
             enable_SMTPUTF8=True,
             data_size_limit=None,
             loop=asyncio.get_running_loop(),
+            **options,
         )
 
     # -- in the current loop -------------------------------------------------------

@@ -116,11 +116,12 @@ class _Bucket:
 
 @dataclass(frozen=True, slots=True)
 class _Scripted:
-    status: int  # 0: drop the connection
+    status: int  # 0: drop the connection; -1: accept, then answer only after `stall`
     code: int | None = None
     message: str | None = None
     retry_after: float | None = None
     accept: bool = True  # for drops: record the message before dropping
+    stall: float = 0.0
 
 
 class TwilioApiPeer:
@@ -182,7 +183,10 @@ class TwilioApiPeer:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account_sid}/Messages.json", self._create)
         app.router.add_get("/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json", self._fetch)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A short shutdown_timeout: stalled handlers must not hold up stop().
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -252,6 +256,11 @@ class TwilioApiPeer:
         with `accept`, the message is recorded (and will get callbacks) first."""
         self._script.extend([_Scripted(0, accept=accept)] * times)
 
+    def stall_next(self, seconds: float, times: int = 1) -> None:
+        """Accept the next `times` messages but answer only after `seconds` (so a client
+        with a shorter timeout gives up after its request was processed)."""
+        self._script.extend([_Scripted(-1, stall=seconds)] * times)
+
     # -- the API ---------------------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
@@ -265,6 +274,17 @@ class TwilioApiPeer:
         if self._script:
             scripted = self._script.pop(0)
             self.stats.scripted += 1
+            if scripted.status == -1:
+                problem = self._validate(form)
+                if problem is not None:
+                    return _error(400, *problem)
+                message = self._accept(account_sid, form)
+                await asyncio.sleep(scripted.stall)
+                return web.Response(
+                    status=201,
+                    body=orjson.dumps(self._resource(message)),
+                    content_type="application/json",
+                )
             if scripted.status == 0:
                 self.stats.dropped += 1
                 if scripted.accept and self._validate(form) is None:

@@ -50,14 +50,13 @@ class WebhookReceiver:
             self._arrived.notify_all()
         return web.Response(status=self.status)
 
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[WebhookRequest]:
-        """Wait until at least `count` requests arrived; returns all of them."""
+    async def wait_for(self, count: int) -> list[WebhookRequest]:
+        """Wait until at least `count` requests arrived; returns all of them.
 
-        async def enough() -> None:
-            async with self._arrived:
-                await self._arrived.wait_for(lambda: len(self.requests) >= count)
-
-        await asyncio.wait_for(enough(), timeout)
+        Wrap in `asyncio.timeout()` to bound the wait.
+        """
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: len(self.requests) >= count)
         return list(self.requests)
 
     async def start(self) -> WebhookReceiver:

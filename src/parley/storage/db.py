@@ -35,6 +35,10 @@ def libpq_url(url: str) -> str:
     return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
 
 
+async def _autocommit(conn: psycopg.AsyncConnection) -> None:
+    await conn.set_autocommit(True)
+
+
 @dataclass
 class Database:
     url: str  # libpq form
@@ -57,7 +61,9 @@ class Database:
             min_size=1,
             max_size=pool_size,
             open=False,
-            kwargs={"autocommit": True},
+            # Autocommit set per connection rather than in `kwargs`: Procrastinate opens
+            # its LISTEN connection with the pool's kwargs plus its own autocommit=True.
+            configure=_autocommit,
             check=AsyncConnectionPool.check_connection,
         )
         return cls(url=url, engine=engine, sessions=sessions, pool=pool)

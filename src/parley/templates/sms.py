@@ -15,6 +15,7 @@ show agents before sending matches what the provider bills.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -35,6 +36,8 @@ GSM7_BASIC: Final[frozenset[str]] = frozenset(
 GSM7_EXTENSION: Final[frozenset[str]] = frozenset("\f^{}\\[~]|€")
 
 GSM7_CHARACTERS: Final[frozenset[str]] = GSM7_BASIC | GSM7_EXTENSION
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 GSM7_SINGLE_SEGMENT: Final = 160
 GSM7_CONCATENATED_SEGMENT: Final = 153
@@ -120,7 +123,8 @@ def _segment_ends(text: str, gsm: bool, units: int) -> list[int]:
     if units <= single:
         return [len(text)]
     if units == len(text):
-        # Every character costs one unit: fixed-size segments, no walk needed.
+        # Every character costs one unit: fixed-size segments, no walk needed. (Two
+        # surrogate code points also cost one unit each but must not be separated.)
         return [*range(budget, len(text), budget), len(text)]
     # Greedy packing can leave a one-unit hole before an escape or a surrogate pair,
     # so the count is not simply ceil(units / budget): walk the boundaries.

@@ -66,10 +66,12 @@ async def create_borrower(body: BorrowerCreate, session: SessionDep,
                           principal: PrincipalDep) -> BorrowerOut:
     fields = body.model_dump(by_alias=False, exclude_unset=True,
                              exclude={"borrower_id", "contact_points"})
-    borrower, points = await svc.create(
+    borrower, _ = await svc.create(
         session, principal.organization_id, fields,
         [_contact_input(cp) for cp in body.contact_points], borrower_id=body.borrower_id,
     )
+    # Read back so the embedded list has the same order as every other read.
+    points = await contacts.list_for_borrower(session, principal.organization_id, borrower.id)
     return borrower_out(borrower, points)
 
 

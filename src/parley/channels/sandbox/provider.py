@@ -240,6 +240,11 @@ class SandboxProvider:
             await self._post(orjson.dumps(payload))
         return sandbox_id
 
+    async def flush_callbacks(self) -> None:
+        """Wait until every scheduled callback was posted (or dropped). For tests."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def aclose(self) -> None:
         self._closed = True
         tasks = list(self._tasks)

@@ -1,7 +1,7 @@
 """Contract kit for the SMTP provider: a provider wired to a local `SmtpSink`.
 
-    async with wired("tempfail") as harness:
-        result = await harness.provider.send(harness.message())
+async with wired("tempfail") as harness:
+    result = await harness.provider.send(harness.message())
 """
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from parley.channels.base import ChannelProvider, ProviderContext, WebhookRequest
+from parley.channels.base import (
+    ChannelProvider,
+    OutboundMessage,
+    ProviderContext,
+    WebhookRequest,
+)
 from parley.channels.smtp import SPEC
 from parley.channels.testing import ErrorMode, KitHarness, Outcome, free_port
 from parley.domain.channels import Channel
@@ -68,9 +73,7 @@ def build(port: int, **overrides: Any) -> ChannelProvider:
     return provider
 
 
-def template() -> Any:
-    from parley.channels.base import OutboundMessage
-
+def template() -> OutboundMessage:
     return OutboundMessage(
         message_id="00000000-0000-0000-0000-000000000000",
         channel=Channel.EMAIL,

@@ -6,7 +6,8 @@ alive across sends; a semaphore of `max_concurrency` keeps requests from queuein
 aiohttp's connector, where waiting would count against the connect timeout.
 
 Send outcomes: 201 accepted; 429 and 5xx retryable (429 with the server's Retry-After);
-other 4xx permanent with Twilio's error code. Network failures are classified by whether
+401 retryable (the account's credentials, not the message, are wrong); other 4xx
+permanent with Twilio's error code. Network failures are classified by whether
 the request had been written: before that nothing can have been sent (retryable); after
 it Twilio may have created the message, so the outcome is unknown and a blind retry
 could text the borrower twice.
@@ -248,6 +249,15 @@ def response_result(status: int, payload: bytes, retry_after: str | None) -> Sen
             error_code=error_code,
             error_detail=detail or "rate limited",
             retry_after=parse_retry_after(retry_after),
+        )
+    if status == 401:
+        # Bad credentials are the account's problem, not the message's: retry once an
+        # operator fixes the token rather than failing a whole campaign permanently.
+        return SendResult(
+            accepted=False,
+            retryable=True,
+            error_code=error_code,
+            error_detail=detail or "authentication failed",
         )
     if status >= 500:
         return SendResult(
