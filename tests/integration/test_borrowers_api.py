@@ -21,8 +21,12 @@ def borrower_body(**overrides: Any) -> dict[str, Any]:
         "lastName": "Hansen",
         "timezone": "Europe/Copenhagen",
         "preferredLanguage": "da-DK",
-        "address": {"line1": "Nørregade 1", "city": "København", "postalCode": "1165",
-                    "country": "dk"},
+        "address": {
+            "line1": "Nørregade 1",
+            "city": "København",
+            "postalCode": "1165",
+            "country": "dk",
+        },
         "contactPoints": [
             {"type": "phone", "value": "20 12 34 56", "label": "mobile"},
             {"type": "email", "value": "Mette.Hansen@Example.DK", "label": "personal"},
@@ -57,23 +61,46 @@ async def count(container: Any, model: Any) -> int:
         return int(await s.scalar(select(func.count()).select_from(model)) or 0)
 
 
-async def add_message(container: Any, tenant: Any, borrower_id: str,
-                      contact_point_id: str | None = None, *, link: bool = True) -> None:
+async def add_message(
+    container: Any,
+    tenant: Any,
+    borrower_id: str,
+    contact_point_id: str | None = None,
+    *,
+    link: bool = True,
+) -> None:
     """A message exchanged with the borrower (written directly: its own API is elsewhere)."""
-    case = await tenant.client.post("/api/cases", json={
-        "caseNumber": f"M-{uuid.uuid4().hex[:6]}", "creditor": "Harbor Bank",
-        "originalAmount": "10.00", "outstandingAmount": "10.00", "currency": "DKK",
-        "borrowerIds": [borrower_id]})
+    case = await tenant.client.post(
+        "/api/cases",
+        json={
+            "caseNumber": f"M-{uuid.uuid4().hex[:6]}",
+            "creditor": "Harbor Bank",
+            "originalAmount": "10.00",
+            "outstandingAmount": "10.00",
+            "currency": "DKK",
+            "borrowerIds": [borrower_id],
+        },
+    )
     assert case.status_code == 201, case.text
     async with container.db.session() as s:
-        s.add(Message(organization_id=tenant.organization_id, case_id=case.json()["caseId"],
-                      borrower_id=borrower_id if link else None,
-                      contact_point_id=contact_point_id, channel="sms", direction="outbound",
-                      status="sent", to_address="+4520123456", body="Hello"))
+        s.add(
+            Message(
+                organization_id=tenant.organization_id,
+                case_id=case.json()["caseId"],
+                borrower_id=borrower_id if link else None,
+                contact_point_id=contact_point_id,
+                channel="sms",
+                direction="outbound",
+                status="sent",
+                to_address="+4520123456",
+                body="Hello",
+            )
+        )
         await s.commit()
 
 
 # --- create and read ------------------------------------------------------------------------
+
 
 async def test_create_normalizes_and_embeds_contact_points(tenant: Any) -> None:
     b = await create_borrower(tenant)
@@ -81,8 +108,14 @@ async def test_create_normalizes_and_embeds_contact_points(tenant: Any) -> None:
     assert b["externalRef"] == "CRM-1001"
     assert b["preferredLanguage"] == "da_DK"
     assert b["timezone"] == "Europe/Copenhagen"
-    assert b["address"] == {"line1": "Nørregade 1", "line2": None, "city": "København",
-                            "region": None, "postalCode": "1165", "country": "DK"}
+    assert b["address"] == {
+        "line1": "Nørregade 1",
+        "line2": None,
+        "city": "København",
+        "region": None,
+        "postalCode": "1165",
+        "country": "DK",
+    }
     assert b["doNotContact"] is False
     assert b["createdAt"].endswith("Z") and b["updatedAt"].endswith("Z")
     points = {cp["type"]: cp for cp in b["contactPoints"]}
@@ -100,40 +133,57 @@ async def test_create_normalizes_and_embeds_contact_points(tenant: Any) -> None:
 
 async def test_create_minimal_and_with_fixed_id(tenant: Any) -> None:
     fixed = str(uuid.uuid4())
-    r = await tenant.client.post("/api/borrowers", json={
-        "borrowerId": fixed, "firstName": "Pat", "lastName": "Doe", "preferredLanguage": "en"})
+    r = await tenant.client.post(
+        "/api/borrowers",
+        json={
+            "borrowerId": fixed,
+            "firstName": "Pat",
+            "lastName": "Doe",
+            "preferredLanguage": "en",
+        },
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["borrowerId"] == fixed
     assert body["preferredLanguage"] == "en"
     assert body["contactPoints"] == [] and body["address"] is None and body["timezone"] is None
-    again = await tenant.client.post("/api/borrowers", json={
-        "borrowerId": fixed, "firstName": "Pat", "lastName": "Doe"})
+    again = await tenant.client.post(
+        "/api/borrowers", json={"borrowerId": fixed, "firstName": "Pat", "lastName": "Doe"}
+    )
     assert_problem(again, 409, "borrowerId")
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
-    ({"timezone": "europe/copenhagen"}, "timezone"),
-    ({"preferredLanguage": "xx-YY"}, "preferredLanguage"),
-    ({"preferredLanguage": "en-ZZ"}, "preferredLanguage"),
-    ({"address": {"city": "Nowhere", "country": "QQ"}}, "address.country"),
-    ({"address": {"city": "Brussels", "country": "EU"}}, "address.country"),
-    ({"address": {"city": "No country"}}, "address.country"),
-    ({"firstName": ""}, "firstName"),
-    ({"lastName": "   "}, "lastName"),
-    ({"firstName": None}, "firstName"),
-    ({"nickname": "Mette"}, "nickname"),
-    ({"contactPoints": [{"type": "phone", "value": "not a phone"}]}, "contactPoints.0.value"),
-    ({"contactPoints": [{"type": "email", "value": "Mette <m@example.dk>"}]},
-     "contactPoints.0.value"),
-    ({"contactPoints": [{"type": "fax", "value": "+4520123456"}]}, "contactPoints.0.type"),
-    ({"contactPoints": [{"type": "phone", "value": "+4520123456", "label": "pager"}]},
-     "contactPoints.0.label"),
-    ({"contactPoints": [{"type": "phone", "value": "+4520123456", "source": "rumour"}]},
-     "contactPoints.0.source"),
-    ({"doNotContact": "maybe"}, "doNotContact"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
+        ({"timezone": "europe/copenhagen"}, "timezone"),
+        ({"preferredLanguage": "xx-YY"}, "preferredLanguage"),
+        ({"preferredLanguage": "en-ZZ"}, "preferredLanguage"),
+        ({"address": {"city": "Nowhere", "country": "QQ"}}, "address.country"),
+        ({"address": {"city": "Brussels", "country": "EU"}}, "address.country"),
+        ({"address": {"city": "No country"}}, "address.country"),
+        ({"firstName": ""}, "firstName"),
+        ({"lastName": "   "}, "lastName"),
+        ({"firstName": None}, "firstName"),
+        ({"nickname": "Mette"}, "nickname"),
+        ({"contactPoints": [{"type": "phone", "value": "not a phone"}]}, "contactPoints.0.value"),
+        (
+            {"contactPoints": [{"type": "email", "value": "Mette <m@example.dk>"}]},
+            "contactPoints.0.value",
+        ),
+        ({"contactPoints": [{"type": "fax", "value": "+4520123456"}]}, "contactPoints.0.type"),
+        (
+            {"contactPoints": [{"type": "phone", "value": "+4520123456", "label": "pager"}]},
+            "contactPoints.0.label",
+        ),
+        (
+            {"contactPoints": [{"type": "phone", "value": "+4520123456", "source": "rumour"}]},
+            "contactPoints.0.source",
+        ),
+        ({"doNotContact": "maybe"}, "doNotContact"),
+    ],
+)
 async def test_create_rejects_bad_input_and_writes_nothing(
     tenant: Any, container: Any, overrides: dict[str, Any], field: str
 ) -> None:
@@ -150,17 +200,23 @@ async def test_missing_last_name_is_named(tenant: Any) -> None:
 
 
 async def test_malformed_json_is_400(tenant: Any) -> None:
-    r = await tenant.client.post("/api/borrowers", content=b"{not json",
-                                 headers={"content-type": "application/json"})
+    r = await tenant.client.post(
+        "/api/borrowers", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert_problem(r, 400)
 
 
 async def test_one_bad_contact_point_writes_nothing_at_all(tenant: Any, container: Any) -> None:
-    r = await tenant.client.post("/api/borrowers", json=borrower_body(contactPoints=[
-        {"type": "email", "value": "ok@example.com"},
-        {"type": "phone", "value": "+4520123456"},
-        {"type": "phone", "value": "12345678"},  # not a valid Danish number
-    ]))
+    r = await tenant.client.post(
+        "/api/borrowers",
+        json=borrower_body(
+            contactPoints=[
+                {"type": "email", "value": "ok@example.com"},
+                {"type": "phone", "value": "+4520123456"},
+                {"type": "phone", "value": "12345678"},  # not a valid Danish number
+            ]
+        ),
+    )
     body = assert_problem(r, 422, "contactPoints.2.value")
     assert "region DK" in body["errors"][0]["message"]
     assert await count(container, Borrower) == 0
@@ -170,30 +226,43 @@ async def test_one_bad_contact_point_writes_nothing_at_all(tenant: Any, containe
 
 
 async def test_every_error_is_reported_at_once(tenant: Any) -> None:
-    r = await tenant.client.post("/api/borrowers", json=borrower_body(
-        timezone="Nowhere/City", preferredLanguage="zz",
-        contactPoints=[{"type": "email", "value": "bad@"}]))
+    r = await tenant.client.post(
+        "/api/borrowers",
+        json=borrower_body(
+            timezone="Nowhere/City",
+            preferredLanguage="zz",
+            contactPoints=[{"type": "email", "value": "bad@"}],
+        ),
+    )
     assert_problem(r, 422, "timezone", "preferredLanguage", "contactPoints.0.value")
 
 
 async def test_duplicate_and_double_primary_in_one_request(tenant: Any) -> None:
-    r = await tenant.client.post("/api/borrowers", json=borrower_body(contactPoints=[
-        {"type": "phone", "value": "+45 20 12 34 56", "isPrimary": True},
-        {"type": "phone", "value": "20123456", "isPrimary": True},
-    ]))
+    r = await tenant.client.post(
+        "/api/borrowers",
+        json=borrower_body(
+            contactPoints=[
+                {"type": "phone", "value": "+45 20 12 34 56", "isPrimary": True},
+                {"type": "phone", "value": "20123456", "isPrimary": True},
+            ]
+        ),
+    )
     assert_problem(r, 422, "contactPoints.1.value", "contactPoints.1.isPrimary")
 
 
 async def test_malformed_ids_in_path_are_4xx(tenant: Any) -> None:
     client = tenant.client
-    for r in (await client.get("/api/borrowers/not-a-uuid"),
-              await client.patch("/api/borrowers/123", json={"firstName": "X"}),
-              await client.delete("/api/borrowers/123"),
-              await client.get("/api/borrowers/123/contact-points"),
-              await client.post("/api/borrowers/123/contact-points",
-                                json={"type": "phone", "value": "+4520123456"}),
-              await client.patch("/api/contact-points/xyz", json={"label": "home"}),
-              await client.delete("/api/contact-points/xyz")):
+    for r in (
+        await client.get("/api/borrowers/not-a-uuid"),
+        await client.patch("/api/borrowers/123", json={"firstName": "X"}),
+        await client.delete("/api/borrowers/123"),
+        await client.get("/api/borrowers/123/contact-points"),
+        await client.post(
+            "/api/borrowers/123/contact-points", json={"type": "phone", "value": "+4520123456"}
+        ),
+        await client.patch("/api/contact-points/xyz", json={"label": "home"}),
+        await client.delete("/api/contact-points/xyz"),
+    ):
         assert r.status_code in (404, 422), r.text
         assert r.headers["content-type"].startswith(PROBLEM)
 
@@ -204,6 +273,7 @@ async def test_unknown_borrower_is_404(tenant: Any) -> None:
 
 
 # --- list, search, pagination ---------------------------------------------------------------
+
 
 async def test_pagination_visits_every_borrower_once(tenant: Any) -> None:
     created = set()
@@ -237,18 +307,28 @@ async def test_list_is_newest_first_and_embeds_contact_points(tenant: Any) -> No
     assert len(items[1]["contactPoints"]) == 2
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"limit": 0}, "limit"), ({"limit": 201}, "limit"), ({"limit": "ten"}, "limit"),
-    ({"cursor": "garbage!"}, "cursor"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 201}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"cursor": "garbage!"}, "cursor"),
+    ],
+)
 async def test_list_rejects_bad_paging(tenant: Any, params: dict[str, Any], field: str) -> None:
     assert_problem(await tenant.client.get("/api/borrowers", params=params), 422, field)
 
 
 async def test_search_by_name_prefix_contact_value_and_external_ref(tenant: Any) -> None:
     mette = await create_borrower(tenant)
-    await create_borrower(tenant, firstName="Lars", lastName="Jensen", externalRef="CRM-2",
-                          contactPoints=[{"type": "email", "value": "lars@example.dk"}])
+    await create_borrower(
+        tenant,
+        firstName="Lars",
+        lastName="Jensen",
+        externalRef="CRM-2",
+        contactPoints=[{"type": "email", "value": "lars@example.dk"}],
+    )
 
     async def ids(**params: str) -> list[str]:
         r = await tenant.client.get("/api/borrowers", params=params)
@@ -269,11 +349,18 @@ async def test_search_by_name_prefix_contact_value_and_external_ref(tenant: Any)
 
 # --- change and delete ----------------------------------------------------------------------
 
+
 async def test_patch_changes_only_what_is_sent(tenant: Any) -> None:
     b = await create_borrower(tenant)
-    r = await tenant.client.patch(f"/api/borrowers/{b['borrowerId']}", json={
-        "timezone": "America/New_York", "preferredLanguage": "en_US.UTF-8", "address": None,
-        "doNotContact": True})
+    r = await tenant.client.patch(
+        f"/api/borrowers/{b['borrowerId']}",
+        json={
+            "timezone": "America/New_York",
+            "preferredLanguage": "en_US.UTF-8",
+            "address": None,
+            "doNotContact": True,
+        },
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["timezone"] == "America/New_York"
@@ -287,13 +374,19 @@ async def test_patch_changes_only_what_is_sent(tenant: Any) -> None:
     assert again.json() == out
 
 
-@pytest.mark.parametrize(("patch", "field"), [
-    ({"firstName": None}, "firstName"), ({"lastName": ""}, "lastName"),
-    ({"doNotContact": None}, "doNotContact"), ({"timezone": "UTC+2"}, "timezone"),
-    ({"preferredLanguage": "english"}, "preferredLanguage"),
-    ({"address": {"country": "DNK"}}, "address.country"),
-    ({"contactPoints": []}, "contactPoints"), ({"borrowerId": str(uuid.uuid4())}, "borrowerId"),
-])
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"firstName": None}, "firstName"),
+        ({"lastName": ""}, "lastName"),
+        ({"doNotContact": None}, "doNotContact"),
+        ({"timezone": "UTC+2"}, "timezone"),
+        ({"preferredLanguage": "english"}, "preferredLanguage"),
+        ({"address": {"country": "DNK"}}, "address.country"),
+        ({"contactPoints": []}, "contactPoints"),
+        ({"borrowerId": str(uuid.uuid4())}, "borrowerId"),
+    ],
+)
 async def test_patch_rejects_bad_input_and_changes_nothing(
     tenant: Any, patch: dict[str, Any], field: str
 ) -> None:
@@ -313,9 +406,17 @@ async def test_delete_plain_borrower(tenant: Any, container: Any) -> None:
 
 async def test_delete_borrower_on_a_case_is_409(tenant: Any) -> None:
     b = await create_borrower(tenant)
-    await tenant.client.post("/api/cases", json={
-        "caseNumber": "D-1", "creditor": "Harbor Bank", "originalAmount": "1.00",
-        "outstandingAmount": "1.00", "currency": "DKK", "borrowerIds": [b["borrowerId"]]})
+    await tenant.client.post(
+        "/api/cases",
+        json={
+            "caseNumber": "D-1",
+            "creditor": "Harbor Bank",
+            "originalAmount": "1.00",
+            "outstandingAmount": "1.00",
+            "currency": "DKK",
+            "borrowerIds": [b["borrowerId"]],
+        },
+    )
     assert_problem(await tenant.client.delete(f"/api/borrowers/{b['borrowerId']}"), 409)
     assert (await tenant.client.get(f"/api/borrowers/{b['borrowerId']}")).status_code == 200
 
@@ -324,8 +425,9 @@ async def test_delete_borrower_on_a_case_is_409(tenant: Any) -> None:
 async def test_delete_borrower_with_messages_is_409(tenant: Any, container: Any, via: str) -> None:
     b = await create_borrower(tenant)
     phone = next(cp for cp in b["contactPoints"] if cp["type"] == "phone")
-    await add_message(container, tenant, b["borrowerId"], phone["contactPointId"],
-                      link=via == "borrower")
+    await add_message(
+        container, tenant, b["borrowerId"], phone["contactPointId"], link=via == "borrower"
+    )
     body = assert_problem(await tenant.client.delete(f"/api/borrowers/{b['borrowerId']}"), 409)
     assert "message" in body["detail"]
     assert await count(container, Borrower) == 1
@@ -333,18 +435,27 @@ async def test_delete_borrower_with_messages_is_409(tenant: Any, container: Any,
 
 # --- contact points -------------------------------------------------------------------------
 
+
 async def test_contact_point_lifecycle(tenant: Any) -> None:
     b = await create_borrower(tenant, contactPoints=[])
     url = f"/api/borrowers/{b['borrowerId']}/contact-points"
-    first = await tenant.client.post(url, json={"type": "phone", "value": "20 12 34 56",
-                                                "label": "mobile"})
+    first = await tenant.client.post(
+        url, json={"type": "phone", "value": "20 12 34 56", "label": "mobile"}
+    )
     assert first.status_code == 201, first.text
     one = first.json()
     assert one["value"] == "+4520123456" and one["isPrimary"] is True
     assert one["borrowerId"] == b["borrowerId"] and one["label"] == "mobile"
-    second = await tenant.client.post(url, json={
-        "type": "phone", "value": "+45 31 23 45 67", "label": "work", "source": "employer",
-        "isPrimary": True})
+    second = await tenant.client.post(
+        url,
+        json={
+            "type": "phone",
+            "value": "+45 31 23 45 67",
+            "label": "work",
+            "source": "employer",
+            "isPrimary": True,
+        },
+    )
     assert second.status_code == 201, second.text
     two = second.json()
     assert two["isPrimary"] is True and two["source"] == "employer"
@@ -353,20 +464,23 @@ async def test_contact_point_lifecycle(tenant: Any) -> None:
     primary = {cp["contactPointId"]: cp["isPrimary"] for cp in listed}
     assert primary == {one["contactPointId"]: False, two["contactPointId"]: True}
 
-    back = await tenant.client.patch(f"/api/contact-points/{one['contactPointId']}",
-                                     json={"isPrimary": True, "label": "home"})
+    back = await tenant.client.patch(
+        f"/api/contact-points/{one['contactPointId']}", json={"isPrimary": True, "label": "home"}
+    )
     assert back.status_code == 200, back.text
     assert back.json()["isPrimary"] is True and back.json()["label"] == "home"
     listed = (await tenant.client.get(url)).json()["items"]
-    assert [cp["isPrimary"] for cp in listed if cp["contactPointId"] == two["contactPointId"]] \
-        == [False]
+    assert [cp["isPrimary"] for cp in listed if cp["contactPointId"] == two["contactPointId"]] == [
+        False
+    ]
 
     # Deleting the primary promotes the remaining one of its type.
     gone = await tenant.client.delete(f"/api/contact-points/{one['contactPointId']}")
     assert gone.status_code == 204
     listed = (await tenant.client.get(url)).json()["items"]
-    assert [(cp["contactPointId"], cp["isPrimary"]) for cp in listed] == \
-        [(two["contactPointId"], True)]
+    assert [(cp["contactPointId"], cp["isPrimary"]) for cp in listed] == [
+        (two["contactPointId"], True)
+    ]
 
 
 async def test_duplicate_contact_point_is_409_however_written(tenant: Any) -> None:
@@ -379,16 +493,19 @@ async def test_duplicate_contact_point_is_409_however_written(tenant: Any) -> No
     assert len((await tenant.client.get(url)).json()["items"]) == 2
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"type": "phone", "value": "12345678"}, "value"),
-    ({"type": "phone", "value": "call me"}, "value"),
-    ({"type": "email", "value": "a@b"}, "value"),
-    ({"type": "email", "value": "x@example.com\r\nBcc: y@example.com"}, "value"),
-    ({"type": "sms", "value": "+4520123456"}, "type"),
-    ({"type": "phone", "value": "+4520123456", "label": "beeper"}, "label"),
-    ({"type": "phone", "value": "+4520123456", "primary": True}, "primary"),
-    ({"type": "phone"}, "value"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "phone", "value": "12345678"}, "value"),
+        ({"type": "phone", "value": "call me"}, "value"),
+        ({"type": "email", "value": "a@b"}, "value"),
+        ({"type": "email", "value": "x@example.com\r\nBcc: y@example.com"}, "value"),
+        ({"type": "sms", "value": "+4520123456"}, "type"),
+        ({"type": "phone", "value": "+4520123456", "label": "beeper"}, "label"),
+        ({"type": "phone", "value": "+4520123456", "primary": True}, "primary"),
+        ({"type": "phone"}, "value"),
+    ],
+)
 async def test_add_contact_point_rejects_bad_input(
     tenant: Any, container: Any, body: dict[str, Any], field: str
 ) -> None:
@@ -400,17 +517,24 @@ async def test_add_contact_point_rejects_bad_input(
 
 async def test_local_number_without_address_country_says_why(tenant: Any) -> None:
     b = await create_borrower(tenant, address=None, contactPoints=[])
-    r = await tenant.client.post(f"/api/borrowers/{b['borrowerId']}/contact-points",
-                                 json={"type": "phone", "value": "20123456"})
+    r = await tenant.client.post(
+        f"/api/borrowers/{b['borrowerId']}/contact-points",
+        json={"type": "phone", "value": "20123456"},
+    )
     body = assert_problem(r, 422, "value")
     assert body["errors"][0]["code"] == "missing_country_code"
 
 
-@pytest.mark.parametrize(("patch", "field"), [
-    ({"value": "+4531234567"}, "value"), ({"type": "email"}, "type"),
-    ({"source": None}, "source"), ({"isPrimary": None}, "isPrimary"),
-    ({"label": "pager"}, "label"),
-])
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"value": "+4531234567"}, "value"),
+        ({"type": "email"}, "type"),
+        ({"source": None}, "source"),
+        ({"isPrimary": None}, "isPrimary"),
+        ({"label": "pager"}, "label"),
+    ],
+)
 async def test_patch_contact_point_rejects(tenant: Any, patch: dict[str, Any], field: str) -> None:
     b = await create_borrower(tenant)
     cp = b["contactPoints"][0]
@@ -429,6 +553,7 @@ async def test_delete_contact_point_with_messages_is_409(tenant: Any, container:
 
 # --- tenancy --------------------------------------------------------------------------------
 
+
 async def test_other_organization_gets_404_everywhere(tenant: Any, other_tenant: Any) -> None:
     b = await create_borrower(tenant)
     bid, cp_id = b["borrowerId"], b["contactPoints"][0]["contactPointId"]
@@ -438,8 +563,9 @@ async def test_other_organization_gets_404_everywhere(tenant: Any, other_tenant:
         await other.patch(f"/api/borrowers/{bid}", json={"firstName": "Hijack"}),
         await other.delete(f"/api/borrowers/{bid}"),
         await other.get(f"/api/borrowers/{bid}/contact-points"),
-        await other.post(f"/api/borrowers/{bid}/contact-points",
-                         json={"type": "phone", "value": "+4531234567"}),
+        await other.post(
+            f"/api/borrowers/{bid}/contact-points", json={"type": "phone", "value": "+4531234567"}
+        ),
         await other.patch(f"/api/contact-points/{cp_id}", json={"label": "work"}),
         await other.delete(f"/api/contact-points/{cp_id}"),
     ]

@@ -13,29 +13,35 @@ from parley.services.contacts import (
 from parley.services.errors import Invalid
 
 
-@pytest.mark.parametrize(("raw", "region", "expected"), [
-    ("+45 20 12 34 56", None, "+4520123456"),
-    ("20 12 34 56", "DK", "+4520123456"),
-    ("20123456", "dk", "+4520123456"),  # region codes are case-insensitive
-    ("+1 (202) 555-0143", None, "+12025550143"),
-    ("(202) 555-0143", "US", "+12025550143"),
-    ("+44 7911 123456", "DK", "+447911123456"),  # an explicit +code wins over the region
-    ("  +4520123456  ", None, "+4520123456"),
-])
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("+45 20 12 34 56", None, "+4520123456"),
+        ("20 12 34 56", "DK", "+4520123456"),
+        ("20123456", "dk", "+4520123456"),  # region codes are case-insensitive
+        ("+1 (202) 555-0143", None, "+12025550143"),
+        ("(202) 555-0143", "US", "+12025550143"),
+        ("+44 7911 123456", "DK", "+447911123456"),  # an explicit +code wins over the region
+        ("  +4520123456  ", None, "+4520123456"),
+    ],
+)
 def test_normalize_phone_returns_e164(raw: str, region: str | None, expected: str) -> None:
     assert normalize_phone(raw, region) == expected
 
 
-@pytest.mark.parametrize(("raw", "region", "code", "fragment"), [
-    ("hello", None, "not_a_number", "not a phone number"),
-    ("20123456", None, "missing_country_code", "country code"),
-    ("+999123456", None, "missing_country_code", "country code"),
-    ("12345678", "DK", "invalid_for_region", "region DK"),
-    ("+4512", None, "invalid_for_region", "region DK"),
-    ("555-0100", "US", "invalid_for_region", "region US"),
-    ("", None, "required", "empty"),
-    ("+45 20\n12 34 56", None, "not_a_number", "not a phone number"),
-])
+@pytest.mark.parametrize(
+    ("raw", "region", "code", "fragment"),
+    [
+        ("hello", None, "not_a_number", "not a phone number"),
+        ("20123456", None, "missing_country_code", "country code"),
+        ("+999123456", None, "missing_country_code", "country code"),
+        ("12345678", "DK", "invalid_for_region", "region DK"),
+        ("+4512", None, "invalid_for_region", "region DK"),
+        ("555-0100", "US", "invalid_for_region", "region US"),
+        ("", None, "required", "empty"),
+        ("+45 20\n12 34 56", None, "not_a_number", "not a phone number"),
+    ],
+)
 def test_normalize_phone_names_field_and_reason(
     raw: str, region: str | None, code: str, fragment: str
 ) -> None:
@@ -48,25 +54,31 @@ def test_normalize_phone_names_field_and_reason(
     assert info.value.status == 422
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("Bob@Example.COM", "Bob@example.com"),  # the local part is case-sensitive; keep it
-    ("  pat.doe@example.org ", "pat.doe@example.org"),
-    ("ü@bücher.de", "ü@bücher.de"),
-    ("first+tag@sub.example.co.uk", "first+tag@sub.example.co.uk"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Bob@Example.COM", "Bob@example.com"),  # the local part is case-sensitive; keep it
+        ("  pat.doe@example.org ", "pat.doe@example.org"),
+        ("ü@bücher.de", "ü@bücher.de"),
+        ("first+tag@sub.example.co.uk", "first+tag@sub.example.co.uk"),
+    ],
+)
 def test_normalize_email(raw: str, expected: str) -> None:
     assert normalize_email(raw) == expected
 
 
-@pytest.mark.parametrize(("raw", "fragment"), [
-    ("Bob <bob@example.com>", "display name"),
-    ("bob@example.com\r\nBcc: eve@example.com", "line breaks"),
-    ("bob@example.com\n", "line breaks"),  # a trailing newline survives no strip
-    ("bob", "not a valid email address"),
-    ("bob@localhost", "not a valid email address"),
-    ("bob@exa mple.com", "not a valid email address"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("Bob <bob@example.com>", "display name"),
+        ("bob@example.com\r\nBcc: eve@example.com", "line breaks"),
+        ("bob@example.com\n", "line breaks"),  # a trailing newline survives no strip
+        ("bob", "not a valid email address"),
+        ("bob@localhost", "not a valid email address"),
+        ("bob@exa mple.com", "not a valid email address"),
+        ("", "empty"),
+    ],
+)
 def test_normalize_email_refuses(raw: str, fragment: str) -> None:
     with pytest.raises(Invalid) as info:
         normalize_email(raw, field="to")

@@ -357,7 +357,8 @@ class ContractKit(Protocol):
 
     NAME: str
     HAS_WEBHOOKS: bool
-    SECRETS: Mapping[str, str]  # secrets the kit's providers and fixtures use
+    CONFIG: Mapping[str, Any]  # a complete, valid account configuration
+    SECRETS: Mapping[str, str]  # secrets that go with CONFIG
     ERROR_MODES: Mapping[str, ErrorMode]
 
     def wired(self, mode: str | None = None) -> AbstractAsyncContextManager[KitHarness]:

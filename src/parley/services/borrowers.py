@@ -31,9 +31,14 @@ ADDRESS_FIELDS = {"line1": 200, "line2": 200, "city": 100, "region": 100, "posta
 # Exceptionally reserved or user-assigned codes CLDR lists as territories but that name no
 # country a borrower can live in. XK (Kosovo) stays: it is in common use, and phones know it.
 _NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "ZZ", "XA", "XB"})
-_CAMEL = {"external_ref": "externalRef", "first_name": "firstName", "last_name": "lastName",
-          "preferred_language": "preferredLanguage", "do_not_contact": "doNotContact",
-          "postal_code": "postalCode"}
+_CAMEL = {
+    "external_ref": "externalRef",
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "preferred_language": "preferredLanguage",
+    "do_not_contact": "doNotContact",
+    "postal_code": "postalCode",
+}
 _NOT_NULL = ("first_name", "last_name", "do_not_contact")
 
 
@@ -50,8 +55,11 @@ def _countries() -> frozenset[str]:
 
 def check_timezone(name: str, field: str = "timezone") -> str:
     if name not in _time_zones():
-        raise Invalid.field(field, f"{name!r} is not an IANA time zone name like "
-                            "'Europe/Copenhagen'", "invalid_timezone")
+        raise Invalid.field(
+            field,
+            f"{name!r} is not an IANA time zone name like 'Europe/Copenhagen'",
+            "invalid_timezone",
+        )
     return name
 
 
@@ -62,8 +70,11 @@ def check_locale(raw: str, field: str = "preferredLanguage") -> str:
         language, territory, *_ = parse_locale(text)
         locale = Locale.parse(text)
     except (ValueError, TypeError, UnknownLocaleError):
-        raise Invalid.field(field, f"{raw!r} is not a known language or locale like 'en' or "
-                            "'da-DK'", "invalid_locale") from None
+        raise Invalid.field(
+            field,
+            f"{raw!r} is not a known language or locale like 'en' or 'da-DK'",
+            "invalid_locale",
+        ) from None
     # Babel silently maps an unknown region to a likely one (en_ZZ -> en_US): refuse that.
     if language == "root" or (territory and locale.territory != territory.upper()):
         raise Invalid.field(field, f"{raw!r} is not a known locale", "invalid_locale")
@@ -73,8 +84,9 @@ def check_locale(raw: str, field: str = "preferredLanguage") -> str:
 def check_country(raw: str, field: str = "address.country") -> str:
     code = raw.strip().upper()
     if code not in _countries():
-        raise Invalid.field(field, f"{raw!r} is not an ISO 3166-1 alpha-2 country code like "
-                            "'DK'", "invalid_country")
+        raise Invalid.field(
+            field, f"{raw!r} is not an ISO 3166-1 alpha-2 country code like 'DK'", "invalid_country"
+        )
     return code
 
 
@@ -105,9 +117,13 @@ def _clean_fields(changes: dict[str, Any]) -> tuple[dict[str, Any], list[FieldEr
             clean[key] = value or None
         elif key in ("timezone", "preferred_language", "address"):
             try:
-                clean[key] = (check_timezone(value) if key == "timezone" else
-                              check_locale(value) if key == "preferred_language" else
-                              _clean_address(value))
+                clean[key] = (
+                    check_timezone(value)
+                    if key == "timezone"
+                    else check_locale(value)
+                    if key == "preferred_language"
+                    else _clean_address(value)
+                )
             except Invalid as exc:
                 errors.extend(exc.errors)
         elif key == "do_not_contact":
@@ -123,8 +139,9 @@ def _clean_address(address: dict[str, Any]) -> dict[str, Any]:
     for key, limit in ADDRESS_FIELDS.items():
         value = (address.get(key) or "").strip() or None
         if value and len(value) > limit:
-            errors.append(FieldError(f"address.{_CAMEL.get(key, key)}",
-                                     f"must be at most {limit} characters"))
+            errors.append(
+                FieldError(f"address.{_CAMEL.get(key, key)}", f"must be at most {limit} characters")
+            )
         out[key] = value
     try:
         out["country"] = check_country(address.get("country") or "")
@@ -148,9 +165,16 @@ async def create(
     borrower_id: uuid.UUID | None = None,
 ) -> tuple[Borrower, list[ContactPoint]]:
     """Validate everything first, then write borrower and contact points in one commit."""
-    clean, errors = _clean_fields({"external_ref": None, "timezone": None,
-                                   "preferred_language": None, "address": None,
-                                   "do_not_contact": False, **fields})
+    clean, errors = _clean_fields(
+        {
+            "external_ref": None,
+            "timezone": None,
+            "preferred_language": None,
+            "address": None,
+            "do_not_contact": False,
+            **fields,
+        }
+    )
     for key in ("first_name", "last_name"):
         if key not in fields:
             errors.append(FieldError(_CAMEL[key], "is required", "required"))
@@ -166,18 +190,28 @@ async def create(
             errors.extend(exc.errors)
             continue
         if (point.kind, point.value) in seen:
-            errors.append(FieldError(f"{prefix}value", f"duplicates contactPoints."
-                                     f"{seen[point.kind, point.value]}", "duplicate"))
+            errors.append(
+                FieldError(
+                    f"{prefix}value",
+                    f"duplicates contactPoints.{seen[point.kind, point.value]}",
+                    "duplicate",
+                )
+            )
         if point.is_primary and point.kind in primaries:
-            errors.append(FieldError(f"{prefix}isPrimary",
-                                     f"only one {point.kind} contact point can be primary"))
+            errors.append(
+                FieldError(
+                    f"{prefix}isPrimary", f"only one {point.kind} contact point can be primary"
+                )
+            )
         seen[point.kind, point.value] = i
         primaries.update([point.kind] if point.is_primary else [])
         points.append(point)
     _raise(errors)
     if borrower_id is not None and await session.get(Borrower, borrower_id) is not None:
-        raise Conflict(f"borrowerId {borrower_id} is already in use",
-                       [FieldError("borrowerId", "is already in use", "duplicate")])
+        raise Conflict(
+            f"borrowerId {borrower_id} is already in use",
+            [FieldError("borrowerId", "is already in use", "duplicate")],
+        )
     borrower = Borrower(id=borrower_id or uuid.uuid4(), organization_id=org_id, **clean)
     session.add(borrower)
     try:
@@ -186,14 +220,17 @@ async def create(
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        raise Conflict("the borrower could not be stored: it conflicts with existing data "
-                       "(was the same borrowerId sent twice?)") from None
+        raise Conflict(
+            "the borrower could not be stored: it conflicts with existing data "
+            "(was the same borrowerId sent twice?)"
+        ) from None
     return borrower, rows
 
 
 async def get(session: AsyncSession, org_id: uuid.UUID, borrower_id: uuid.UUID) -> Borrower:
-    borrower = await session.scalar(select(Borrower).where(
-        Borrower.id == borrower_id, Borrower.organization_id == org_id))
+    borrower = await session.scalar(
+        select(Borrower).where(Borrower.id == borrower_id, Borrower.organization_id == org_id)
+    )
     if borrower is None:
         raise NotFound(f"borrower {borrower_id} not found")
     return borrower
@@ -222,14 +259,18 @@ async def search(
     if q and q.strip():
         q = q.strip()
         full_name = Borrower.first_name + " " + Borrower.last_name
-        query = query.where(or_(
-            Borrower.first_name.istartswith(q, autoescape=True),
-            Borrower.last_name.istartswith(q, autoescape=True),
-            full_name.istartswith(q, autoescape=True),
-            exists().where(ContactPoint.borrower_id == Borrower.id,
-                           ContactPoint.organization_id == org_id,
-                           func.lower(ContactPoint.value).in_(_contact_values(q))),
-        ))
+        query = query.where(
+            or_(
+                Borrower.first_name.istartswith(q, autoescape=True),
+                Borrower.last_name.istartswith(q, autoescape=True),
+                full_name.istartswith(q, autoescape=True),
+                exists().where(
+                    ContactPoint.borrower_id == Borrower.id,
+                    ContactPoint.organization_id == org_id,
+                    func.lower(ContactPoint.value).in_(_contact_values(q)),
+                ),
+            )
+        )
     if external_ref is not None:
         query = query.where(Borrower.external_ref == external_ref)
     if after is not None:
@@ -262,12 +303,15 @@ async def delete(session: AsyncSession, org_id: uuid.UUID, borrower_id: uuid.UUI
         exists().where(Thread.borrower_id == borrower.id),
     ):
         if await session.scalar(select(referenced)):
-            raise Conflict("messages were exchanged with this borrower; the communication "
-                           "record keeps them (set doNotContact instead)")
+            raise Conflict(
+                "messages were exchanged with this borrower; the communication "
+                "record keeps them (set doNotContact instead)"
+            )
     if await session.scalar(select(exists().where(CaseBorrower.borrower_id == borrower.id))):
         raise Conflict("the borrower is linked to cases, whose record needs it")
     for cp in await session.scalars(
-            select(ContactPoint).where(ContactPoint.borrower_id == borrower.id)):
+        select(ContactPoint).where(ContactPoint.borrower_id == borrower.id)
+    ):
         await session.delete(cp)
     await session.flush()
     await session.delete(borrower)

@@ -25,20 +25,40 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.services.errors import Conflict, FieldError, Invalid, NotFound
 from parley.storage.models import Borrower, Case, CaseBorrower, User
 
-STATUSES = frozenset({
-    "open", "payment_plan", "promise_to_pay", "disputed", "cease_communication",
-    "attorney_represented", "bankruptcy", "deceased", "paid", "closed",
-})
+STATUSES = frozenset(
+    {
+        "open",
+        "payment_plan",
+        "promise_to_pay",
+        "disputed",
+        "cease_communication",
+        "attorney_represented",
+        "bankruptcy",
+        "deceased",
+        "paid",
+        "closed",
+    }
+)
 ROLES = frozenset({"primary", "co_borrower", "guarantor"})
 MAX_INTEGER_DIGITS = 16  # Numeric(18, 2)
 _AMOUNT = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NOT_CURRENCIES = frozenset({"XXX", "XTS"})  # "no currency" and "testing" codes
-_CAMEL = {"case_number": "caseNumber", "original_amount": "originalAmount",
-          "outstanding_amount": "outstandingAmount", "due_date": "dueDate",
-          "assigned_agent_id": "assignedAgentId"}
-_NOT_NULL = ("case_number", "creditor", "original_amount", "outstanding_amount", "currency",
-             "status")
+_CAMEL = {
+    "case_number": "caseNumber",
+    "original_amount": "originalAmount",
+    "outstanding_amount": "outstandingAmount",
+    "due_date": "dueDate",
+    "assigned_agent_id": "assignedAgentId",
+}
+_NOT_NULL = (
+    "case_number",
+    "creditor",
+    "original_amount",
+    "outstanding_amount",
+    "currency",
+    "status",
+)
 _TEXT_MAX = {"case_number": 64, "creditor": 200}
 
 
@@ -71,8 +91,9 @@ def parse_amount(raw: str, field: str) -> Decimal:
 def check_currency(raw: str, field: str = "currency") -> str:
     code = raw.strip().upper()
     if len(code) != 3 or code in _NOT_CURRENCIES or not is_currency(code):
-        raise Invalid.field(field, f"{raw!r} is not an ISO 4217 currency code like 'DKK'",
-                            "invalid_currency")
+        raise Invalid.field(
+            field, f"{raw!r} is not an ISO 4217 currency code like 'DKK'", "invalid_currency"
+        )
     return code
 
 
@@ -129,8 +150,9 @@ def _clean_fields(changes: dict[str, Any]) -> tuple[dict[str, Any], list[FieldEr
 async def _agent_errors(
     session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID | None
 ) -> list[FieldError]:
-    if user_id is None or await session.scalar(select(exists().where(
-            User.id == user_id, User.organization_id == org_id))):
+    if user_id is None or await session.scalar(
+        select(exists().where(User.id == user_id, User.organization_id == org_id))
+    ):
         return []
     return [FieldError("assignedAgentId", "unknown user", "unknown_user")]
 
@@ -146,19 +168,24 @@ async def _resolve_links(
     if not links:
         return [], [FieldError(links_field, "a case needs at least one borrower", "required")]
     ids = [link.borrower_id for link in links]
-    known = set(await session.scalars(select(Borrower.id).where(
-        Borrower.organization_id == org_id, Borrower.id.in_(ids))))
+    known = set(
+        await session.scalars(
+            select(Borrower.id).where(Borrower.organization_id == org_id, Borrower.id.in_(ids))
+        )
+    )
     errors: list[FieldError] = []
     seen: set[uuid.UUID] = set()
     for i, link in enumerate(links):
         if link.borrower_id not in known:
-            errors.append(FieldError(_link_field(links_field, i), "unknown borrower",
-                                     "unknown_borrower"))
+            errors.append(
+                FieldError(_link_field(links_field, i), "unknown borrower", "unknown_borrower")
+            )
         elif link.borrower_id in seen:
             errors.append(FieldError(_link_field(links_field, i), "is listed twice", "duplicate"))
         if link.role is not None and link.role not in ROLES:
-            errors.append(FieldError(f"{links_field}.{i}.role",
-                                     "must be one of " + ", ".join(sorted(ROLES))))
+            errors.append(
+                FieldError(f"{links_field}.{i}.role", "must be one of " + ", ".join(sorted(ROLES)))
+            )
         seen.add(link.borrower_id)
     implicit_primary = not any(link.role == "primary" for link in links)
     pairs = []
@@ -168,8 +195,11 @@ async def _resolve_links(
         pairs.append((link.borrower_id, role))
     primaries = sum(role == "primary" for _, role in pairs)
     if primaries != 1:
-        errors.append(FieldError(links_field, "exactly one borrower must have the role primary"
-                                 f" (got {primaries})"))
+        errors.append(
+            FieldError(
+                links_field, f"exactly one borrower must have the role primary (got {primaries})"
+            )
+        )
     return pairs, errors
 
 
@@ -181,16 +211,18 @@ async def _load(session: AsyncSession, cases: list[Case]) -> list[CaseRecord]:
             .join(Borrower, Borrower.id == CaseBorrower.borrower_id)
             .where(CaseBorrower.case_id.in_(list(by_case)))
             # primary first, then co_borrower before guarantor, then oldest first
-            .order_by(CaseBorrower.role != "primary", CaseBorrower.role, Borrower.created_at,
-                      Borrower.id)
+            .order_by(
+                CaseBorrower.role != "primary", CaseBorrower.role, Borrower.created_at, Borrower.id
+            )
         )
         for case_id, role, borrower in rows:
             by_case[case_id].append((borrower, role))
     return [CaseRecord(c, by_case[c.id]) for c in cases]
 
 
-async def _get_case(session: AsyncSession, org_id: uuid.UUID, case_id: uuid.UUID,
-                    *, lock: bool = False) -> Case:
+async def _get_case(
+    session: AsyncSession, org_id: uuid.UUID, case_id: uuid.UUID, *, lock: bool = False
+) -> Case:
     query = select(Case).where(Case.id == case_id, Case.organization_id == org_id)
     case = await session.scalar(query.with_for_update() if lock else query)
     if case is None:
@@ -198,8 +230,9 @@ async def _get_case(session: AsyncSession, org_id: uuid.UUID, case_id: uuid.UUID
     return case
 
 
-async def _number_taken(session: AsyncSession, org_id: uuid.UUID, number: str,
-                        case_id: uuid.UUID | None = None) -> bool:
+async def _number_taken(
+    session: AsyncSession, org_id: uuid.UUID, number: str, case_id: uuid.UUID | None = None
+) -> bool:
     query = exists().where(Case.organization_id == org_id, Case.case_number == number)
     if case_id is not None:
         query = query.where(Case.id != case_id)
@@ -207,8 +240,10 @@ async def _number_taken(session: AsyncSession, org_id: uuid.UUID, number: str,
 
 
 def _duplicate_number(number: str) -> Conflict:
-    return Conflict(f"case number {number} is already in use",
-                    [FieldError("caseNumber", "is already in use", "duplicate")])
+    return Conflict(
+        f"case number {number} is already in use",
+        [FieldError("caseNumber", "is already in use", "duplicate")],
+    )
 
 
 async def _commit(session: AsyncSession, number: str | None) -> None:
@@ -216,8 +251,11 @@ async def _commit(session: AsyncSession, number: str | None) -> None:
         await session.commit()
     except IntegrityError:  # lost a race with a concurrent request
         await session.rollback()
-        raise (_duplicate_number(number) if number else
-               Conflict("the case conflicts with existing data")) from None
+        raise (
+            _duplicate_number(number)
+            if number
+            else Conflict("the case conflicts with existing data")
+        ) from None
 
 
 async def create(
@@ -229,17 +267,21 @@ async def create(
     links_field: str = "borrowerIds",
     case_id: uuid.UUID | None = None,
 ) -> CaseRecord:
-    clean, errors = _clean_fields({"status": "open", "due_date": None,
-                                   "assigned_agent_id": None, **fields})
+    clean, errors = _clean_fields(
+        {"status": "open", "due_date": None, "assigned_agent_id": None, **fields}
+    )
     required = ("case_number", "creditor", "original_amount", "outstanding_amount", "currency")
-    errors += [FieldError(_CAMEL.get(k, k), "is required", "required")
-               for k in required if k not in fields]
+    errors += [
+        FieldError(_CAMEL.get(k, k), "is required", "required") for k in required if k not in fields
+    ]
     errors += await _agent_errors(session, org_id, clean.get("assigned_agent_id"))
     pairs, link_errors = await _resolve_links(session, org_id, links, links_field)
     _raise(errors + link_errors)
     if case_id is not None and await session.get(Case, case_id) is not None:
-        raise Conflict(f"caseId {case_id} is already in use",
-                       [FieldError("caseId", "is already in use", "duplicate")])
+        raise Conflict(
+            f"caseId {case_id} is already in use",
+            [FieldError("caseId", "is already in use", "duplicate")],
+        )
     if await _number_taken(session, org_id, clean["case_number"]):
         raise _duplicate_number(clean["case_number"])
     case = Case(id=case_id or uuid.uuid4(), organization_id=org_id, **clean)
@@ -249,8 +291,10 @@ async def create(
     except IntegrityError:
         await session.rollback()
         raise _duplicate_number(clean["case_number"]) from None
-    session.add_all(CaseBorrower(case_id=case.id, borrower_id=bid, organization_id=org_id,
-                                 role=role) for bid, role in pairs)
+    session.add_all(
+        CaseBorrower(case_id=case.id, borrower_id=bid, organization_id=org_id, role=role)
+        for bid, role in pairs
+    )
     await _commit(session, clean["case_number"])
     return await get(session, org_id, case.id)
 
@@ -280,8 +324,9 @@ async def search(
     if assigned_agent_id is not None:
         query = query.where(Case.assigned_agent_id == assigned_agent_id)
     if borrower_id is not None:
-        query = query.where(exists().where(CaseBorrower.case_id == Case.id,
-                                           CaseBorrower.borrower_id == borrower_id))
+        query = query.where(
+            exists().where(CaseBorrower.case_id == Case.id, CaseBorrower.borrower_id == borrower_id)
+        )
     if q and q.strip():
         query = query.where(Case.case_number.istartswith(q.strip(), autoescape=True))
     if after is not None:
@@ -310,25 +355,36 @@ async def change(
 
 
 async def link_borrower(
-    session: AsyncSession, org_id: uuid.UUID, case_id: uuid.UUID, borrower_id: uuid.UUID,
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    case_id: uuid.UUID,
+    borrower_id: uuid.UUID,
     role: str = "co_borrower",
 ) -> CaseRecord:
     if role not in ROLES:
         raise Invalid.field("role", "must be one of " + ", ".join(sorted(ROLES)))
     case = await _get_case(session, org_id, case_id, lock=True)
-    known = await session.scalar(select(exists().where(
-        Borrower.id == borrower_id, Borrower.organization_id == org_id)))
+    known = await session.scalar(
+        select(exists().where(Borrower.id == borrower_id, Borrower.organization_id == org_id))
+    )
     if not known:
         raise Invalid.field("borrowerId", "unknown borrower", "unknown_borrower")
-    current = dict((await session.execute(select(CaseBorrower.borrower_id, CaseBorrower.role)
-                                          .where(CaseBorrower.case_id == case.id))).tuples().all())
+    rows = await session.execute(
+        select(CaseBorrower.borrower_id, CaseBorrower.role).where(CaseBorrower.case_id == case.id)
+    )
+    current = dict(rows.all())
     if borrower_id in current:
-        raise Conflict("the borrower is already on this case",
-                       [FieldError("borrowerId", "is already on this case", "duplicate")])
+        raise Conflict(
+            "the borrower is already on this case",
+            [FieldError("borrowerId", "is already on this case", "duplicate")],
+        )
     if role == "primary" and "primary" in current.values():
-        raise Conflict("the case already has a primary borrower",
-                       [FieldError("role", "the case already has a primary borrower")])
-    session.add(CaseBorrower(case_id=case.id, borrower_id=borrower_id, organization_id=org_id,
-                             role=role))
+        raise Conflict(
+            "the case already has a primary borrower",
+            [FieldError("role", "the case already has a primary borrower")],
+        )
+    session.add(
+        CaseBorrower(case_id=case.id, borrower_id=borrower_id, organization_id=org_id, role=role)
+    )
     await _commit(session, None)
     return await get(session, org_id, case.id)

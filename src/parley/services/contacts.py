@@ -54,16 +54,21 @@ def normalize_phone(raw: str, default_region: str | None = None, *, field: str =
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
-        code, message = _PARSE_REASONS.get(exc.error_type, ("not_a_number",
-                                                            "is not a phone number"))
+        code, message = _PARSE_REASONS.get(
+            exc.error_type, ("not_a_number", "is not a phone number")
+        )
         raise Invalid.field(field, message, code) from None
     if not phonenumbers.is_valid_number(number):
         where = phonenumbers.region_code_for_country_code(number.country_code)
         if where in (None, "ZZ"):
-            raise Invalid.field(field, f"+{number.country_code} is not a country calling code",
-                                "missing_country_code")
-        raise Invalid.field(field, f"is not a valid number for region {where}",
-                            "invalid_for_region")
+            raise Invalid.field(
+                field,
+                f"+{number.country_code} is not a country calling code",
+                "missing_country_code",
+            )
+        raise Invalid.field(
+            field, f"is not a valid number for region {where}", "invalid_for_region"
+        )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -79,13 +84,17 @@ def normalize_email(raw: str, *, field: str = "value") -> str:
     if "\r" in text or "\n" in text:
         raise Invalid.field(field, "must not contain line breaks", "invalid_email")
     if "<" in text or ">" in text:
-        raise Invalid.field(field, "must be a bare address like bob@example.com, without a "
-                            "display name or angle brackets", "invalid_email")
+        raise Invalid.field(
+            field,
+            "must be a bare address like bob@example.com, without a display name or angle brackets",
+            "invalid_email",
+        )
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise Invalid.field(field, f"is not a valid email address: {exc}",
-                            "invalid_email") from None
+        raise Invalid.field(
+            field, f"is not a valid email address: {exc}", "invalid_email"
+        ) from None
     local, _, domain = result.normalized.rpartition("@")
     return f"{local}@{domain.lower()}"
 
@@ -109,8 +118,11 @@ def validate_input(
         errors.append(FieldError(f"{prefix}type", "must be email or phone"))
     else:
         try:
-            value = (normalize_email(cp.value, field=f"{prefix}value") if cp.kind == "email"
-                     else normalize_phone(cp.value, region, field=f"{prefix}value"))
+            value = (
+                normalize_email(cp.value, field=f"{prefix}value")
+                if cp.kind == "email"
+                else normalize_phone(cp.value, region, field=f"{prefix}value")
+            )
         except Invalid as exc:
             errors.extend(exc.errors)
     errors.extend(_check_attributes({"label": cp.label, "source": cp.source}, prefix))
@@ -155,8 +167,12 @@ async def _locked_borrower(
 async def _make_primary(session: AsyncSession, cp: ContactPoint) -> None:
     await session.execute(
         update(ContactPoint)
-        .where(ContactPoint.borrower_id == cp.borrower_id, ContactPoint.kind == cp.kind,
-               ContactPoint.id != cp.id, ContactPoint.is_primary.is_(True))
+        .where(
+            ContactPoint.borrower_id == cp.borrower_id,
+            ContactPoint.kind == cp.kind,
+            ContactPoint.id != cp.id,
+            ContactPoint.is_primary.is_(True),
+        )
         .values(is_primary=False)
     )
     cp.is_primary = True
@@ -167,14 +183,25 @@ async def insert_contact_points(
 ) -> list[ContactPoint]:
     """Add already-validated points (no commit). The first of a kind, or one marked
     primary, becomes the borrower's primary of that kind."""
-    has_primary = set(await session.scalars(
-        select(ContactPoint.kind).where(ContactPoint.borrower_id == borrower.id,
-                                        ContactPoint.is_primary.is_(True))))
+    has_primary = set(
+        await session.scalars(
+            select(ContactPoint.kind).where(
+                ContactPoint.borrower_id == borrower.id, ContactPoint.is_primary.is_(True)
+            )
+        )
+    )
     rows = []
     for p in points:
-        row = ContactPoint(id=uuid.uuid4(), organization_id=borrower.organization_id,
-                           borrower_id=borrower.id, kind=p.kind, value=p.value, label=p.label,
-                           source=p.source, is_primary=False)
+        row = ContactPoint(
+            id=uuid.uuid4(),
+            organization_id=borrower.organization_id,
+            borrower_id=borrower.id,
+            kind=p.kind,
+            value=p.value,
+            label=p.label,
+            source=p.source,
+            is_primary=False,
+        )
         session.add(row)
         await session.flush()
         if p.is_primary or p.kind not in has_primary:
@@ -198,12 +225,20 @@ async def add(
 ) -> ContactPoint:
     borrower = await _locked_borrower(session, org_id, borrower_id)
     clean = validate_input(cp, address_region(borrower))
-    duplicate = await session.scalar(select(exists().where(
-        ContactPoint.borrower_id == borrower.id, ContactPoint.kind == clean.kind,
-        ContactPoint.value == clean.value)))
+    duplicate = await session.scalar(
+        select(
+            exists().where(
+                ContactPoint.borrower_id == borrower.id,
+                ContactPoint.kind == clean.kind,
+                ContactPoint.value == clean.value,
+            )
+        )
+    )
     if duplicate:
-        raise Conflict(f"{clean.value} is already a contact point of this borrower",
-                       [FieldError("value", "already on file for this borrower", "duplicate")])
+        raise Conflict(
+            f"{clean.value} is already a contact point of this borrower",
+            [FieldError("value", "already on file for this borrower", "duplicate")],
+        )
     try:
         [row] = await insert_contact_points(session, borrower, [clean])
     except IntegrityError:  # a concurrent request added the same value
@@ -222,8 +257,12 @@ async def list_for_borrowers(
     rows = await session.scalars(
         select(ContactPoint)
         .where(ContactPoint.organization_id == org_id, ContactPoint.borrower_id.in_(borrower_ids))
-        .order_by(ContactPoint.kind, ContactPoint.is_primary.desc(), ContactPoint.created_at,
-                  ContactPoint.id)
+        .order_by(
+            ContactPoint.kind,
+            ContactPoint.is_primary.desc(),
+            ContactPoint.created_at,
+            ContactPoint.id,
+        )
     )
     for row in rows:
         out[row.borrower_id].append(row)
@@ -233,16 +272,18 @@ async def list_for_borrowers(
 async def list_for_borrower(
     session: AsyncSession, org_id: uuid.UUID, borrower_id: uuid.UUID
 ) -> list[ContactPoint]:
-    found = await session.scalar(select(exists().where(
-        Borrower.id == borrower_id, Borrower.organization_id == org_id)))
+    found = await session.scalar(
+        select(exists().where(Borrower.id == borrower_id, Borrower.organization_id == org_id))
+    )
     if not found:
         raise NotFound(f"borrower {borrower_id} not found")
     return (await list_for_borrowers(session, org_id, [borrower_id]))[borrower_id]
 
 
 async def _get(session: AsyncSession, org_id: uuid.UUID, cp_id: uuid.UUID) -> ContactPoint:
-    cp = await session.scalar(select(ContactPoint).where(
-        ContactPoint.id == cp_id, ContactPoint.organization_id == org_id))
+    cp = await session.scalar(
+        select(ContactPoint).where(ContactPoint.id == cp_id, ContactPoint.organization_id == org_id)
+    )
     if cp is None:
         raise NotFound(f"contact point {cp_id} not found")
     await _locked_borrower(session, org_id, cp.borrower_id)
@@ -254,10 +295,16 @@ async def change(
 ) -> ContactPoint:
     """Change label, source or isPrimary. The value is not editable: a new number or
     address is a new contact point, so past messages keep pointing at what they used."""
-    errors = [FieldError(_camel(k), "may not be null") for k in ("source", "is_primary")
-              if k in changes and changes[k] is None]
-    errors += [FieldError(_camel(k), "cannot be changed; add a new contact point instead")
-               for k in ("kind", "value") if k in changes]
+    errors = [
+        FieldError(_camel(k), "may not be null")
+        for k in ("source", "is_primary")
+        if k in changes and changes[k] is None
+    ]
+    errors += [
+        FieldError(_camel(k), "cannot be changed; add a new contact point instead")
+        for k in ("kind", "value")
+        if k in changes
+    ]
     errors += _check_attributes({k: v for k, v in changes.items() if v is not None})
     if errors:
         raise Invalid(_detail(errors), errors)
@@ -278,15 +325,19 @@ async def remove(session: AsyncSession, org_id: uuid.UUID, cp_id: uuid.UUID) -> 
     cp = await _get(session, org_id, cp_id)
     used = await session.scalar(select(exists().where(Message.contact_point_id == cp.id)))
     if used:
-        raise Conflict("messages were exchanged with this contact point; the communication "
-                       "record keeps it (mark another one primary instead)")
+        raise Conflict(
+            "messages were exchanged with this contact point; the communication "
+            "record keeps it (mark another one primary instead)"
+        )
     await session.delete(cp)
     await session.flush()
     if cp.is_primary:  # the oldest remaining one of its kind takes over
         successor = await session.scalar(
             select(ContactPoint)
             .where(ContactPoint.borrower_id == cp.borrower_id, ContactPoint.kind == cp.kind)
-            .order_by(ContactPoint.created_at, ContactPoint.id).limit(1))
+            .order_by(ContactPoint.created_at, ContactPoint.id)
+            .limit(1)
+        )
         if successor is not None:
             successor.is_primary = True
     await session.commit()

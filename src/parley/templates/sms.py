@@ -122,7 +122,7 @@ def _segment_ends(text: str, gsm: bool, units: int) -> list[int]:
         return []
     if units <= single:
         return [len(text)]
-    if units == len(text):
+    if units == len(text) and (gsm or _SURROGATE.search(text) is None):
         # Every character costs one unit: fixed-size segments, no walk needed. (Two
         # surrogate code points also cost one unit each but must not be separated.)
         return [*range(budget, len(text), budget), len(text)]

@@ -12,8 +12,7 @@ from parley.api.schemas.common import CamelModel, RequestModel
 
 ContactType = Literal["email", "phone"]
 ContactLabel = Literal["mobile", "home", "work", "personal", "other"]
-ContactSource = Literal["borrower_provided", "creditor_provided", "employer", "skip_trace",
-                        "other"]
+ContactSource = Literal["borrower_provided", "creditor_provided", "employer", "skip_trace", "other"]
 
 
 class Address(RequestModel):
@@ -36,8 +35,9 @@ class AddressOut(CamelModel):
 
 class ContactPointCreate(RequestModel):
     type: ContactType
-    value: str = Field(min_length=1, max_length=320,
-                       description="Phone (normalized to E.164) or email address")
+    value: str = Field(
+        min_length=1, max_length=320, description="Phone (normalized to E.164) or email address"
+    )
     label: ContactLabel | None = None
     source: ContactSource = "borrower_provided"
     is_primary: bool = False
@@ -68,14 +68,17 @@ class ContactPointList(CamelModel):
 
 class BorrowerCreate(RequestModel):
     borrower_id: uuid.UUID | None = Field(
-        default=None, description="Optional fixed id (demo data, imports); generated if absent")
+        default=None, description="Optional fixed id (demo data, imports); generated if absent"
+    )
     external_ref: str | None = Field(default=None, max_length=100)
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
-    timezone: str | None = Field(default=None, max_length=64,
-                                 description="IANA time zone, e.g. Europe/Copenhagen")
-    preferred_language: str | None = Field(default=None, max_length=35,
-                                           description="BCP 47 or POSIX locale, e.g. da-DK")
+    timezone: str | None = Field(
+        default=None, max_length=64, description="IANA time zone, e.g. Europe/Copenhagen"
+    )
+    preferred_language: str | None = Field(
+        default=None, max_length=35, description="BCP 47 or POSIX locale, e.g. da-DK"
+    )
     address: Address | None = None
     do_not_contact: bool = False
     contact_points: list[ContactPointCreate] = Field(default_factory=list, max_length=20)

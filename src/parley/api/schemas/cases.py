@@ -10,9 +10,18 @@ from pydantic import Field
 
 from parley.api.schemas.common import CamelModel, RequestModel
 
-CaseStatus = Literal["open", "payment_plan", "promise_to_pay", "disputed",
-                     "cease_communication", "attorney_represented", "bankruptcy", "deceased",
-                     "paid", "closed"]
+CaseStatus = Literal[
+    "open",
+    "payment_plan",
+    "promise_to_pay",
+    "disputed",
+    "cease_communication",
+    "attorney_represented",
+    "bankruptcy",
+    "deceased",
+    "paid",
+    "closed",
+]
 BorrowerRole = Literal["primary", "co_borrower", "guarantor"]
 AMOUNT_HELP = 'Decimal string, at most 2 decimals, not negative, e.g. "1234.50"'
 
@@ -20,12 +29,14 @@ AMOUNT_HELP = 'Decimal string, at most 2 decimals, not negative, e.g. "1234.50"'
 class CaseBorrowerIn(RequestModel):
     borrower_id: uuid.UUID
     role: BorrowerRole | None = Field(
-        default=None, description="Default: primary for the first when none is, else co_borrower")
+        default=None, description="Default: primary for the first when none is, else co_borrower"
+    )
 
 
 class CaseCreate(RequestModel):
     case_id: uuid.UUID | None = Field(
-        default=None, description="Optional fixed id (demo data, imports); generated if absent")
+        default=None, description="Optional fixed id (demo data, imports); generated if absent"
+    )
     case_number: str = Field(min_length=1, max_length=64)
     creditor: str = Field(min_length=1, max_length=200)
     original_amount: str = Field(max_length=40, description=AMOUNT_HELP)

@@ -30,6 +30,14 @@ HAS_WEBHOOKS = True
 SECRETS: Mapping[str, str] = {"signing_secret": "sandbox-kit-signing-secret"}
 ACCOUNT_ID = "kit-sandbox"
 
+# A complete, valid account configuration: callbacks come at once, draws are seeded.
+CONFIG: Mapping[str, Any] = {
+    "sent_delay_seconds": 0,
+    "delivery_delay_seconds": 0,
+    "read_delay_seconds": 0,
+    "seed": 7,
+}
+
 ERROR_MODES: Mapping[str, ErrorMode] = {
     "empty_recipient": ErrorMode(Outcome.PERMANENT, "invalid_recipient"),
 }
@@ -41,13 +49,7 @@ def build(
     context = ProviderContext(
         account_id=ACCOUNT_ID,
         channel=channel,
-        config={
-            "sent_delay_seconds": 0,
-            "delivery_delay_seconds": 0,
-            "read_delay_seconds": 0,
-            "seed": 7,
-            **overrides,
-        },
+        config={**CONFIG, **overrides},
         secrets=dict(SECRETS),
         public_base_url=public_base_url,
     )
@@ -98,7 +100,7 @@ def provider(secrets: Mapping[str, str] | None = None) -> ChannelProvider:
     context = ProviderContext(
         account_id=ACCOUNT_ID,
         channel=Channel.SMS,
-        config={"callbacks": False},
+        config={**CONFIG, "callbacks": False},
         secrets=dict(secrets if secrets is not None else SECRETS),
         public_base_url="https://parley.example.com",
     )

@@ -49,16 +49,19 @@ _SINK_ACTIONS = {
 }
 
 
+# A complete, valid account configuration (nothing is contacted until a send).
+CONFIG: Mapping[str, Any] = {
+    "host": "127.0.0.1",
+    "port": 2525,
+    "from_address": "billing@lender.example",
+    "from_name": "Lender Billing",
+    "timeout": 5,
+    "pool_size": 4,
+}
+
+
 def config(port: int, **overrides: Any) -> dict[str, Any]:
-    return {
-        "host": "127.0.0.1",
-        "port": port,
-        "from_address": "billing@lender.example",
-        "from_name": "Lender Billing",
-        "timeout": 5,
-        "pool_size": 4,
-        **overrides,
-    }
+    return {**CONFIG, "port": port, **overrides}
 
 
 def build(port: int, **overrides: Any) -> ChannelProvider:

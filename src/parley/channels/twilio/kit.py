@@ -33,6 +33,13 @@ ACCOUNT_ID = "kit-twilio"
 FROM_NUMBER = "+15005550006"
 TO_NUMBER = "+15558675310"
 
+# A complete, valid account configuration (nothing is contacted until a send).
+CONFIG: Mapping[str, Any] = {
+    "account_sid": DEFAULT_ACCOUNT_SID,
+    "from_number": FROM_NUMBER,
+    "timeout": 5,
+}
+
 ERROR_MODES: Mapping[str, ErrorMode] = {
     "rate_limited_429": ErrorMode(Outcome.RETRYABLE, "20429", retry_after=3.0),
     "server_error_500": ErrorMode(Outcome.RETRYABLE, "20500"),
@@ -48,13 +55,7 @@ def build(base_url: str, public_base_url: str, **overrides: Any) -> ChannelProvi
     context = ProviderContext(
         account_id=ACCOUNT_ID,
         channel=Channel.SMS,
-        config={
-            "base_url": base_url,
-            "account_sid": DEFAULT_ACCOUNT_SID,
-            "from_number": FROM_NUMBER,
-            "timeout": 5,
-            **overrides,
-        },
+        config={**CONFIG, "base_url": base_url, **overrides},
         secrets=dict(SECRETS),
         public_base_url=public_base_url,
     )
@@ -119,7 +120,7 @@ def provider(secrets: Mapping[str, str] | None = None) -> ChannelProvider:
     context = ProviderContext(
         account_id=ACCOUNT_ID,
         channel=Channel.SMS,
-        config={"account_sid": DEFAULT_ACCOUNT_SID, "from_number": FROM_NUMBER},
+        config=dict(CONFIG),
         secrets=dict(secrets if secrets is not None else SECRETS),
         public_base_url="https://parley.example.com",
     )
