@@ -29,6 +29,8 @@ import hashlib
 import logging
 import re
 import time
+import warnings
+import weakref
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -422,10 +424,25 @@ class SmtpSink(SinkLedger):
         self.port = port
         self.implementation = implementation
         self.hostname = hostname
+        self.connections = 0  # client connections accepted so far
         self._server: asyncio.Server | None = None
         self._background: BackgroundLoop | None = None
+        self._protocols: weakref.WeakSet[asyncio.BaseProtocol] = weakref.WeakSet()
 
     def _protocol_factory(self) -> asyncio.BaseProtocol:
+        self.connections += 1
+        protocol = self._new_protocol()
+        self._protocols.add(protocol)
+        return protocol
+
+    def disconnect_all(self) -> None:
+        """Abort every open client connection (as a server restart or idle timeout would)."""
+        for protocol in list(self._protocols):
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.abort()
+
+    def _new_protocol(self) -> asyncio.BaseProtocol:
         if self.implementation == "minimal":
             return _MinimalSmtpProtocol(self, self.hostname)
         from aiosmtpd.smtp import SMTP
@@ -438,14 +455,16 @@ class SmtpSink(SinkLedger):
                 "auth_require_tls": False,
                 "authenticator": _Authenticator(*self.credentials),
             }
-        return SMTP(
-            _AiosmtpdHandler(self),
-            hostname=self.hostname,
-            enable_SMTPUTF8=True,
-            data_size_limit=None,
-            loop=asyncio.get_running_loop(),
-            **options,
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            return SMTP(
+                _AiosmtpdHandler(self),
+                hostname=self.hostname,
+                enable_SMTPUTF8=True,
+                data_size_limit=None,
+                loop=asyncio.get_running_loop(),
+                **options,
+            )
 
     # -- in the current loop -------------------------------------------------------
 
@@ -458,10 +477,8 @@ class SmtpSink(SinkLedger):
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            # Open client sessions would keep wait_closed() waiting; close them first.
-            if hasattr(self._server, "close_clients"):
-                self._server.close_clients()
             self._server = None
+        self.disconnect_all()
         self.close()
 
     async def __aenter__(self) -> SmtpSink:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -81,7 +83,9 @@ emoji = st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF)
 
 gsm_texts = st.text(alphabet=st.one_of(gsm_basic, gsm_extension), max_size=700)
 long_gsm_texts = st.text(alphabet=st.one_of(gsm_basic, gsm_basic, gsm_extension), min_size=150)
-mixed_texts = st.text(alphabet=st.one_of(gsm_basic, gsm_extension, latin1, cjk, emoji), max_size=400)
+mixed_texts = st.text(
+    alphabet=st.one_of(gsm_basic, gsm_extension, latin1, cjk, emoji), max_size=400
+)
 # Mostly GSM with the odd character that forces UCS-2, the case agents get warned about.
 mostly_gsm_texts = st.lists(
     st.one_of(gsm_basic, gsm_basic, gsm_basic, gsm_extension, latin1, emoji), max_size=300
@@ -147,7 +151,7 @@ def test_segments_are_filled_greedily(text: str) -> None:
     if len(segments) > 1:
         assert units(text, gsm) > budget(gsm, 1)
     limit = budget(gsm, len(segments))
-    for segment, following in zip(segments, segments[1:], strict=False):
+    for segment, following in itertools.pairwise(segments):
         first_piece = following[:2] if _starts_with_split_pair(following) else following[0]
         assert units(segment, gsm) + units(first_piece, gsm) > limit
 

@@ -112,7 +112,9 @@ def test_number_filter_keeps_the_locale_grouping_pattern() -> None:
 def test_date_filter_styles_patterns_and_inputs() -> None:
     moment = dt.datetime(2024, 1, 15, 23, 0)
     context = {"due": DUE, "iso": "2024-01-15", "at": moment}
-    source = "{{ due|date('long') }} | {{ iso|date }} | {{ at|date('short') }} | {{ due|date('dd/MM') }}"
+    source = (
+        "{{ due|date('long') }} | {{ iso|date }} | {{ at|date('short') }} | {{ due|date('dd/MM') }}"
+    )
     assert render(source, context) == "January 15, 2024 | Jan 15, 2024 | 1/15/24 | 15/01"
     assert render("{{ due|date('full', locale='de_DE') }}", context) == "Montag, 15. Januar 2024"
 

@@ -245,6 +245,8 @@ def encode_body(text: str, *, avoid: bytes | None = None) -> tuple[str, bytes]:
     quoted-printable, which keeps Latin text readable and lines under 76 characters.
     """
     text = _normalize_newlines(text)
+    if not text.endswith("\n"):
+        text += "\n"  # every encoding ends the body with a line break, so all decode alike
     raw = text.encode("utf-8")
     if raw.isascii():
         if (
@@ -324,7 +326,7 @@ def render(
     else:
         # "=_" cannot occur in quoted-printable or base64 output, and 7bit parts are
         # checked for it, so the boundary never collides with content.
-        boundary = "=_parley_" + os.urandom(12).hex()
+        boundary = new_boundary()
         marker = b"--" + boundary.encode("ascii")
         text_cte, text_body = encode_body(message.body, avoid=marker)
         html_cte, html_body = encode_body(message.html, avoid=marker)
@@ -335,11 +337,15 @@ def render(
                 marker,
                 b'\r\nContent-Type: text/plain; charset="utf-8"\r\n',
                 b"Content-Transfer-Encoding: " + text_cte.encode("ascii") + b"\r\n\r\n",
+                # The CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1),
+                # so one more keeps each part's own final line break.
                 text_body,
+                b"\r\n",
                 marker,
                 b'\r\nContent-Type: text/html; charset="utf-8"\r\n',
                 b"Content-Transfer-Encoding: " + html_cte.encode("ascii") + b"\r\n\r\n",
                 html_body,
+                b"\r\n",
                 marker,
                 b"--\r\n",
             )
@@ -348,6 +354,10 @@ def render(
     envelope_to = tuple(dict.fromkeys(m.address for m in (*to, *cc, *bcc)))
     smtputf8 = any(m.needs_smtputf8 for m in (sender, *to, *cc, *bcc))
     return RenderedEmail(message_id, sender.address, envelope_to, data, smtputf8)
+
+
+def new_boundary() -> str:
+    return "=_parley_" + os.urandom(12).hex()
 
 
 def _head(lines: list[str]) -> bytes:
