@@ -106,6 +106,8 @@ class PeerStats:
     callbacks_posted: int = 0
     callbacks_failed: int = 0
     callback_statuses: Counter[int] = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0  # most create requests being handled at once
 
 
 @dataclass(slots=True)
@@ -144,6 +146,7 @@ class TwilioApiPeer:
         auto_callbacks: bool = False,
         callback_delay: float = 0.0,
         keep_messages: bool = True,
+        latency: float = 0.0,
     ) -> None:
         self.accounts = dict(accounts or {DEFAULT_ACCOUNT_SID: DEFAULT_AUTH_TOKEN})
         self.host = host
@@ -158,6 +161,7 @@ class TwilioApiPeer:
         self.auto_callbacks = auto_callbacks
         self.callback_delay = callback_delay
         self.keep_messages = keep_messages
+        self.latency = latency  # seconds every create request takes, like a remote API
         self.messages: list[PeerMessage] = []
         self.by_sid: dict[str, PeerMessage] = {}
         self.status_by_sid: dict[str, str] = {}
@@ -265,6 +269,16 @@ class TwilioApiPeer:
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         self.stats.requests += 1
+        self.stats.in_flight += 1
+        self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            return await self._handle_create(request)
+        finally:
+            self.stats.in_flight -= 1
+
+    async def _handle_create(self, request: web.Request) -> web.StreamResponse:
         account_sid = request.match_info["account_sid"]
         if not self._authorized(request, account_sid):
             self.stats.unauthorized += 1

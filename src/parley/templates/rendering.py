@@ -142,7 +142,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
-            pass
+            _check_product(left, right)
         elif operator == "**":
             _check_power(left, right)
         return super().call_binop(context, operator, left, right)

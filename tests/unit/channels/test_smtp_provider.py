@@ -81,7 +81,11 @@ async def sink(request: pytest.FixtureRequest) -> AsyncIterator[SmtpSink]:
         ({"host": "h", "from_address": "a@b.c", "port": "25"}, {}, ["port"]),
         ({"host": "h", "from_address": "a@b.c", "port": 70000}, {}, ["port"]),
         ({"host": "h", "from_address": "a@b.c", "pool_size": 0}, {}, ["pool_size"]),
-        ({"host": "h", "from_address": "a@b.c", "use_tls": True, "starttls": True}, {}, ["use_tls"]),
+        (
+            {"host": "h", "from_address": "a@b.c", "use_tls": True, "starttls": True},
+            {},
+            ["use_tls"],
+        ),
         ({"host": "h", "from_address": "a@b.c", "username": "u"}, {}, ["password"]),
         ({"host": "h\r\nx", "from_address": "a@b.c"}, {}, ["host"]),
     ],
@@ -112,7 +116,9 @@ def test_defaults() -> None:
 
 async def test_message_arrives_intact(sink: SmtpSink) -> None:
     provider = build(sink.port)
-    sent = message(body="Hello Zoë\n.\n..\nbye", cc=["cc@example.com"], bcc=["audit@lender.example"])
+    sent = message(
+        body="Hello Zoë\n.\n..\nbye", cc=["cc@example.com"], bcc=["audit@lender.example"]
+    )
     result = await provider.send(sent)
     await provider.aclose()
     assert result == SendResult(accepted=True, provider_message_id=result.provider_message_id)

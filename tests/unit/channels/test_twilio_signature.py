@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from parley.channels.base import WebhookRequest, WebhookVerificationError
+from parley.channels.base import ChannelProvider, WebhookRequest, WebhookVerificationError
 from parley.channels.twilio import signature
 from parley.channels.twilio.kit import provider as kit_provider
 from parley.peers.twilio_api import DEFAULT_AUTH_TOKEN, TwilioApiPeer
@@ -30,14 +31,16 @@ PARAMS = {
 oracle = RequestValidator(TOKEN)
 
 
-def request(url: str = URL, params: dict[str, str] = PARAMS, sig: str | None = None) -> WebhookRequest:
+def request(
+    url: str = URL, params: dict[str, str] = PARAMS, sig: str | None = None
+) -> WebhookRequest:
     headers = {"content-type": "application/x-www-form-urlencoded"}
     if sig is not None:
         headers["x-twilio-signature"] = sig
     return WebhookRequest("POST", url, headers, urlencode(params).encode())
 
 
-def provider():  # type: ignore[no-untyped-def]
+def provider() -> ChannelProvider:
     return kit_provider({"auth_token": TOKEN})
 
 
@@ -63,7 +66,10 @@ def test_provider_accepts_oracle_signed_requests() -> None:
     [
         ("https://parley.example.com:443/webhooks/twilio/acct-1", URL),
         (URL, "https://parley.example.com:443/webhooks/twilio/acct-1"),
-        ("http://127.0.0.1:8000/webhooks/twilio/a?x=1", "http://127.0.0.1:8000/webhooks/twilio/a?x=1"),
+        (
+            "http://127.0.0.1:8000/webhooks/twilio/a?x=1",
+            "http://127.0.0.1:8000/webhooks/twilio/a?x=1",
+        ),
     ],
 )
 def test_port_variants_are_accepted_like_the_oracle(received_url: str, signed_url: str) -> None:
@@ -82,12 +88,16 @@ def test_port_variants_are_accepted_like_the_oracle(received_url: str, signed_ur
         lambda r: replace(r, url=r.url.replace("https", "http")),
         lambda r: replace(r, url=r.url + "?injected=1"),
         lambda r: replace(r, headers={**r.headers, "x-twilio-signature": ""}),
-        lambda r: replace(r, headers={k: v for k, v in r.headers.items() if k != "x-twilio-signature"}),
+        lambda r: replace(
+            r, headers={k: v for k, v in r.headers.items() if k != "x-twilio-signature"}
+        ),
         lambda r: replace(r, headers={**r.headers, "x-twilio-signature": "Zm9v"}),
         lambda r: replace(r, body=b"\xff\xfe"),
     ],
 )
-def test_tampered_requests_are_rejected(forge) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_requests_are_rejected(
+    forge: Callable[[WebhookRequest], WebhookRequest],
+) -> None:
     genuine = request(sig=oracle.compute_signature(URL, PARAMS))
     provider().verify_webhook(genuine)  # control
     forged = forge(genuine)
@@ -130,18 +140,24 @@ async def test_peer_callbacks_are_accepted_by_the_official_validator() -> None:
     from parley.channels.base import OutboundMessage
     from parley.channels.twilio.kit import build, template
 
-    async with TwilioApiPeer(failing_numbers={"+15550000003": "30003"}) as peer, WebhookReceiver() as receiver:
+    async with (
+        TwilioApiPeer(failing_numbers={"+15550000003": "30003"}) as peer,
+        WebhookReceiver() as receiver,
+    ):
         provider = build(peer.base_url, receiver.base_url)
         for to in ("+15558675310", "+15550000003"):
             message: OutboundMessage = replace(template(), to=to)
             assert (await provider.send(message)).accepted
         count = await peer.deliver_callbacks(duplicate_rate=1.0)
         sid, _ = await peer.send_inbound(
-            receiver.base_url + "/webhooks/twilio/kit-twilio", from_="+15558675310", to="+15005550006", body="ok"
+            receiver.base_url + "/webhooks/twilio/kit-twilio",
+            from_="+15558675310",
+            to="+15005550006",
+            body="ok",
         )
         await provider.aclose()
     official = RequestValidator(DEFAULT_AUTH_TOKEN)
     assert count == 8 and len(receiver.requests) == 9
     for received in receiver.requests:
-        params = dict(__import__("urllib.parse").parse.parse_qsl(received.body.decode()))
+        params = dict(parse_qsl(received.body.decode()))
         assert official.validate(received.url, params, received.header("X-Twilio-Signature"))

@@ -46,7 +46,7 @@ def case_out(record: svc.CaseRecord, today: date) -> CaseOut:
         outstanding_amount=f"{c.outstanding_amount:.2f}",
         currency=c.currency,
         due_date=c.due_date.isoformat() if c.due_date else None,
-        days_past_due=0,
+        days_past_due=days_past_due(c.due_date, today),
         status=c.status,
         assigned_agent_id=c.assigned_agent_id,
         borrowers=[

@@ -22,7 +22,8 @@ REQUIRED: frozenset[str] = frozenset({"account_sid", "auth_token"})
 DEFAULT_BASE_URL = "https://api.twilio.com"
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}\Z")
 _SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}\Z")
-_SENDER = re.compile(r"(whatsapp:)?\+[1-9]\d{4,14}\Z|[A-Za-z0-9 ]{1,11}\Z")  # or alphanumeric id
+# E.164, or an alphanumeric sender id (1-11 characters, at least one letter).
+_SENDER = re.compile(r"(whatsapp:)?\+[1-9]\d{4,14}\Z|(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9 ]{1,11}\Z")
 
 
 @dataclass(frozen=True, slots=True)
