@@ -170,7 +170,7 @@ async def _resolve_links(
     ids = [link.borrower_id for link in links]
     known = set(
         await session.scalars(
-            select(Borrower.id).where(Borrower.id.in_(ids))
+            select(Borrower.id).where(Borrower.organization_id == org_id, Borrower.id.in_(ids))
         )
     )
     errors: list[FieldError] = []

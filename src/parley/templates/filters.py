@@ -41,7 +41,7 @@ def reset_render_locale(token: Token[Locale | None]) -> None:
 def _locale(override: str | None) -> Locale:
     if override is not None:
         return resolve_locale(override)
-    return resolve_locale(None)
+    return _render_locale.get() or resolve_locale(None)
 
 
 class ValueFormatting:

@@ -14,15 +14,15 @@ Nothing is checked up front, so a render with every value present pays only for 
 lookups themselves.
 
 Rules for template authors: a key whose value is ``None`` counts as missing ("Dear
-None" must never reach a borrower). Testing a missing value is allowed: ``{% if agent
-%}``, ``== / !=``, ``is defined`` and ``|default(...)`` see an empty value and report
-nothing; every other use is reported.
+None" must never reach a borrower). Testing a missing value is allowed:
+``{% if agent %}``, ``==`` / ``!=``, ``is defined`` and ``|default(...)`` see an empty
+value and report nothing; every other use is reported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any, Final
 
 from jinja2 import Environment, Undefined, nodes
@@ -32,13 +32,13 @@ from jinja2.visitor import NodeTransformer
 _reported: ContextVar[list[str] | None] = ContextVar("parley_missing_variables", default=None)
 
 
-def start_collecting() -> tuple[list[str], Any]:
+def start_collecting() -> tuple[list[str], Token[list[str] | None]]:
     """Begin a render: returns the list that will receive missing paths and a reset token."""
     names: list[str] = []
     return names, _reported.set(names)
 
 
-def stop_collecting(token: Any) -> None:
+def stop_collecting(token: Token[list[str] | None]) -> None:
     _reported.reset(token)
 
 

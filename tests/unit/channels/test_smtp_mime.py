@@ -95,11 +95,11 @@ def test_non_ascii_subject_and_body_round_trip() -> None:
 
 
 def test_mostly_non_latin_body_uses_base64() -> None:
-    body = "Здравствуйте! Напоминаем о платеже 12 000 ₽ до 1 марта.\n" * 3
-    parsed = parse(rendered(make(body=body, subject="Напоминание о платеже")).data)
+    body = "Здравствуйте! Напоминаем о платеже 12 000 ₽ до 1 марта.\n" * 3  # noqa: RUF001 -- deliberately non-Latin text
+    parsed = parse(rendered(make(body=body, subject="Напоминание о платеже")).data)  # noqa: RUF001 -- deliberately non-Latin text
     assert parsed["Content-Transfer-Encoding"] == "base64"
     assert text_of(parsed) == body
-    assert parsed["Subject"] == "Напоминание о платеже"
+    assert parsed["Subject"] == "Напоминание о платеже"  # noqa: RUF001 -- deliberately non-Latin text
 
 
 def test_long_lines_lone_dots_and_trailing_spaces_survive() -> None:
@@ -195,9 +195,9 @@ def test_given_message_id_and_sender_override() -> None:
 
 
 def test_non_ascii_display_name_and_idn_domain() -> None:
-    email_ = rendered(make(to="zoë@exämple.com", subject="hi"), from_name="Zoë’s Bank")
+    email_ = rendered(make(to="zoë@exämple.com", subject="hi"), from_name="Zoë’s Bank")  # noqa: RUF001 -- deliberately non-Latin text
     parsed = parse(email_.data)
-    assert parsed["From"].addresses[0].display_name == "Zoë’s Bank"
+    assert parsed["From"].addresses[0].display_name == "Zoë’s Bank"  # noqa: RUF001 -- deliberately non-Latin text
     assert email_.envelope_to == ("zoë@xn--exmple-cua.com",)
     assert email_.smtputf8, "a non-ASCII local part needs SMTPUTF8"
 

@@ -149,7 +149,7 @@ async def test_peer_callbacks_are_accepted_by_the_official_validator() -> None:
             message: OutboundMessage = replace(template(), to=to)
             assert (await provider.send(message)).accepted
         count = await peer.deliver_callbacks(duplicate_rate=1.0)
-        sid, _ = await peer.send_inbound(
+        _sid, _ = await peer.send_inbound(
             receiver.base_url + "/webhooks/twilio/kit-twilio",
             from_="+15558675310",
             to="+15005550006",

@@ -58,9 +58,11 @@ def test_validate_rejects_broken_templates(source: str, lineno: int, fragment: s
     ],
 )
 def test_private_attribute_probes_are_rejected_by_name(probe: str) -> None:
-    for check in (lambda: validate(probe), lambda: render(probe, {"x": "", "borrower": {}})):
-        with pytest.raises(InvalidTemplate) as caught:
-            check()
+    with pytest.raises(InvalidTemplate) as at_validation:
+        validate(probe)
+    with pytest.raises(InvalidTemplate) as at_render:
+        render(probe, {"x": "", "borrower": {}})
+    for caught in (at_validation, at_render):
         assert "is not accessible in templates" in str(caught.value)
         assert caught.value.lineno == 1
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from parley.templates import MissingVariables, TemplateError, case_context, render
 
 
-def missing_names(source: str, context: dict[str, object], **options: object) -> list[str]:
+def missing_names(source: str, context: Mapping[str, Any], *, html: bool = False) -> list[str]:
     with pytest.raises(MissingVariables) as caught:
-        render(source, context, **options)  # type: ignore[arg-type]
-    return caught.value.names
+        render(source, context, html=html)
+    names: list[str] = caught.value.names
+    return names
 
 
 def test_every_missing_name_is_reported_not_just_the_first() -> None:
