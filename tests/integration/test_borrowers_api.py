@@ -182,6 +182,9 @@ async def test_create_minimal_and_with_fixed_id(tenant: Any) -> None:
             "contactPoints.0.source",
         ),
         ({"doNotContact": "maybe"}, "doNotContact"),
+        # PostgreSQL text cannot hold NUL: refused up front, not a 500 from the driver.
+        ({"firstName": "Me\x00tte"}, "firstName"),
+        ({"address": {"city": "K\x00", "country": "DK"}}, "address.city"),
     ],
 )
 async def test_create_rejects_bad_input_and_writes_nothing(
@@ -314,9 +317,13 @@ async def test_list_is_newest_first_and_embeds_contact_points(tenant: Any) -> No
         ({"limit": 201}, "limit"),
         ({"limit": "ten"}, "limit"),
         ({"cursor": "garbage!"}, "cursor"),
+        ({"q": "Me\x00"}, "q"),
+        ({"externalRef": "CRM\x00"}, "externalRef"),
     ],
 )
-async def test_list_rejects_bad_paging(tenant: Any, params: dict[str, Any], field: str) -> None:
+async def test_list_rejects_bad_paging_and_filters(
+    tenant: Any, params: dict[str, Any], field: str
+) -> None:
     assert_problem(await tenant.client.get("/api/borrowers", params=params), 422, field)
 
 

@@ -195,6 +195,7 @@ async def test_duplicate_case_number_is_409_within_org_only(
         ({"borrowerIds": ["nope"]}, "borrowerIds.0"),
         ({"assignedAgentId": "not-a-uuid"}, "assignedAgentId"),
         ({"caseId": "123"}, "caseId"),
+        ({"creditor": "Harbor\x00Bank"}, "creditor"),
     ],
 )
 async def test_create_rejects_bad_input_and_writes_nothing(
@@ -346,6 +347,7 @@ async def test_filters(tenant: Any, container: Any) -> None:
         ({"borrowerId": "x"}, "borrowerId"),
         ({"limit": 0}, "limit"),
         ({"cursor": "%%"}, "cursor"),
+        ({"q": "DEB\x00"}, "q"),
     ],
 )
 async def test_list_rejects_bad_filters(tenant: Any, params: dict[str, Any], field: str) -> None:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import multiprocessing
 import os
 import platform
@@ -78,6 +79,7 @@ def bench_database(explicit: str | None) -> Iterator[tuple[str, str]]:
     """(url, where) of a migrated database; databases and servers we create are removed."""
     from parley.storage.migrate import upgrade
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     given = explicit or os.environ.get("PARLEY_BENCH_DATABASE_URL")
     if given:
         upgrade(given)
@@ -159,22 +161,38 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds of every live PostgreSQL server process on this machine, by pid."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (proc / "comm").read_text().strip() == "postgres":
+                    found[int(proc.name)] = process_cpu(int(proc.name))
+    return found
+
+
 @dataclass
 class CpuWindow:
-    """Machine-wide CPU use between `start()` and `stop()`."""
+    """Machine-wide and PostgreSQL CPU use between `start()` and `stop()` (PostgreSQL
+    processes that exit within the window are missed, so that figure is a lower bound)."""
 
     busy: float = 0.0
     total: float = 0.0
+    postgres: dict[int, float] = field(default_factory=dict)
 
     def start(self) -> CpuWindow:
         self.busy, self.total = machine_cpu()
+        self.postgres = postgres_cpu()
         return self
 
     def stop(self) -> dict[str, float]:
         busy, total = machine_cpu()
         used, span = busy - self.busy, total - self.total
+        pg = sum(cpu - self.postgres.get(pid, 0.0) for pid, cpu in postgres_cpu().items())
         return {"machine_busy_cpu_s": round(used, 2),
-                "machine_busy_pct": round(100 * used / span, 1) if span else 0.0}
+                "machine_busy_pct": round(100 * used / span, 1) if span else 0.0,
+                "postgres_cpu_s": round(pg, 2)}
 
 
 # -- a peer in its own process --------------------------------------------------------------
@@ -325,8 +343,10 @@ async def wait_terminal(
             await asyncio.sleep(interval)
 
 
-async def message_summary(database_url: str, org_ids: Sequence[str]) -> dict[str, Any]:
-    """Final statuses, retries and failure codes of the workload's messages."""
+async def message_summary(database_url: str, org_ids: Sequence[str],
+                          launched: float) -> dict[str, Any]:
+    """Final statuses, retries and failure codes of the workload's messages, and when the
+    first and last were sent (seconds after `launched`, a `time.time()`)."""
     orgs = list(org_ids)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         cur = await conn.execute(
@@ -335,7 +355,8 @@ async def message_summary(database_url: str, org_ids: Sequence[str]) -> dict[str
         statuses = {s: n for s, n in await cur.fetchall()}
         cur = await conn.execute(
             "SELECT count(*) FILTER (WHERE status = 'sent' AND attempts > 1), "
-            "coalesce(sum(attempts), 0), coalesce(max(attempts), 0) "
+            "coalesce(sum(attempts), 0), coalesce(max(attempts), 0), "
+            "extract(epoch FROM min(sent_at)), extract(epoch FROM max(sent_at)) "
             "FROM messages WHERE organization_id = ANY(%s::uuid[])", (orgs,))
         row = await cur.fetchone()
         assert row is not None
@@ -344,7 +365,9 @@ async def message_summary(database_url: str, org_ids: Sequence[str]) -> dict[str
             "WHERE status = 'failed' AND organization_id = ANY(%s::uuid[]) GROUP BY 1", (orgs,))
         failed = {code: n for code, n in await cur.fetchall()}
     return {"statuses": statuses, "sent_after_retry": row[0], "attempts_total": int(row[1]),
-            "max_attempts": row[2], "failed_by_code": failed}
+            "max_attempts": row[2], "failed_by_code": failed,
+            "first_sent_s": round(float(row[3]) - launched, 2) if row[3] else None,
+            "last_sent_s": round(float(row[4]) - launched, 2) if row[4] else None}
 
 
 def worker_env(args: argparse.Namespace) -> dict[str, str]:

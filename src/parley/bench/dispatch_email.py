@@ -168,17 +168,17 @@ def parley_phase(args: argparse.Namespace, url: str, sink: common.PeerProcess,
     before = sink.call("reset")
     fleet = common.WorkerFleet(url, args.workers, common.worker_env(args), log_dir)
     window = common.CpuWindow().start()
-    started = time.perf_counter()
+    launched, started = time.time(), time.perf_counter()
     fleet.start()
     try:
         elapsed, timeline = asyncio.run(common.wait_terminal(
             url, [org], fleet, started=started, timeout=args.timeout))
         worker_cpu = fleet.cpu_seconds()
+        machine = window.stop()
     finally:
         fleet.stop()
-    machine = window.stop()
     after = sink.call("snapshot")
-    summary = asyncio.run(common.message_summary(url, [org]))
+    summary = asyncio.run(common.message_summary(url, [org], launched))
     sent_ids = asyncio.run(sent_message_ids(url, org))
     sent = summary["statuses"].get("sent", 0)
     return {"elapsed_s": round(elapsed, 3), "sent": sent, "total": len(ids),

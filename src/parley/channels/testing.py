@@ -19,6 +19,7 @@ import hmac
 import importlib
 import itertools
 import json
+import socket
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -385,8 +386,6 @@ def load_kit(name: str) -> ContractKit:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now (for 'connection refused' modes)."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
@@ -402,9 +401,10 @@ class WebhookFixture:
     """A captured-style provider callback from `tests/fixtures/providers/<name>/*.json`.
 
     File shape: {"description", "method", "url", "headers", one of "form" (an object or
-    [name, value] pairs), "json" or "body" (raw text), "secrets", "expected": [{"type":
-    an EventType value or "inbound", optional "provider_message_id", "error_code",
-    "provider_event_id", "body"}]}.
+    [name, value] pairs), "json" or "body" (the raw text, when a signature covers the
+    exact bytes), "secrets", "expected": [{"type": an EventType value or "inbound", plus
+    any attribute of the parsed item to compare, e.g. "provider_message_id",
+    "error_code", "reason", "provider_event_id", "body", "occurred_at" (ISO 8601)}]}.
     """
 
     path: Path

@@ -78,6 +78,10 @@ def count_segments(body: str) -> int:
     return 1 if units <= single else math.ceil(units / multi)
 
 
+# One status callback to post: (StatusCallback URL, form parameters, account SID).
+_Callback = tuple[str, dict[str, str], str]
+
+
 @dataclass(frozen=True, slots=True)
 class PeerMessage:
     sid: str
@@ -526,7 +530,7 @@ class TwilioApiPeer:
         `sent`); `duplicate_rate` re-sends that fraction of callbacks a second time.
         """
         rng = random.Random(seed)
-        jobs: list[tuple[str, dict[str, str], str]] = []
+        jobs: list[_Callback] = []
         for message in self.messages if messages is None else messages:
             if not message.status_callback:
                 continue
@@ -543,20 +547,18 @@ class TwilioApiPeer:
             return await self._post_ordered(jobs, concurrency)
         slots = asyncio.Semaphore(concurrency)
 
-        async def post(job: tuple[str, dict[str, str], str]) -> int:
+        async def post(job: _Callback) -> int:
             async with slots:
                 return await self._post(*job)
 
         statuses = await asyncio.gather(*(post(job) for job in jobs))
         return sum(1 for status in statuses if status)
 
-    async def _post_ordered(
-        self, jobs: list[tuple[str, dict[str, str], str]], concurrency: int
-    ) -> int:
-        per_message: dict[str, list[tuple[str, dict[str, str], str]]] = {}
+    async def _post_ordered(self, jobs: list[_Callback], concurrency: int) -> int:
+        per_message: dict[str, list[_Callback]] = {}
         for job in jobs:
             per_message.setdefault(job[1]["MessageSid"], []).append(job)
-        queue: asyncio.Queue[list[tuple[str, dict[str, str], str]]] = asyncio.Queue()
+        queue: asyncio.Queue[list[_Callback]] = asyncio.Queue()
         for chain in per_message.values():
             queue.put_nowait(chain)
         posted = 0

@@ -40,6 +40,7 @@ _CAMEL = {
     "postal_code": "postalCode",
 }
 _NOT_NULL = ("first_name", "last_name", "do_not_contact")
+_NUL = "must not contain NUL characters"  # PostgreSQL text cannot store them
 
 
 @lru_cache(maxsize=1)
@@ -99,7 +100,9 @@ def _clean_fields(changes: dict[str, Any]) -> tuple[dict[str, Any], list[FieldEr
         errors.append(FieldError(_CAMEL.get(key, key), message, code))
 
     for key, value in changes.items():
-        if value is None:
+        if isinstance(value, str) and "\x00" in value:
+            fail(key, _NUL)
+        elif value is None:
             if key in _NOT_NULL:
                 fail(key, "may not be null", "required")
             clean[key] = None
@@ -138,6 +141,8 @@ def _clean_address(address: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, limit in ADDRESS_FIELDS.items():
         value = (address.get(key) or "").strip() or None
+        if value and "\x00" in value:
+            errors.append(FieldError(f"address.{_CAMEL.get(key, key)}", _NUL))
         if value and len(value) > limit:
             errors.append(
                 FieldError(f"address.{_CAMEL.get(key, key)}", f"must be at most {limit} characters")
@@ -255,6 +260,9 @@ async def search(
     external_ref: str | None = None,
 ) -> tuple[list[Borrower], bool]:
     """Newest first, keyset-paginated; returns (page, whether more follow)."""
+    for field, text in (("q", q), ("externalRef", external_ref)):
+        if text and "\x00" in text:
+            raise Invalid.field(field, _NUL)
     query = select(Borrower).where(Borrower.organization_id == org_id)
     if q and q.strip():
         q = q.strip()

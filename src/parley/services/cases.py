@@ -60,6 +60,7 @@ _NOT_NULL = (
     "status",
 )
 _TEXT_MAX = {"case_number": 64, "creditor": 200}
+_NUL = "must not contain NUL characters"  # PostgreSQL text cannot store them
 
 
 @dataclass
@@ -117,6 +118,8 @@ def _clean_fields(changes: dict[str, Any]) -> tuple[dict[str, Any], list[FieldEr
     for key, value in changes.items():
         name = _CAMEL.get(key, key)
         try:
+            if isinstance(value, str) and "\x00" in value:
+                raise Invalid.field(name, _NUL)
             if value is None:
                 if key in _NOT_NULL:
                     raise Invalid.field(name, "may not be null", "required")
@@ -316,6 +319,8 @@ async def search(
     q: str | None = None,
 ) -> tuple[list[CaseRecord], bool]:
     """Newest first, keyset-paginated; returns (page, whether more follow)."""
+    if q and "\x00" in q:
+        raise Invalid.field("q", _NUL)
     query = select(Case).where(Case.organization_id == org_id)
     if status is not None:
         if status not in STATUSES:

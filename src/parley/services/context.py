@@ -86,7 +86,9 @@ async def load(
     org_id: uuid.UUID,
     case_id: uuid.UUID,
     borrower_id: uuid.UUID | None = None,
+    acting_user_id: uuid.UUID | None = None,
 ) -> CaseContext:
+    """The render context; `#agent.*` is the case's assigned agent, else the acting user."""
     case = await get_case(session, org_id, case_id)
     borrowers = await case_borrowers(session, case)
     if not borrowers:
@@ -100,5 +102,8 @@ async def load(
         borrower = match[0]
     org = await session.get(Organization, org_id)
     assert org is not None
-    agent = await session.get(User, case.assigned_agent_id) if case.assigned_agent_id else None
+    agent_id = case.assigned_agent_id or acting_user_id
+    agent = await session.get(User, agent_id) if agent_id else None
+    if agent is not None and agent.organization_id != org_id:
+        agent = None
     return CaseContext(organization=org, case=case, borrower=borrower, agent=agent)

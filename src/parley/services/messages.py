@@ -78,7 +78,8 @@ async def send(
         raise Invalid.field("messageType", "must be email, sms or whatsapp") from None
     if channel is Channel.VOICE:
         raise Invalid.field("messageType", "calls are placed with the calls API, not messages")
-    ctx = await case_context.load(session, org_id, case_id, req.borrower_id)
+    ctx = await case_context.load(session, org_id, case_id, req.borrower_id,
+                                  acting_user_id=principal.user_id)
     borrowers = [b for b, _ in await case_context.case_borrowers(session, ctx.case)]
     if req.borrower_id is not None:
         borrowers = [ctx.borrower]

@@ -182,7 +182,7 @@ async def test_twilio_peer_api_shape() -> None:
 
 async def test_twilio_peer_rate_limit_counts_its_429s() -> None:
     async with (
-        TwilioApiPeer(rate_limit_per_second=5, rate_limit_burst=5) as peer,
+        TwilioApiPeer(rate_limit_per_second=2, rate_limit_burst=5) as peer,
         aiohttp.ClientSession() as http,
     ):
         statuses = []
@@ -192,7 +192,7 @@ async def test_twilio_peer_rate_limit_counts_its_429s() -> None:
                 statuses.append(response.status)
                 if response.status == 429:
                     assert int(response.headers["Retry-After"]) >= 1
-        await asyncio.sleep(0.25)  # ~1 token refills
+        await asyncio.sleep(0.6)  # one token refills (the 8 requests took well under 0.5 s)
         async with http.post(peer.messages_url(), data=form, headers=auth()) as response:
             statuses.append(response.status)
     assert statuses == [201] * 5 + [429] * 3 + [201]

@@ -84,7 +84,7 @@ async def preview(template_id: str, body: PreviewRequest, session: SessionDep,
 
     t, v = await svc.get(session, principal.organization_id, template_id, version=body.version)
     ctx = await case_context.load(session, principal.organization_id, body.case_id,
-                                  body.borrower_id)
+                                  body.borrower_id, acting_user_id=principal.user_id)
     rendered = svc.render_parts(svc.parts_of(v), ctx.template_context(body.variables),
                                 ctx.locale)
     out = PreviewOut(

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from parley.api.schemas.common import CamelModel, RequestModel
+
+
+class TextRequest(RequestModel):
+    """A request whose strings may not hold NUL, which PostgreSQL text cannot store."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
 
 ContactType = Literal["email", "phone"]
 ContactLabel = Literal["mobile", "home", "work", "personal", "other"]
 ContactSource = Literal["borrower_provided", "creditor_provided", "employer", "skip_trace", "other"]
 
 
-class Address(RequestModel):
+class Address(TextRequest):
     line1: str | None = Field(default=None, max_length=200)
     line2: str | None = Field(default=None, max_length=200)
     city: str | None = Field(default=None, max_length=100)
@@ -33,7 +45,7 @@ class AddressOut(CamelModel):
     country: str
 
 
-class ContactPointCreate(RequestModel):
+class ContactPointCreate(TextRequest):
     type: ContactType
     value: str = Field(
         min_length=1, max_length=320, description="Phone (normalized to E.164) or email address"
@@ -43,7 +55,7 @@ class ContactPointCreate(RequestModel):
     is_primary: bool = False
 
 
-class ContactPointUpdate(RequestModel):
+class ContactPointUpdate(TextRequest):
     """The value itself is not editable: a new number or address is a new contact point."""
 
     label: ContactLabel | None = None
@@ -66,7 +78,7 @@ class ContactPointList(CamelModel):
     items: list[ContactPointOut]
 
 
-class BorrowerCreate(RequestModel):
+class BorrowerCreate(TextRequest):
     borrower_id: uuid.UUID | None = Field(
         default=None, description="Optional fixed id (demo data, imports); generated if absent"
     )
@@ -84,7 +96,7 @@ class BorrowerCreate(RequestModel):
     contact_points: list[ContactPointCreate] = Field(default_factory=list, max_length=20)
 
 
-class BorrowerUpdate(RequestModel):
+class BorrowerUpdate(TextRequest):
     """Only the fields sent change; null clears an optional field."""
 
     external_ref: str | None = Field(default=None, max_length=100)

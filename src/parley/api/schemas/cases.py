@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from parley.api.schemas.common import CamelModel, RequestModel
+from parley.api.schemas.borrowers import TextRequest
+from parley.api.schemas.common import CamelModel
 
 CaseStatus = Literal[
     "open",
@@ -26,14 +27,14 @@ BorrowerRole = Literal["primary", "co_borrower", "guarantor"]
 AMOUNT_HELP = 'Decimal string, at most 2 decimals, not negative, e.g. "1234.50"'
 
 
-class CaseBorrowerIn(RequestModel):
+class CaseBorrowerIn(TextRequest):
     borrower_id: uuid.UUID
     role: BorrowerRole | None = Field(
         default=None, description="Default: primary for the first when none is, else co_borrower"
     )
 
 
-class CaseCreate(RequestModel):
+class CaseCreate(TextRequest):
     case_id: uuid.UUID | None = Field(
         default=None, description="Optional fixed id (demo data, imports); generated if absent"
     )
@@ -49,7 +50,7 @@ class CaseCreate(RequestModel):
     borrowers: list[CaseBorrowerIn] | None = Field(default=None, max_length=50)
 
 
-class CaseUpdate(RequestModel):
+class CaseUpdate(TextRequest):
     """Only the fields sent change; null clears dueDate or assignedAgentId."""
 
     case_number: str | None = Field(default=None, min_length=1, max_length=64)
@@ -62,7 +63,7 @@ class CaseUpdate(RequestModel):
     assigned_agent_id: uuid.UUID | None = None
 
 
-class CaseBorrowerLink(RequestModel):
+class CaseBorrowerLink(TextRequest):
     borrower_id: uuid.UUID
     role: BorrowerRole = "co_borrower"
 

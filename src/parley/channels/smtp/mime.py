@@ -84,7 +84,7 @@ class Mailbox:
 
 def check_header_value(name: str, value: str) -> None:
     """Reject values that would end the header line early (header injection)."""
-    if "\x00" in value:
+    if "\r" in value or "\n" in value or "\x00" in value:
         raise InvalidMessageError(f"header {name} contains a line break or NUL")
 
 
@@ -192,7 +192,7 @@ def format_mailbox(mailbox: Mailbox) -> str:
     return mailbox.address
 
 
-def address_list(name: str, mailboxes: Iterable[Mailbox]) -> str:
+def address_list(mailboxes: Iterable[Mailbox]) -> str:
     # One address per line after the first keeps long Cc lists under the line limit.
     return ("," + CRLF + " ").join(format_mailbox(m) for m in mailboxes)
 
@@ -307,10 +307,10 @@ def render(
 
     lines = [
         "From: " + format_mailbox(sender),
-        "To: " + address_list("To", to),
+        "To: " + address_list(to),
     ]
     if cc:
-        lines.append("Cc: " + address_list("Cc", cc))
+        lines.append("Cc: " + address_list(cc))
     if message.subject is not None:
         lines.append("Subject: " + unstructured("Subject", message.subject))
     lines.append("Date: " + _date_cache.now())

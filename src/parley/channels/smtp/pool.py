@@ -13,7 +13,6 @@ accepted the message and we never heard, so the outcome is unknown.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from dataclasses import dataclass
 
@@ -23,8 +22,6 @@ from aiosmtplib import SMTPResponse
 from parley.channels.base import SendResult
 from parley.channels.smtp.config import SmtpSettings
 from parley.channels.smtp.mime import RenderedEmail
-
-log = logging.getLogger(__name__)
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
@@ -52,7 +49,7 @@ def reply_result(code: int, text: str, message_id: str | None = None) -> SendRes
 
 
 class SmtpPool:
-    """Up to `size` SMTP sessions to one server, reused across sends."""
+    """Up to `pool_size` SMTP sessions to one server, reused across sends."""
 
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
