@@ -113,6 +113,14 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(tenant, container):
         problem = r.json()
         assert problem["status"] == status and problem["detail"]
         assert any(e["field"].startswith(field) for e in problem.get("errors", [])), (body, problem)
+    nul = await tenant.client.post(url, json={"messageType": "sms", "body": "a\x00b"})
+    assert nul.status_code == 422
+    nul_var = await tenant.client.post(url, json={"messageType": "sms", "body": "x",
+                                                  "variables": {"k": ["\x00"]}})
+    assert nul_var.status_code == 422
+    nul_query = await tenant.client.get(f"{url}?status=%00")
+    assert nul_query.status_code == 422
+    assert nul_query.json()["errors"][0]["field"] == "status"
     unknown_case = await tenant.client.post(f"/api/cases/{uuid.uuid4()}/messages",
                                             json={"messageType": "sms", "body": "x"})
     assert unknown_case.status_code == 404

@@ -74,11 +74,22 @@ async def test_preview_uses_the_borrowers_locale(tenant, container):
     assert "1.234,50" in p["text"] and "$" in p["text"]
 
 
-async def test_missing_agent_tag_is_named(tenant, container):
+async def test_agent_tag_falls_back_to_the_acting_user_else_is_named_missing(
+    tenant, container
+):
+    from parley.services.auth import Role, issue_token
+
     data = await factories.borrower_with_case(container, tenant.organization_id,
                                               with_agent=False)
     await tenant.client.post("/api/message-templates", json={
         "templateId": "ag", "name": "A", "type": "sms", "body": "Call #agent.name"})
     r = await tenant.client.post("/api/message-templates/ag/preview", json={
         "caseId": str(data["case_id"])})
+    assert r.status_code == 200 and r.json()["text"] == "Call Ada Admin"
+    async with container.db.session() as s:  # an integration token with no user behind it
+        token = await issue_token(s, organization_id=tenant.organization_id,
+                                  role=Role.AGENT, name="crm-sync")
+        await s.commit()
+    r = await tenant.client.post("/api/message-templates/ag/preview", json={
+        "caseId": str(data["case_id"])}, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 422 and "agent.name" in r.json()["detail"]

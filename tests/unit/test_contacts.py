@@ -106,3 +106,14 @@ def test_validate_input_normalizes_with_the_region() -> None:
     assert validate_input(cp, "DK").value == "+4520123456"
     email = ContactPointInput(kind="email", value="Pat@EXAMPLE.org")
     assert validate_input(email, None).value == "Pat@example.org"
+
+
+def test_lenient_lookup_accepts_plausible_but_unassigned_numbers() -> None:
+    # The seed document's SMS example: right length for Denmark, but not an assigned range.
+    with pytest.raises(Invalid):
+        normalize_phone("+4512345678")
+    assert normalize_phone("+45 12 34 56 78", strict=False) == "+4512345678"
+    # Lenient is not anything-goes: wrong length or no such country still fail.
+    for raw in ("+4512", "+999123456", "hello"):
+        with pytest.raises(Invalid):
+            normalize_phone(raw, strict=False)

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from parley import __version__
 from parley.api import problems
-from parley.api.middleware import BodyLimit, Idempotency
+from parley.api.middleware import BodyLimit, Idempotency, NulGuard
 from parley.bootstrap import Container
 
 ROUTERS = [
@@ -35,4 +35,5 @@ def create_app(container: Container) -> FastAPI:
     # Outermost first: the size limit bounds what idempotency buffers.
     app.add_middleware(Idempotency, container=container)
     app.add_middleware(BodyLimit, max_bytes=container.settings.max_request_bytes)
+    app.add_middleware(NulGuard)
     return app

@@ -12,6 +12,7 @@ import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,9 +23,13 @@ from parley.services.auth import hash_token
 log = logging.getLogger(__name__)
 
 
-async def _send_problem(send: Send, status: int, title: str, detail: str) -> None:
-    body = orjson.dumps({"type": "about:blank", "title": title, "status": status,
-                         "detail": detail})
+async def _send_problem(send: Send, status: int, title: str, detail: str,
+                        errors: list[dict[str, str]] | None = None) -> None:
+    problem: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
+                               "detail": detail}
+    if errors:
+        problem["errors"] = errors
+    body = orjson.dumps(problem)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", PROBLEM.encode()),
                             (b"content-length", str(len(body)).encode())]})
@@ -64,6 +69,34 @@ class BodyLimit:
         except _TooLarge:
             await _send_problem(send, 413, "Content too large",
                                 f"Request bodies are limited to {self.max_bytes} bytes")
+
+
+class NulGuard:
+    """Refuse NUL in the path or query string: PostgreSQL text cannot store it.
+
+    A query parameter with NUL answers 422 naming the parameter, like any other invalid
+    query parameter.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if "\x00" in scope.get("path", ""):
+                await _send_problem(send, 400, "Bad request", "NUL is not allowed in paths")
+                return
+            query = scope.get("query_string", b"")
+            if b"%00" in query or b"\x00" in query:
+                names = sorted({k for k, v in parse_qsl(query.decode("latin-1"),
+                                                        keep_blank_values=True)
+                                if "\x00" in k or "\x00" in v})
+                errors = [{"field": n.replace("\x00", ""), "message": "must not contain NUL "
+                           "characters", "code": "nul"} for n in names]
+                await _send_problem(send, 422, "Validation failed",
+                                    "query parameters must not contain NUL characters", errors)
+                return
+        await self.app(scope, receive, send)
 
 
 class _TooLarge(Exception):

@@ -275,6 +275,14 @@ class PeerProcess:
 
 # -- Parley's workers -----------------------------------------------------------------------
 
+# Workers read compiled bytecode from here. An installed deployment has its .pyc files;
+# a checkout run with PYTHONDONTWRITEBYTECODE=1 and no .pyc in the venv (as on the
+# benchmark machines) would otherwise compile every module at each worker start.
+PYCACHE = Path(tempfile.gettempdir()) / "parley-bench-pycache"
+WARM_IMPORTS = ("import parley.cli, parley.runtime, parley.bootstrap, parley.dispatch.jobs, "
+                "parley.dispatch.pipeline, parley.channels.registry, "
+                "parley.channels.smtp.provider, parley.channels.twilio.provider")
+
 
 @dataclass
 class WorkerFleet:
@@ -286,8 +294,20 @@ class WorkerFleet:
     log_dir: Path
     popen: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
+    def _environ(self) -> dict[str, str]:
+        env = {**os.environ, **self.env, "PARLEY_DATABASE_URL": self.database_url,
+               "PYTHONPYCACHEPREFIX": str(PYCACHE)}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        return env
+
+    def warm(self) -> None:
+        """Compile what a worker imports into the bytecode cache (before any clock)."""
+        for command in (["-c", WARM_IMPORTS], ["-m", "parley.cli", "migrate"]):
+            subprocess.run([sys.executable, *command], env=self._environ(), check=True,  # noqa: S603
+                           cwd=self.log_dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
     def start(self) -> None:
-        env = {**os.environ, **self.env, "PARLEY_DATABASE_URL": self.database_url}
+        env = self._environ()
         for i in range(self.processes):
             log = (self.log_dir / f"worker-{i}.log").open("ab")
             self.popen.append(subprocess.Popen(  # noqa: S603 - our own interpreter and module

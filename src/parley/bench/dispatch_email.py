@@ -167,6 +167,7 @@ def parley_phase(args: argparse.Namespace, url: str, sink: common.PeerProcess,
                                          args.batch_size))
     before = sink.call("reset")
     fleet = common.WorkerFleet(url, args.workers, common.worker_env(args), log_dir)
+    fleet.warm()
     window = common.CpuWindow().start()
     launched, started = time.time(), time.perf_counter()
     fleet.start()

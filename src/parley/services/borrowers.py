@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -96,6 +97,12 @@ def _clean_fields(changes: dict[str, Any]) -> tuple[dict[str, Any], list[FieldEr
     clean: dict[str, Any] = {}
     errors: list[FieldError] = []
 
+    checks: dict[str, Callable[[Any], Any]] = {
+        "timezone": check_timezone,
+        "preferred_language": check_locale,
+        "address": _clean_address,
+    }
+
     def fail(key: str, message: str, code: str = "invalid") -> None:
         errors.append(FieldError(_CAMEL.get(key, key), message, code))
 
@@ -118,15 +125,9 @@ def _clean_fields(changes: dict[str, Any]) -> tuple[dict[str, Any], list[FieldEr
             if len(value) > EXTERNAL_REF_MAX:
                 fail(key, f"must be at most {EXTERNAL_REF_MAX} characters")
             clean[key] = value or None
-        elif key in ("timezone", "preferred_language", "address"):
+        elif key in checks:
             try:
-                clean[key] = (
-                    check_timezone(value)
-                    if key == "timezone"
-                    else check_locale(value)
-                    if key == "preferred_language"
-                    else _clean_address(value)
-                )
+                clean[key] = checks[key](value)
             except Invalid as exc:
                 errors.extend(exc.errors)
         elif key == "do_not_contact":
@@ -246,7 +247,7 @@ def _contact_values(q: str) -> set[str]:
     values = {q.lower()}
     if any(c.isdigit() for c in q):
         with contextlib.suppress(Invalid):
-            values.add(contacts.normalize_phone(q))
+            values.add(contacts.normalize_phone(q, strict=False))
     return values
 
 

@@ -39,11 +39,16 @@ _PARSE_REASONS = {
 }
 
 
-def normalize_phone(raw: str, default_region: str | None = None, *, field: str = "value") -> str:
+def normalize_phone(
+    raw: str, default_region: str | None = None, *, field: str = "value", strict: bool = True
+) -> str:
     """`raw` as E.164 ("+4520123456"); Invalid naming `field` and the reason otherwise.
 
     `default_region` (ISO 3166-1 alpha-2) is how a number without "+<country code>" is
-    read, e.g. the borrower's address country.
+    read, e.g. the borrower's address country. `strict=False` only asks for a plausible
+    length in a real country: for *looking up* a number already on file (imported data,
+    the seed document's "+4512345678", which is not an assigned Danish number), never
+    for storing a new one.
     """
     text = (raw or "").strip(" \t")
     if not text:
@@ -58,7 +63,8 @@ def normalize_phone(raw: str, default_region: str | None = None, *, field: str =
             exc.error_type, ("not_a_number", "is not a phone number")
         )
         raise Invalid.field(field, message, code) from None
-    if not phonenumbers.is_valid_number(number):
+    plausible = not strict and phonenumbers.is_possible_number(number)
+    if not plausible and not phonenumbers.is_valid_number(number):
         where = phonenumbers.region_code_for_country_code(number.country_code)
         if where in (None, "ZZ"):
             raise Invalid.field(

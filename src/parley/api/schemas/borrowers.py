@@ -11,15 +11,8 @@ from pydantic import Field, field_validator
 from parley.api.schemas.common import CamelModel, RequestModel
 
 
-class TextRequest(RequestModel):
-    """A request whose strings may not hold NUL, which PostgreSQL text cannot store."""
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
+# RequestModel refuses NUL characters anywhere in a body (PostgreSQL text cannot store it).
+TextRequest = RequestModel
 
 
 ContactType = Literal["email", "phone"]
