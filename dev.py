@@ -34,7 +34,7 @@ def _run(cmd: list[str], **kw: object) -> int:
 
 
 def ensure_env() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py must explain itself on old Pythons
         sys.exit(f"Parley needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     digest = hashlib.sha256(
         (ROOT / "requirements.lock").read_bytes() + (ROOT / "pyproject.toml").read_bytes()

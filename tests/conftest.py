@@ -67,16 +67,22 @@ async def make_tenant(container: Any, name: str = "Acme Collections") -> Tenant:
         org = Organization(name=name, default_locale="en_US", default_timezone="America/New_York")
         session.add(org)
         await session.flush()
-        user = User(organization_id=org.id, email=f"admin@{org.id.hex[:6]}.test", name="Ada Admin",
-                    role="admin")
+        user = User(
+            organization_id=org.id,
+            email=f"admin@{org.id.hex[:6]}.test",
+            name="Ada Admin",
+            role="admin",
+        )
         session.add(user)
         await session.flush()
-        token = await issue_token(session, organization_id=org.id, role=Role.ADMIN,
-                                  name="test", user_id=user.id)
+        token = await issue_token(
+            session, organization_id=org.id, role=Role.ADMIN, name="test", user_id=user.id
+        )
         await session.commit()
     app = create_app(container)
     client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver",
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver",
         headers={"Authorization": f"Bearer {token}"},
     )
     return Tenant(organization_id=org.id, token=token, client=client)

@@ -94,14 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="where embedded PostgreSQL and files live")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("run", "API and worker in one process"), ("api", "API only"),
-                            ("worker", "worker only")):
+    for name, help_text in (
+        ("run", "API and worker in one process"),
+        ("api", "API only"),
+        ("worker", "worker only"),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--host")
         p.add_argument("--port", type=int)
         if name == "run":
-            p.add_argument("--demo", action="store_true",
-                           help="load the demo portfolio (once) and print an API token")
+            p.add_argument(
+                "--demo",
+                action="store_true",
+                help="load the demo portfolio (once) and print an API token",
+            )
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("demo", help="load the demo portfolio and print a fresh API token")
     b = sub.add_parser("bench", help="run a benchmark workload")

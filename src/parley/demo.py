@@ -42,40 +42,114 @@ DEMO_ORG = "Northwind Recovery (demo)"
 SEED_CASE_ID = uuid.UUID("550e8400-e29b-41d4-a716-446655440000")
 BORROWERS = 300
 
-FIRST = ["Maria", "James", "Sofia", "Liam", "Emma", "Noah", "Olivia", "Lucas", "Ava", "Mateo",
-         "Freja", "William", "Ingrid", "Oscar", "Chloe", "Jonas", "Ida", "Elias", "Zoe", "Hugo"]
-LAST = ["Hansen", "Smith", "Garcia", "Jensen", "Brown", "Nielsen", "Miller", "Lopez",
-        "Andersen", "Wilson", "Martinez", "Larsen", "Taylor", "Clark", "Pedersen", "Lewis"]
-CREDITORS = ["Harbor Bank", "Sunline Telecom", "Metro Utilities", "Crescent Auto Finance",
-             "Bluebird Medical Group"]
-STAGES = [("open", 0.55), ("payment_plan", 0.15), ("promise_to_pay", 0.1), ("disputed", 0.05),
-          ("paid", 0.08), ("cease_communication", 0.03), ("bankruptcy", 0.02),
-          ("attorney_represented", 0.02)]
-US_ZONES = [("America/New_York", "NY", "+1212555"), ("America/Chicago", "IL", "+1312555"),
-            ("America/Denver", "CO", "+1303555"), ("America/Los_Angeles", "CA", "+1415555")]
+FIRST = [
+    "Maria",
+    "James",
+    "Sofia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Olivia",
+    "Lucas",
+    "Ava",
+    "Mateo",
+    "Freja",
+    "William",
+    "Ingrid",
+    "Oscar",
+    "Chloe",
+    "Jonas",
+    "Ida",
+    "Elias",
+    "Zoe",
+    "Hugo",
+]
+LAST = [
+    "Hansen",
+    "Smith",
+    "Garcia",
+    "Jensen",
+    "Brown",
+    "Nielsen",
+    "Miller",
+    "Lopez",
+    "Andersen",
+    "Wilson",
+    "Martinez",
+    "Larsen",
+    "Taylor",
+    "Clark",
+    "Pedersen",
+    "Lewis",
+]
+CREDITORS = [
+    "Harbor Bank",
+    "Sunline Telecom",
+    "Metro Utilities",
+    "Crescent Auto Finance",
+    "Bluebird Medical Group",
+]
+STAGES = [
+    ("open", 0.55),
+    ("payment_plan", 0.15),
+    ("promise_to_pay", 0.1),
+    ("disputed", 0.05),
+    ("paid", 0.08),
+    ("cease_communication", 0.03),
+    ("bankruptcy", 0.02),
+    ("attorney_represented", 0.02),
+]
+US_ZONES = [
+    ("America/New_York", "NY", "+1212555"),
+    ("America/Chicago", "IL", "+1312555"),
+    ("America/Denver", "CO", "+1303555"),
+    ("America/Los_Angeles", "CA", "+1415555"),
+]
 
 TEMPLATES = [
-    ("payment-reminder-v1", "Standard Payment Reminder", Channel.EMAIL,
-     "Payment Reminder - Invoice {{invoiceNumber}}",
-     "Dear {{debtorName}},\n\nThis is a reminder that invoice {{invoiceNumber}} of {{amount}} "
-     "is due on {{dueDate}}.\n\nIf you have already paid, please disregard this notice.\n\n"
-     "#organization.name"),
-    ("first-notice", "First Collection Notice", Channel.EMAIL,
-     "Collection Notice - {{caseNumber}}",
-     "Case {{caseNumber}}: an amount of {{amount}} is outstanding. Please pay by "
-     "{{deadline}} or contact us to discuss a plan.\n\n#organization.name"),
-    ("balance-reminder", "Balance reminder (case data)", Channel.EMAIL,
-     "Your account #case.number",
-     "Dear #borrower.first_name,\n\nYour balance with #case.creditor is "
-     "#case.outstanding_amount, due #case.due_date.\n\nReply to this email or call us to "
-     "arrange payment.\n\n#agent.name\n#organization.name\n\nThis is a communication from a "
-     "debt collector."),
-    ("sms-reminder", "SMS reminder", Channel.SMS, None,
-     "Hi #borrower.first_name, your balance of #case.outstanding_amount with #case.creditor "
-     "is due #case.due_date. Call #organization.phone. Reply STOP to opt out."),
-    ("whatsapp-reminder", "WhatsApp reminder", Channel.WHATSAPP, None,
-     "Hello #borrower.first_name, a friendly reminder: #case.outstanding_amount is due on "
-     "#case.due_date. Reply here if you'd like to set up a payment plan."),
+    (
+        "payment-reminder-v1",
+        "Standard Payment Reminder",
+        Channel.EMAIL,
+        "Payment Reminder - Invoice {{invoiceNumber}}",
+        "Dear {{debtorName}},\n\nThis is a reminder that invoice {{invoiceNumber}} of {{amount}} "
+        "is due on {{dueDate}}.\n\nIf you have already paid, please disregard this notice.\n\n"
+        "#organization.name",
+    ),
+    (
+        "first-notice",
+        "First Collection Notice",
+        Channel.EMAIL,
+        "Collection Notice - {{caseNumber}}",
+        "Case {{caseNumber}}: an amount of {{amount}} is outstanding. Please pay by "
+        "{{deadline}} or contact us to discuss a plan.\n\n#organization.name",
+    ),
+    (
+        "balance-reminder",
+        "Balance reminder (case data)",
+        Channel.EMAIL,
+        "Your account #case.number",
+        "Dear #borrower.first_name,\n\nYour balance with #case.creditor is "
+        "#case.outstanding_amount, due #case.due_date.\n\nReply to this email or call us to "
+        "arrange payment.\n\n#agent.name\n#organization.name\n\nThis is a communication from a "
+        "debt collector.",
+    ),
+    (
+        "sms-reminder",
+        "SMS reminder",
+        Channel.SMS,
+        None,
+        "Hi #borrower.first_name, your balance of #case.outstanding_amount with #case.creditor "
+        "is due #case.due_date. Call #organization.phone. Reply STOP to opt out.",
+    ),
+    (
+        "whatsapp-reminder",
+        "WhatsApp reminder",
+        Channel.WHATSAPP,
+        None,
+        "Hello #borrower.first_name, a friendly reminder: #case.outstanding_amount is due on "
+        "#case.due_date. Reply here if you'd like to set up a payment plan.",
+    ),
 ]
 
 
@@ -109,10 +183,16 @@ async def ensure_demo(container: Container, *, reset_token: bool = False) -> Dem
         token_path = _token_file(container)
         token = token_path.read_text().strip() if token_path.exists() else ""
         if reset_token or not token or created:
-            admin = await session.scalar(select(User).where(
-                User.organization_id == org.id, User.role == "admin"))
-            token = await issue_token(session, organization_id=org.id, role=Role.ADMIN,
-                                      name="demo", user_id=admin.id if admin else None)
+            admin = await session.scalar(
+                select(User).where(User.organization_id == org.id, User.role == "admin")
+            )
+            token = await issue_token(
+                session,
+                organization_id=org.id,
+                role=Role.ADMIN,
+                name="demo",
+                user_id=admin.id if admin else None,
+            )
             await session.commit()
             token_path.parent.mkdir(parents=True, exist_ok=True)
             token_path.write_text(token + "\n")
@@ -122,101 +202,221 @@ async def ensure_demo(container: Container, *, reset_token: bool = False) -> Dem
 
 async def _load(container: Container, session) -> Organization:  # type: ignore[no-untyped-def]
     rng = random.Random(7)
-    org = Organization(name=DEMO_ORG, default_locale="en_US",
-                       default_timezone="America/New_York", phone="+1 (800) 555-0199",
-                       email="help@northwind.example")
+    org = Organization(
+        name=DEMO_ORG,
+        default_locale="en_US",
+        default_timezone="America/New_York",
+        phone="+1 (800) 555-0199",
+        email="help@northwind.example",
+    )
     session.add(org)
     await session.flush()
-    admin = User(organization_id=org.id, email="admin@northwind.example", name="Ada Admin",
-                 role="admin")
-    supervisor = User(organization_id=org.id, email="sam@northwind.example",
-                      name="Sam Supervisor", role="supervisor")
-    agents = [User(organization_id=org.id, email=f"agent{i}@northwind.example",
-                   name=f"{FIRST[i]} {LAST[i]} (agent)", role="agent") for i in range(5)]
+    admin = User(
+        organization_id=org.id, email="admin@northwind.example", name="Ada Admin", role="admin"
+    )
+    supervisor = User(
+        organization_id=org.id,
+        email="sam@northwind.example",
+        name="Sam Supervisor",
+        role="supervisor",
+    )
+    agents = [
+        User(
+            organization_id=org.id,
+            email=f"agent{i}@northwind.example",
+            name=f"{FIRST[i]} {LAST[i]} (agent)",
+            role="agent",
+        )
+        for i in range(5)
+    ]
     session.add_all([admin, supervisor, *agents])
     await session.flush()
     for channel in (Channel.EMAIL, Channel.SMS, Channel.WHATSAPP):
         await provider_accounts.create(
-            session, org.id, name=f"sandbox-{channel.value}", provider="sandbox",
+            session,
+            org.id,
+            name=f"sandbox-{channel.value}",
+            provider="sandbox",
             channel=channel,
-            config={"delivery_delay_seconds": 1.0, "read_delay_seconds": 3.0,
-                    **({"from_address": "collections@northwind.example"}
-                       if channel is Channel.EMAIL else {"from_number": "+18005550199"})},
+            config={
+                "delivery_delay_seconds": 1.0,
+                "read_delay_seconds": 3.0,
+                **(
+                    {"from_address": "collections@northwind.example"}
+                    if channel is Channel.EMAIL
+                    else {"from_number": "+18005550199"}
+                ),
+            },
             secrets={"signing_secret": secrets.token_urlsafe(24)},
-            is_default=True, rate_per_second=None, burst=None,
+            is_default=True,
+            rate_per_second=None,
+            burst=None,
         )
     for key, name, channel, subject, body in TEMPLATES:
-        await template_svc.create(session, org.id, key=key, name=name, channel=channel,
-                                  parts=template_svc.TemplateParts(subject, body, None))
+        await template_svc.create(
+            session,
+            org.id,
+            key=key,
+            name=name,
+            channel=channel,
+            parts=template_svc.TemplateParts(subject, body, None),
+        )
     today = datetime.now(UTC).date()
     cases: list[Case] = []
     # The seed document's case, so its example requests work as written.
-    seed_borrower = Borrower(organization_id=org.id, first_name="Example", last_name="Company",
-                             timezone="Europe/Copenhagen", preferred_language="da_DK",
-                             address={"city": "Copenhagen", "country": "DK"})
+    seed_borrower = Borrower(
+        organization_id=org.id,
+        first_name="Example",
+        last_name="Company",
+        timezone="Europe/Copenhagen",
+        preferred_language="da_DK",
+        address={"city": "Copenhagen", "country": "DK"},
+    )
     session.add(seed_borrower)
     await session.flush()
-    session.add_all([
-        ContactPoint(organization_id=org.id, borrower_id=seed_borrower.id, kind="email",
-                     value="debtor@example.com", label="work", is_primary=True,
-                     source="borrower_provided"),
-        ContactPoint(organization_id=org.id, borrower_id=seed_borrower.id, kind="phone",
-                     value="+4512345678", label="mobile", is_primary=True),
-    ])
-    seed_case = Case(id=SEED_CASE_ID, organization_id=org.id, case_number="DEB-2024-12345",
-                     creditor="Example Creditor A/S", original_amount=Decimal("15000.00"),
-                     outstanding_amount=Decimal("15000.00"), currency="DKK",
-                     due_date=date(2024, 1, 15), status="open", assigned_agent_id=agents[0].id)
+    session.add_all(
+        [
+            ContactPoint(
+                organization_id=org.id,
+                borrower_id=seed_borrower.id,
+                kind="email",
+                value="debtor@example.com",
+                label="work",
+                is_primary=True,
+                source="borrower_provided",
+            ),
+            ContactPoint(
+                organization_id=org.id,
+                borrower_id=seed_borrower.id,
+                kind="phone",
+                value="+4512345678",
+                label="mobile",
+                is_primary=True,
+            ),
+        ]
+    )
+    seed_case = Case(
+        id=SEED_CASE_ID,
+        organization_id=org.id,
+        case_number="DEB-2024-12345",
+        creditor="Example Creditor A/S",
+        original_amount=Decimal("15000.00"),
+        outstanding_amount=Decimal("15000.00"),
+        currency="DKK",
+        due_date=date(2024, 1, 15),
+        status="open",
+        assigned_agent_id=agents[0].id,
+    )
     session.add(seed_case)
     await session.flush()
-    session.add(CaseBorrower(case_id=seed_case.id, borrower_id=seed_borrower.id,
-                             organization_id=org.id, role="primary"))
+    session.add(
+        CaseBorrower(
+            case_id=seed_case.id,
+            borrower_id=seed_borrower.id,
+            organization_id=org.id,
+            role="primary",
+        )
+    )
     for i in range(BORROWERS):
         zone, region, prefix = rng.choice(US_ZONES)
         first, last = rng.choice(FIRST), rng.choice(LAST)
-        b = Borrower(organization_id=org.id, external_ref=f"CUST-{10000 + i}", first_name=first,
-                     last_name=last, timezone=zone, preferred_language="en_US",
-                     address={"line1": f"{rng.randint(10, 999)} Main St", "city": "Springfield",
-                              "region": region, "postalCode": f"{rng.randint(10000, 99999)}",
-                              "country": "US"})
+        b = Borrower(
+            organization_id=org.id,
+            external_ref=f"CUST-{10000 + i}",
+            first_name=first,
+            last_name=last,
+            timezone=zone,
+            preferred_language="en_US",
+            address={
+                "line1": f"{rng.randint(10, 999)} Main St",
+                "city": "Springfield",
+                "region": region,
+                "postalCode": f"{rng.randint(10000, 99999)}",
+                "country": "US",
+            },
+        )
         session.add(b)
         await session.flush()
-        session.add_all([
-            ContactPoint(organization_id=org.id, borrower_id=b.id, kind="email",
-                         value=f"{first}.{last}{i}@example.com".lower(), label="personal",
-                         is_primary=True),
-            ContactPoint(organization_id=org.id, borrower_id=b.id, kind="phone",
-                         value=f"{prefix}{i % 10000:04d}", label="mobile", is_primary=True),
-        ])
+        session.add_all(
+            [
+                ContactPoint(
+                    organization_id=org.id,
+                    borrower_id=b.id,
+                    kind="email",
+                    value=f"{first}.{last}{i}@example.com".lower(),
+                    label="personal",
+                    is_primary=True,
+                ),
+                ContactPoint(
+                    organization_id=org.id,
+                    borrower_id=b.id,
+                    kind="phone",
+                    value=f"{prefix}{i % 10000:04d}",
+                    label="mobile",
+                    is_primary=True,
+                ),
+            ]
+        )
         status = rng.choices([s for s, _ in STAGES], [w for _, w in STAGES])[0]
         original = Decimal(rng.randint(20000, 1500000)) / 100
-        outstanding = Decimal(0) if status == "paid" else (original * Decimal(
-            rng.choice(["1", "0.8", "0.5", "0.35"]))).quantize(Decimal("0.01"))
-        case = Case(organization_id=org.id, case_number=f"NW-{2026}-{i + 1:05d}",
-                    creditor=rng.choice(CREDITORS), original_amount=original,
-                    outstanding_amount=outstanding, currency="USD",
-                    due_date=today - timedelta(days=rng.randint(-20, 240)), status=status,
-                    assigned_agent_id=rng.choice(agents).id if rng.random() < 0.85 else None)
+        outstanding = (
+            Decimal(0)
+            if status == "paid"
+            else (original * Decimal(rng.choice(["1", "0.8", "0.5", "0.35"]))).quantize(
+                Decimal("0.01")
+            )
+        )
+        case = Case(
+            organization_id=org.id,
+            case_number=f"NW-{2026}-{i + 1:05d}",
+            creditor=rng.choice(CREDITORS),
+            original_amount=original,
+            outstanding_amount=outstanding,
+            currency="USD",
+            due_date=today - timedelta(days=rng.randint(-20, 240)),
+            status=status,
+            assigned_agent_id=rng.choice(agents).id if rng.random() < 0.85 else None,
+        )
         session.add(case)
         await session.flush()
-        session.add(CaseBorrower(case_id=case.id, borrower_id=b.id, organization_id=org.id,
-                                 role="primary"))
+        session.add(
+            CaseBorrower(case_id=case.id, borrower_id=b.id, organization_id=org.id, role="primary")
+        )
         cases.append(case)
     await session.commit()
     await _history(container, session, org, supervisor, cases[:60])
     return org
 
 
-async def _history(container: Container, session, org: Organization, sender: User,  # type: ignore[no-untyped-def]
-                   cases: list[Case]) -> None:
+async def _history(
+    container: Container,
+    session,
+    org: Organization,
+    sender: User,  # type: ignore[no-untyped-def]
+    cases: list[Case],
+) -> None:
     """Send a first round of reminders through the sandbox so the demo has real history."""
-    principal = Principal(organization_id=org.id, role=Role.SUPERVISOR, user_id=sender.id,
-                          name=sender.name, token_id=uuid.uuid4())
+    principal = Principal(
+        organization_id=org.id,
+        role=Role.SUPERVISOR,
+        user_id=sender.id,
+        name=sender.name,
+        token_id=uuid.uuid4(),
+    )
     for i, case in enumerate(cases):
-        if case.status not in ("open", "payment_plan", "promise_to_pay") or not case.assigned_agent_id:
+        active = case.status in ("open", "payment_plan", "promise_to_pay")
+        if not active or not case.assigned_agent_id:
             continue
         template = ["balance-reminder", "sms-reminder", "whatsapp-reminder"][i % 3]
-        channel = {"balance-reminder": "email", "sms-reminder": "sms",
-                   "whatsapp-reminder": "whatsapp"}[template]
-        await message_svc.send(container, session, principal, case.id, message_svc.SendRequest(
-            message_type=channel, template_id=template))
+        channel = {
+            "balance-reminder": "email",
+            "sms-reminder": "sms",
+            "whatsapp-reminder": "whatsapp",
+        }[template]
+        await message_svc.send(
+            container,
+            session,
+            principal,
+            case.id,
+            message_svc.SendRequest(message_type=channel, template_id=template),
+        )

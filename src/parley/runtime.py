@@ -15,8 +15,9 @@ from parley.bootstrap import Container
 log = logging.getLogger(__name__)
 
 
-async def run_worker(container: Container, *, concurrency: int | None = None,
-                     queues: list[str] | None = None) -> None:
+async def run_worker(
+    container: Container, *, concurrency: int | None = None, queues: list[str] | None = None
+) -> None:
     await container.jobs.run_worker_async(
         queues=queues,
         concurrency=concurrency or container.settings.worker_concurrency,

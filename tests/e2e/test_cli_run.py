@@ -25,9 +25,11 @@ pytestmark = pytest.mark.slow
 def _start(args: list[str], data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
     env["PARLEY_PORT"] = str(port)
-    return subprocess.Popen(  # noqa: S603
+    return subprocess.Popen(
         [sys.executable, "-m", "parley.cli", "--data-dir", str(data_dir), *args],
-        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -77,47 +79,82 @@ def test_demo_tour_restart_and_shared_data_dir(tmp_path):
     try:
         _wait_healthy(port, proc, log)
         token = re.search(r"API token \(admin\): (\S+)", log.read_text()).group(1)
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}",
-                           headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        b = api.post("/api/borrowers", json={
-            "firstName": "Dana", "lastName": "Reyes", "timezone": "America/Chicago",
-            "preferredLanguage": "en_US", "address": {"country": "US"},
-            "contactPoints": [{"type": "email", "value": "dana@example.com"},
-                              {"type": "phone", "value": "(312) 555-0142",
-                               "label": "mobile"}]})
+        api = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        b = api.post(
+            "/api/borrowers",
+            json={
+                "firstName": "Dana",
+                "lastName": "Reyes",
+                "timezone": "America/Chicago",
+                "preferredLanguage": "en_US",
+                "address": {"country": "US"},
+                "contactPoints": [
+                    {"type": "email", "value": "dana@example.com"},
+                    {"type": "phone", "value": "(312) 555-0142", "label": "mobile"},
+                ],
+            },
+        )
         assert b.status_code == 201, b.text
-        c = api.post("/api/cases", json={
-            "caseNumber": "TOUR-1", "creditor": "Harbor Bank", "originalAmount": "900.00",
-            "outstandingAmount": "640.25", "currency": "USD", "dueDate": "2026-10-01",
-            "borrowerIds": [b.json()["borrowerId"]]})
+        c = api.post(
+            "/api/cases",
+            json={
+                "caseNumber": "TOUR-1",
+                "creditor": "Harbor Bank",
+                "originalAmount": "900.00",
+                "outstandingAmount": "640.25",
+                "currency": "USD",
+                "dueDate": "2026-10-01",
+                "borrowerIds": [b.json()["borrowerId"]],
+            },
+        )
         assert c.status_code == 201, c.text
         case_id = c.json()["caseId"]
-        preview = api.post("/api/message-templates/sms-reminder/preview",
-                           json={"caseId": case_id})
+        preview = api.post("/api/message-templates/sms-reminder/preview", json={"caseId": case_id})
         assert preview.status_code == 200 and preview.json()["segments"] >= 1, preview.text
         ids = []
-        for body in ({"messageType": "sms", "templateId": "sms-reminder"},
-                     {"messageType": "email", "templateId": "balance-reminder"}):
+        for body in (
+            {"messageType": "sms", "templateId": "sms-reminder"},
+            {"messageType": "email", "templateId": "balance-reminder"},
+        ):
             r = api.post(f"/api/cases/{case_id}/messages", json=body)
             assert r.status_code == 201, r.text
             ids.append(r.json()["messageId"])
         # The seed document's example request, verbatim.
-        seed = api.post("/api/cases/550e8400-e29b-41d4-a716-446655440000/messages", json={
-            "messageType": "email", "to": "debtor@example.com",
-            "subject": "Payment Reminder - Invoice INV-2024-001",
-            "body": "Dear customer,\n\nThis is a reminder...", "cc": ["creditor@example.com"],
-            "priority": "normal", "templateId": "payment-reminder-v1"})
+        seed = api.post(
+            "/api/cases/550e8400-e29b-41d4-a716-446655440000/messages",
+            json={
+                "messageType": "email",
+                "to": "debtor@example.com",
+                "subject": "Payment Reminder - Invoice INV-2024-001",
+                "body": "Dear customer,\n\nThis is a reminder...",
+                "cc": ["creditor@example.com"],
+                "priority": "normal",
+                "templateId": "payment-reminder-v1",
+            },
+        )
         assert seed.status_code == 201, seed.text
-        sms_seed = api.post("/api/cases/550e8400-e29b-41d4-a716-446655440000/messages", json={
-            "messageType": "sms", "to": "+4512345678",
-            "body": "Payment reminder: Invoice INV-2024-001 due. Please contact us.",
-            "priority": "high"})
+        sms_seed = api.post(
+            "/api/cases/550e8400-e29b-41d4-a716-446655440000/messages",
+            json={
+                "messageType": "sms",
+                "to": "+4512345678",
+                "body": "Payment reminder: Invoice INV-2024-001 due. Please contact us.",
+                "priority": "high",
+            },
+        )
         assert sms_seed.status_code == 201, sms_seed.text
 
         def delivered():
             reports = [api.get(f"/api/messages/{m}/delivery-report").json() for m in ids]
-            return reports if all(r["status"] in ("delivered", "read", "opened")
-                                  for r in reports) else None
+            return (
+                reports
+                if all(r["status"] in ("delivered", "read", "opened") for r in reports)
+                else None
+            )
 
         for report in _until(delivered, timeout=60):
             events = [e["event"] for e in report["events"]]
@@ -127,8 +164,10 @@ def test_demo_tour_restart_and_shared_data_dir(tmp_path):
         proc2 = _start(["api"], data_dir, port2, tmp_path / "api2.log")
         try:
             _wait_healthy(port2, proc2, tmp_path / "api2.log")
-            r = httpx.get(f"http://127.0.0.1:{port2}/api/messages/{ids[0]}",
-                          headers={"Authorization": f"Bearer {token}"})
+            r = httpx.get(
+                f"http://127.0.0.1:{port2}/api/messages/{ids[0]}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
             assert r.status_code == 200
         finally:
             _stop(proc2)
@@ -141,8 +180,10 @@ def test_demo_tour_restart_and_shared_data_dir(tmp_path):
     proc = _start(["run", "--demo"], data_dir, port, log)
     try:
         _wait_healthy(port, proc, log)
-        r = httpx.get(f"http://127.0.0.1:{port}/api/messages/{ids[1]}",
-                      headers={"Authorization": f"Bearer {token}"})
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/api/messages/{ids[1]}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert r.status_code == 200 and r.json()["status"] in ("delivered", "opened")
     finally:
         _stop(proc)

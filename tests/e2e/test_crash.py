@@ -40,16 +40,18 @@ def _worker(database_url: str, log: Path) -> subprocess.Popen[bytes]:
         "PARLEY_DISPATCH_PARALLELISM": "20",
         "PARLEY_RETRY_BASE_SECONDS": "0.2",
     }
-    return subprocess.Popen(  # noqa: S603
+    return subprocess.Popen(
         [sys.executable, "-m", "parley.cli", "worker"],
-        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
 async def _statuses(container) -> Counter[str]:
     async with container.db.pool.connection() as conn:
         cur = await conn.execute("SELECT status, count(*) FROM messages GROUP BY status")
-        return Counter({s: n for s, n in await cur.fetchall()})
+        return Counter(dict(await cur.fetchall()))
 
 
 async def test_kill_9_mid_send_loses_nothing_and_sends_nothing_twice(
@@ -59,10 +61,19 @@ async def test_kill_9_mid_send_loses_nothing_and_sends_nothing_twice(
     log = tmp_path / "worker.log"
     with SmtpSink(record_path=ledger_file) as sink:
         seeded = await seed(
-            container, count=TOTAL, channel=Channel.EMAIL, provider="smtp",
-            config={"host": "127.0.0.1", "port": sink.port,
-                    "from_address": "collections@crash.test", "pool_size": 4},
-            secrets={}, borrowers=200, batch_size=100,
+            container,
+            count=TOTAL,
+            channel=Channel.EMAIL,
+            provider="smtp",
+            config={
+                "host": "127.0.0.1",
+                "port": sink.port,
+                "from_address": "collections@crash.test",
+                "pool_size": 4,
+            },
+            secrets={},
+            borrowers=200,
+            batch_size=100,
         )
         first = _worker(database_url, log)
         try:
@@ -101,7 +112,8 @@ async def test_kill_9_mid_send_loses_nothing_and_sends_nothing_twice(
     async with container.db.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT rfc822_message_id, status FROM messages WHERE organization_id = %s",
-            (seeded.organization_id,))
+            (seeded.organization_id,),
+        )
         rows = await cur.fetchall()
     assert len(rows) == TOTAL  # none lost, none invented
     by_status: dict[str, set[str]] = {}
@@ -118,5 +130,7 @@ async def test_kill_9_mid_send_loses_nothing_and_sends_nothing_twice(
     # Only messages that were in flight at the kill may need review.
     in_flight_bound = 4 * 20  # worker concurrency x dispatch parallelism
     assert len(review) <= in_flight_bound
-    print(f"\ncrash test: killed after {killed_at} received; statuses at kill {dict(before)}; "
-          f"final sent={len(sent)} needs_review={len(review)} received={len(received)}")
+    print(
+        f"\ncrash test: killed after {killed_at} received; statuses at kill {dict(before)}; "
+        f"final sent={len(sent)} needs_review={len(review)} received={len(received)}"
+    )

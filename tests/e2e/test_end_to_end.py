@@ -27,17 +27,32 @@ async def _message(tenant, mid):
 
 async def test_email_through_a_real_smtp_server(tenant, container):
     data = await factories.borrower_with_case(container, tenant.organization_id)
-    await factories.template(container, tenant.organization_id, "notice", Channel.EMAIL,
-                             "Dear #borrower.first_name, you owe #case.outstanding_amount.",
-                             subject="Notice for case #case.number",
-                             html="<p>Dear #borrower.first_name &amp; co</p>")
+    await factories.template(
+        container,
+        tenant.organization_id,
+        "notice",
+        Channel.EMAIL,
+        "Dear #borrower.first_name, you owe #case.outstanding_amount.",
+        subject="Notice for case #case.number",
+        html="<p>Dear #borrower.first_name &amp; co</p>",
+    )
     async with SmtpSink() as sink:
-        await factories.account(container, tenant.organization_id, "smtp", Channel.EMAIL,
-                                config={"host": "127.0.0.1", "port": sink.port,
-                                        "from_address": "collections@acme.test",
-                                        "from_name": "Acme Collections"})
-        r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-            "messageType": "email", "templateId": "notice", "cc": ["Creditor@Example.com"]})
+        await factories.account(
+            container,
+            tenant.organization_id,
+            "smtp",
+            Channel.EMAIL,
+            config={
+                "host": "127.0.0.1",
+                "port": sink.port,
+                "from_address": "collections@acme.test",
+                "from_name": "Acme Collections",
+            },
+        )
+        r = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages",
+            json={"messageType": "email", "templateId": "notice", "cc": ["Creditor@Example.com"]},
+        )
         assert r.status_code == 201, r.text
         mid = r.json()["messageId"]
         await drain(container)
@@ -60,12 +75,18 @@ async def test_email_through_a_real_smtp_server(tenant, container):
 async def test_smtp_tempfail_is_retried_and_permfail_is_terminal(tenant, container):
     data = await factories.borrower_with_case(container, tenant.organization_id)
     async with SmtpSink() as sink:
-        await factories.account(container, tenant.organization_id, "smtp", Channel.EMAIL,
-                                config={"host": "127.0.0.1", "port": sink.port,
-                                        "from_address": "c@acme.test"})
+        await factories.account(
+            container,
+            tenant.organization_id,
+            "smtp",
+            Channel.EMAIL,
+            config={"host": "127.0.0.1", "port": sink.port, "from_address": "c@acme.test"},
+        )
         sink.fail_next(TEMPFAIL)
-        r1 = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-            "messageType": "email", "subject": "One", "body": "Hello"})
+        r1 = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages",
+            json={"messageType": "email", "subject": "One", "body": "Hello"},
+        )
         await drain(container)
         first = await _message(tenant, r1.json()["messageId"])
         assert first["status"] == "queued" and first["errorCode"] == "451"
@@ -77,64 +98,93 @@ async def test_smtp_tempfail_is_retried_and_permfail_is_terminal(tenant, contain
 
         done = await wait_for(retried, timeout=15)
         sink.fail_next(PERMFAIL)
-        r2 = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-            "messageType": "email", "subject": "Two", "body": "Hello"})
+        r2 = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages",
+            json={"messageType": "email", "subject": "Two", "body": "Hello"},
+        )
         await drain(container)
         second = await _message(tenant, r2.json()["messageId"])
         assert second["status"] == "failed" and second["errorCode"] == "550"
-        report = (await tenant.client.get(
-            f"/api/messages/{first['messageId']}/delivery-report")).json()
+        report = (
+            await tenant.client.get(f"/api/messages/{first['messageId']}/delivery-report")
+        ).json()
         assert [e["event"] for e in report["events"]] == [
-            "queued", "sending", "deferred", "sending", "sent"]
+            "queued",
+            "sending",
+            "deferred",
+            "sending",
+            "sent",
+        ]
         assert sink.accepted_count(done["providerMessageId"]) == 1
 
 
 def _signed(url: str, params: dict[str, str]) -> dict[str, str]:
-    return {"X-Twilio-Signature": RequestValidator(DEFAULT_AUTH_TOKEN).compute_signature(
-        url, params)}
+    return {
+        "X-Twilio-Signature": RequestValidator(DEFAULT_AUTH_TOKEN).compute_signature(url, params)
+    }
 
 
 async def test_sms_through_twilio_api_with_signed_shuffled_callbacks(tenant, container):
-    cases = [await factories.borrower_with_case(container, tenant.organization_id,
-                                                email=f"b{i}@example.com",
-                                                phone=f"+1202555{i:04d}")
-             for i in range(5)]
+    cases = [
+        await factories.borrower_with_case(
+            container, tenant.organization_id, email=f"b{i}@example.com", phone=f"+1202555{i:04d}"
+        )
+        for i in range(5)
+    ]
     async with TwilioApiPeer() as peer, live_api(container) as base:
         account_id = await factories.account(
-            container, tenant.organization_id, "twilio", Channel.SMS,
-            config={"base_url": peer.base_url, "account_sid": DEFAULT_ACCOUNT_SID,
-                    "from_number": "+18005550100"},
-            secrets_={"auth_token": DEFAULT_AUTH_TOKEN})
+            container,
+            tenant.organization_id,
+            "twilio",
+            Channel.SMS,
+            config={
+                "base_url": peer.base_url,
+                "account_sid": DEFAULT_ACCOUNT_SID,
+                "from_number": "+18005550100",
+            },
+            secrets_={"auth_token": DEFAULT_AUTH_TOKEN},
+        )
         ids = []
         for data in cases:
-            r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-                "messageType": "sms", "body": "Your balance is due. Reply STOP to opt out."})
+            r = await tenant.client.post(
+                f"/api/cases/{data['case_id']}/messages",
+                json={"messageType": "sms", "body": "Your balance is due. Reply STOP to opt out."},
+            )
             assert r.status_code == 201, r.text
             ids.append(r.json()["messageId"])
         await drain(container)
         msgs = [await _message(tenant, mid) for mid in ids]
-        assert all(m["status"] == "sent" and m["providerMessageId"].startswith("SM")
-                   for m in msgs), msgs
+        assert all(
+            m["status"] == "sent" and m["providerMessageId"].startswith("SM") for m in msgs
+        ), msgs
         callback_url = f"{base}/webhooks/twilio/{account_id}"
         assert {m.status_callback for m in peer.messages} == {callback_url}
         # Each message: sent then delivered, posted shuffled with every callback twice.
         callbacks = []
         for m in msgs:
             for status in ("sent", "delivered"):
-                callbacks.append({"MessageSid": m["providerMessageId"],
-                                  "MessageStatus": status, "AccountSid": DEFAULT_ACCOUNT_SID,
-                                  "To": m["to"][0], "From": "+18005550100",
-                                  "ApiVersion": "2010-04-01"})
+                callbacks.append(
+                    {
+                        "MessageSid": m["providerMessageId"],
+                        "MessageStatus": status,
+                        "AccountSid": DEFAULT_ACCOUNT_SID,
+                        "To": m["to"][0],
+                        "From": "+18005550100",
+                        "ApiVersion": "2010-04-01",
+                    }
+                )
         callbacks = callbacks * 2
         random.Random(3).shuffle(callbacks)
         async with aiohttp.ClientSession() as http:
             for params in callbacks:
-                async with http.post(callback_url, data=params,
-                                     headers=_signed(callback_url, params)) as resp:
+                async with http.post(
+                    callback_url, data=params, headers=_signed(callback_url, params)
+                ) as resp:
                     assert resp.status == 200, await resp.text()
             forged = dict(callbacks[0], MessageStatus="failed")
-            async with http.post(callback_url, data=forged,
-                                 headers=_signed(callback_url, callbacks[0])) as resp:
+            async with http.post(
+                callback_url, data=forged, headers=_signed(callback_url, callbacks[0])
+            ) as resp:
                 assert resp.status == 403
         for mid in ids:
             report = (await tenant.client.get(f"/api/messages/{mid}/delivery-report")).json()
@@ -150,13 +200,21 @@ async def test_twilio_transient_and_permanent_errors(tenant, container):
     data = await factories.borrower_with_case(container, tenant.organization_id)
     async with TwilioApiPeer() as peer:
         await factories.account(
-            container, tenant.organization_id, "twilio", Channel.SMS,
-            config={"base_url": peer.base_url, "account_sid": DEFAULT_ACCOUNT_SID,
-                    "from_number": "+18005550100"},
-            secrets_={"auth_token": DEFAULT_AUTH_TOKEN})
+            container,
+            tenant.organization_id,
+            "twilio",
+            Channel.SMS,
+            config={
+                "base_url": peer.base_url,
+                "account_sid": DEFAULT_ACCOUNT_SID,
+                "from_number": "+18005550100",
+            },
+            secrets_={"auth_token": DEFAULT_AUTH_TOKEN},
+        )
         peer.fail_next(429, retry_after=0.2)
-        r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-            "messageType": "sms", "body": "Hello"})
+        r = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Hello"}
+        )
         await drain(container)
         mid = r.json()["messageId"]
         assert (await _message(tenant, mid))["status"] == "queued"
@@ -168,8 +226,10 @@ async def test_twilio_transient_and_permanent_errors(tenant, container):
 
         await wait_for(sent, timeout=15)
         peer.fail_next(400, code=21610, message="Attempt to send to unsubscribed recipient")
-        r2 = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-            "messageType": "sms", "body": "Hello again"})
+        r2 = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages",
+            json={"messageType": "sms", "body": "Hello again"},
+        )
         await drain(container)
         m2 = await _message(tenant, r2.json()["messageId"])
         assert m2["status"] == "failed" and m2["errorCode"] == "21610"

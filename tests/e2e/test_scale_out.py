@@ -17,37 +17,67 @@ from parley.peers.smtp_sink import SmtpSink
 
 
 def _worker(database_url: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PARLEY_DATABASE_URL": database_url,
-           "PARLEY_WORKER_CONCURRENCY": "4", "PARLEY_DISPATCH_PARALLELISM": "16"}
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "parley.cli", "worker"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PARLEY_DATABASE_URL": database_url,
+        "PARLEY_WORKER_CONCURRENCY": "4",
+        "PARLEY_DISPATCH_PARALLELISM": "16",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "parley.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def _pending(container, org) -> int:
     async with container.db.pool.connection() as conn:
-        cur = await conn.execute("SELECT status FROM messages WHERE organization_id = %s",
-                                 (org,))
+        cur = await conn.execute("SELECT status FROM messages WHERE organization_id = %s", (org,))
         return sum(1 for (s,) in await cur.fetchall() if s not in TERMINAL)
 
 
 async def test_three_workers_share_the_queue_and_the_rate_limit(container, database_url):
     with SmtpSink() as sink:
-        fast = await seed(container, count=900, channel=Channel.EMAIL, provider="smtp",
-                          config={"host": "127.0.0.1", "port": sink.port,
-                                  "from_address": "a@scale.test", "pool_size": 4},
-                          secrets={}, batch_size=50, account_name="fast")
+        fast = await seed(
+            container,
+            count=900,
+            channel=Channel.EMAIL,
+            provider="smtp",
+            config={
+                "host": "127.0.0.1",
+                "port": sink.port,
+                "from_address": "a@scale.test",
+                "pool_size": 4,
+            },
+            secrets={},
+            batch_size=50,
+            account_name="fast",
+        )
         rate = 40.0
-        limited = await seed(container, count=200, channel=Channel.EMAIL, provider="smtp",
-                             config={"host": "127.0.0.1", "port": sink.port,
-                                     "from_address": "b@scale.test", "pool_size": 4},
-                             secrets={}, batch_size=20, rate_per_second=rate, burst=1,
-                             account_name="limited")
+        limited = await seed(
+            container,
+            count=200,
+            channel=Channel.EMAIL,
+            provider="smtp",
+            config={
+                "host": "127.0.0.1",
+                "port": sink.port,
+                "from_address": "b@scale.test",
+                "pool_size": 4,
+            },
+            secrets={},
+            batch_size=20,
+            rate_per_second=rate,
+            burst=1,
+            account_name="limited",
+        )
         workers = [_worker(database_url) for _ in range(3)]
         try:
             deadline = time.monotonic() + 120
             while await _pending(container, fast.organization_id) or await _pending(
-                    container, limited.organization_id):
+                container, limited.organization_id
+            ):
                 assert all(w.poll() is None for w in workers)
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.2)
@@ -58,8 +88,9 @@ async def test_three_workers_share_the_queue_and_the_rate_limit(container, datab
                 w.wait(timeout=30)
         assert sink.duplicates() == {}
         assert len(sink.accepted) == 1100
-        limited_times = sorted(m.received_at for m in sink.messages
-                               if m.mail_from == "b@scale.test")
+        limited_times = sorted(
+            m.received_at for m in sink.messages if m.mail_from == "b@scale.test"
+        )
     # A correctness bound, not a speed claim: a slow machine only makes the span longer.
     # The limited account's 200 messages, paced at 40/s across three processes, cannot
     # arrive faster than the bucket allows (burst 1): at least (200 - 1) / 40 s.

@@ -23,8 +23,9 @@ async def test_missing_and_bad_tokens_answer_401(tenant):
     r = await tenant.client.get("/api/message-templates", headers={"Authorization": ""})
     assert r.status_code == 401
     assert r.headers["content-type"].startswith("application/problem+json")
-    r = await tenant.client.get("/api/message-templates",
-                                headers={"Authorization": "Bearer prly_nope"})
+    r = await tenant.client.get(
+        "/api/message-templates", headers={"Authorization": "Bearer prly_nope"}
+    )
     assert r.status_code == 401
 
 
@@ -37,17 +38,24 @@ async def test_tokens_are_stored_hashed(tenant, container):
 
 async def test_other_tenants_objects_answer_404(tenant, other_tenant, container):
     data = await _case(tenant, container)
-    r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages",
-                                 json={"messageType": "sms", "body": "Hi"})
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Hi"}
+    )
     mid = r.json()["messageId"]
     thread = r.json()["threadId"]
-    for path in (f"/api/messages/{mid}", f"/api/messages/{mid}/delivery-report",
-                 f"/api/messages/{mid}/compliance", f"/api/cases/{data['case_id']}/messages",
-                 f"/api/cases/{data['case_id']}/threads", f"/api/threads/{thread}/messages"):
+    for path in (
+        f"/api/messages/{mid}",
+        f"/api/messages/{mid}/delivery-report",
+        f"/api/messages/{mid}/compliance",
+        f"/api/cases/{data['case_id']}/messages",
+        f"/api/cases/{data['case_id']}/threads",
+        f"/api/threads/{thread}/messages",
+    ):
         assert (await other_tenant.client.get(path)).status_code == 404, path
     assert (await other_tenant.client.post(f"/api/messages/{mid}/cancel")).status_code == 404
-    r = await other_tenant.client.post(f"/api/cases/{data['case_id']}/messages",
-                                       json={"messageType": "sms", "body": "Hi"})
+    r = await other_tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Hi"}
+    )
     assert r.status_code == 404
     assert (await tenant.client.get(f"/api/messages/{mid}")).status_code == 200
 
@@ -67,10 +75,12 @@ async def test_idempotency_key_replays_conflicts_and_rejects_reuse(tenant, conta
     assert other.status_code == 422
     assert await _count(container, "messages") == 1
     async with container.db.pool.connection() as conn:
-        await conn.execute("INSERT INTO idempotency_keys (organization_id, key, method, path, "
-                           "request_hash, state, expires_at) VALUES (%s, 'running-key', 'POST', "
-                           "%s, 'x', 'running', now() + interval '1 day')",
-                           (tenant.organization_id, url))
+        await conn.execute(
+            "INSERT INTO idempotency_keys (organization_id, key, method, path, "
+            "request_hash, state, expires_at) VALUES (%s, 'running-key', 'POST', "
+            "%s, 'x', 'running', now() + interval '1 day')",
+            (tenant.organization_id, url),
+        )
     running = await tenant.client.post(url, json=body, headers={"Idempotency-Key": "running-key"})
     assert running.status_code in (409, 422)
 
@@ -91,15 +101,21 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(tenant, container):
     cases = [
         ({"messageType": "sms", "to": "12", "body": "x"}, 422, "to"),
         ({"messageType": "email", "to": "not-an-email", "subject": "s", "body": "x"}, 422, "to"),
-        ({"messageType": "email", "to": "someone@else.com", "subject": "s", "body": "x"},
-         422, "to"),
+        (
+            {"messageType": "email", "to": "someone@else.com", "subject": "s", "body": "x"},
+            422,
+            "to",
+        ),
         ({"messageType": "sms", "body": "x" * 2000}, 422, "body"),
         ({"messageType": "sms", "body": "€" * 1000}, 422, "body"),
         ({"messageType": "sms", "templateId": "nope"}, 422, "templateId"),
         ({"messageType": "sms"}, 422, "body"),
         ({"messageType": "email", "body": "no subject"}, 422, "subject"),
-        ({"messageType": "sms", "body": "x", "providerAccountId": str(uuid.uuid4())}, 422,
-         "providerAccountId"),
+        (
+            {"messageType": "sms", "body": "x", "providerAccountId": str(uuid.uuid4())},
+            422,
+            "providerAccountId",
+        ),
         ({"messageType": "fax", "body": "x"}, 422, "messageType"),
         ({"messageType": "sms", "body": "x", "unknownField": 1}, 422, "unknownField"),
         ({"messageType": "sms", "body": "x", "sendAt": "tomorrow"}, 422, "sendAt"),
@@ -115,46 +131,62 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(tenant, container):
         assert any(e["field"].startswith(field) for e in problem.get("errors", [])), (body, problem)
     nul = await tenant.client.post(url, json={"messageType": "sms", "body": "a\x00b"})
     assert nul.status_code == 422
-    nul_var = await tenant.client.post(url, json={"messageType": "sms", "body": "x",
-                                                  "variables": {"k": ["\x00"]}})
+    nul_var = await tenant.client.post(
+        url, json={"messageType": "sms", "body": "x", "variables": {"k": ["\x00"]}}
+    )
     assert nul_var.status_code == 422
     nul_query = await tenant.client.get(f"{url}?status=%00")
     assert nul_query.status_code == 422
     assert nul_query.json()["errors"][0]["field"] == "status"
-    unknown_case = await tenant.client.post(f"/api/cases/{uuid.uuid4()}/messages",
-                                            json={"messageType": "sms", "body": "x"})
+    unknown_case = await tenant.client.post(
+        f"/api/cases/{uuid.uuid4()}/messages", json={"messageType": "sms", "body": "x"}
+    )
     assert unknown_case.status_code == 404
-    bad_uuid = await tenant.client.post("/api/cases/not-a-uuid/messages",
-                                        json={"messageType": "sms", "body": "x"})
+    bad_uuid = await tenant.client.post(
+        "/api/cases/not-a-uuid/messages", json={"messageType": "sms", "body": "x"}
+    )
     assert bad_uuid.status_code == 422
-    malformed = await tenant.client.post(url, content=b'{"messageType": "sms",',
-                                         headers={"content-type": "application/json"})
+    malformed = await tenant.client.post(
+        url, content=b'{"messageType": "sms",', headers={"content-type": "application/json"}
+    )
     assert malformed.status_code == 400 and "JSON" in malformed.json()["title"]
-    huge = await tenant.client.post(url, content=b"{" + b" " * 2_000_000 + b"}",
-                                    headers={"content-type": "application/json"})
+    huge = await tenant.client.post(
+        url, content=b"{" + b" " * 2_000_000 + b"}", headers={"content-type": "application/json"}
+    )
     assert huge.status_code == 413
     for table in ("messages", "procrastinate_jobs", "message_events", "threads"):
         assert await _count(container, table) == 0, table
 
 
 async def test_provider_account_secrets_are_never_returned(tenant):
-    r = await tenant.client.post("/api/provider-accounts", json={
-        "name": "twilio-main", "provider": "twilio", "channel": "sms",
-        "config": {"account_sid": "AC" + "0" * 32, "from_number": "+18005550100"},
-        "secrets": {"auth_token": "super-secret-token"}})
+    r = await tenant.client.post(
+        "/api/provider-accounts",
+        json={
+            "name": "twilio-main",
+            "provider": "twilio",
+            "channel": "sms",
+            "config": {"account_sid": "AC" + "0" * 32, "from_number": "+18005550100"},
+            "secrets": {"auth_token": "super-secret-token"},
+        },
+    )
     assert r.status_code == 201, r.text
     assert "super-secret-token" not in r.text and r.json()["secretsSet"] == ["auth_token"]
     listed = await tenant.client.get("/api/provider-accounts")
     assert "super-secret-token" not in listed.text
-    bad = await tenant.client.post("/api/provider-accounts", json={
-        "name": "x", "provider": "carrier-pigeon", "channel": "sms"})
+    bad = await tenant.client.post(
+        "/api/provider-accounts", json={"name": "x", "provider": "carrier-pigeon", "channel": "sms"}
+    )
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "provider"
-    missing = await tenant.client.post("/api/provider-accounts", json={
-        "name": "y", "provider": "twilio", "channel": "sms", "config": {}})
+    missing = await tenant.client.post(
+        "/api/provider-accounts",
+        json={"name": "y", "provider": "twilio", "channel": "sms", "config": {}},
+    )
     assert missing.status_code == 422
     assert {e["field"] for e in missing.json()["errors"]} >= {"account_sid", "auth_token"}
-    wrong_channel = await tenant.client.post("/api/provider-accounts", json={
-        "name": "z", "provider": "smtp", "channel": "sms", "config": {}})
+    wrong_channel = await tenant.client.post(
+        "/api/provider-accounts",
+        json={"name": "z", "provider": "smtp", "channel": "sms", "config": {}},
+    )
     assert wrong_channel.status_code == 422
 
 
@@ -162,7 +194,12 @@ async def test_openapi_is_served(tenant):
     r = await tenant.client.get("/openapi.json")
     assert r.status_code == 200
     paths = r.json()["paths"]
-    for p in ("/api/cases/{case_id}/messages", "/api/messages/{message_id}/delivery-report",
-              "/api/message-templates", "/api/message-templates/{template_id}/preview",
-              "/api/cases/{case_id}/threads", "/api/threads/{thread_id}/messages"):
+    for p in (
+        "/api/cases/{case_id}/messages",
+        "/api/messages/{message_id}/delivery-report",
+        "/api/message-templates",
+        "/api/message-templates/{template_id}/preview",
+        "/api/cases/{case_id}/threads",
+        "/api/threads/{thread_id}/messages",
+    ):
         assert p in paths, p

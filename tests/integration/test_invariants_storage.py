@@ -12,8 +12,10 @@ from tests.support import factories
 async def _send_one(tenant, container):
     data = await factories.borrower_with_case(container, tenant.organization_id)
     await factories.sandbox_accounts(container, tenant.organization_id)
-    r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-        "messageType": "sms", "body": "Hello, please call us. Reply STOP to opt out."})
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages",
+        json={"messageType": "sms", "body": "Hello, please call us. Reply STOP to opt out."},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -22,19 +24,23 @@ async def test_message_content_cannot_be_edited_or_deleted(tenant, container):
     msg = await _send_one(tenant, container)
     async with container.db.pool.connection() as conn:
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-            await conn.execute("UPDATE messages SET body = 'changed' WHERE id = %s",
-                               (msg["messageId"],))
+            await conn.execute(
+                "UPDATE messages SET body = 'changed' WHERE id = %s", (msg["messageId"],)
+            )
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             await conn.execute("DELETE FROM messages WHERE id = %s", (msg["messageId"],))
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-            await conn.execute("UPDATE message_events SET reason = 'x' WHERE message_id = %s",
-                               (msg["messageId"],))
+            await conn.execute(
+                "UPDATE message_events SET reason = 'x' WHERE message_id = %s", (msg["messageId"],)
+            )
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-            await conn.execute("DELETE FROM message_events WHERE message_id = %s",
-                               (msg["messageId"],))
+            await conn.execute(
+                "DELETE FROM message_events WHERE message_id = %s", (msg["messageId"],)
+            )
         # Delivery-state columns may still move.
-        await conn.execute("UPDATE messages SET status = 'sending' WHERE id = %s",
-                           (msg["messageId"],))
+        await conn.execute(
+            "UPDATE messages SET status = 'sending' WHERE id = %s", (msg["messageId"],)
+        )
 
 
 async def test_message_and_its_job_are_written_together(tenant, container):
@@ -42,17 +48,22 @@ async def test_message_and_its_job_are_written_together(tenant, container):
     async with container.db.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'parley:send_messages' "
-            "AND args->'message_ids' ? %s", (msg["messageId"],))
+            "AND args->'message_ids' ? %s",
+            (msg["messageId"],),
+        )
         assert (await cur.fetchone())[0] == 1
 
 
 async def test_rejected_send_writes_neither_message_nor_job(tenant, container):
     data = await factories.borrower_with_case(container, tenant.organization_id)
     await factories.sandbox_accounts(container, tenant.organization_id)
-    await factories.template(container, tenant.organization_id, "t1", Channel.SMS,
-                             "Hi {{ name }}, you owe {{ amount }}")
-    r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-        "messageType": "sms", "templateId": "t1", "variables": {}})
+    await factories.template(
+        container, tenant.organization_id, "t1", Channel.SMS, "Hi {{ name }}, you owe {{ amount }}"
+    )
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages",
+        json={"messageType": "sms", "templateId": "t1", "variables": {}},
+    )
     assert r.status_code == 422
     problem = r.json()
     assert r.headers["content-type"].startswith("application/problem+json")
@@ -77,8 +88,9 @@ async def test_a_failure_after_the_job_insert_rolls_back_both(tenant, container,
 
     monkeypatch.setattr(svc.outbox, "defer_send", defer_then_fail)
     try:
-        r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-            "messageType": "sms", "body": "Hello"})
+        r = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Hello"}
+        )
         assert r.status_code == 500
     except RuntimeError as exc:  # the test transport re-raises app errors
         assert "crash between" in str(exc)

@@ -12,8 +12,13 @@ from tests.support.live import drain, live_api, wait_for
 async def _setup(tenant, container, **sandbox_config):
     data = await factories.borrower_with_case(container, tenant.organization_id)
     await factories.sandbox_accounts(
-        container, tenant.organization_id, sent_delay_seconds=0.05,
-        delivery_delay_seconds=0.1, read_delay_seconds=None, **sandbox_config)
+        container,
+        tenant.organization_id,
+        sent_delay_seconds=0.05,
+        delivery_delay_seconds=0.1,
+        read_delay_seconds=None,
+        **sandbox_config,
+    )
     return data
 
 
@@ -25,17 +30,35 @@ async def _report(tenant, message_id):
 
 async def test_sms_and_email_reach_delivered_through_the_sandbox(tenant, container):
     data = await _setup(tenant, container)
-    await factories.template(container, tenant.organization_id, "remind", Channel.SMS,
-                             "Hi #borrower.first_name, #case.outstanding_amount is due "
-                             "#case.due_date. Reply STOP to opt out.")
-    await factories.template(container, tenant.organization_id, "remind-mail", Channel.EMAIL,
-                             "Dear {{ name }}, you owe #case.outstanding_amount.",
-                             subject="Case #case.number")
+    await factories.template(
+        container,
+        tenant.organization_id,
+        "remind",
+        Channel.SMS,
+        "Hi #borrower.first_name, #case.outstanding_amount is due "
+        "#case.due_date. Reply STOP to opt out.",
+    )
+    await factories.template(
+        container,
+        tenant.organization_id,
+        "remind-mail",
+        Channel.EMAIL,
+        "Dear {{ name }}, you owe #case.outstanding_amount.",
+        subject="Case #case.number",
+    )
     async with live_api(container):
-        sms = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-            "messageType": "sms", "templateId": "remind"})
-        mail = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-            "messageType": "email", "templateId": "remind-mail", "variables": {"name": "Pat"}})
+        sms = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages",
+            json={"messageType": "sms", "templateId": "remind"},
+        )
+        mail = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages",
+            json={
+                "messageType": "email",
+                "templateId": "remind-mail",
+                "variables": {"name": "Pat"},
+            },
+        )
         assert sms.status_code == 201, sms.text
         assert mail.status_code == 201, mail.text
         sms, mail = sms.json(), mail.json()
@@ -61,8 +84,10 @@ async def test_sms_and_email_reach_delivered_through_the_sandbox(tenant, contain
 async def test_provider_failure_is_recorded_with_its_code(tenant, container):
     data = await _setup(tenant, container, failure_rate=1.0, seed=1)
     async with live_api(container):
-        r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-            "messageType": "sms", "body": "Hello. Reply STOP to opt out."})
+        r = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages",
+            json={"messageType": "sms", "body": "Hello. Reply STOP to opt out."},
+        )
         mid = r.json()["messageId"]
         await drain(container)
 
@@ -77,8 +102,10 @@ async def test_provider_failure_is_recorded_with_its_code(tenant, container):
 async def test_cancel_a_scheduled_message_and_it_is_never_sent(tenant, container):
     data = await _setup(tenant, container)
     later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
-    r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-        "messageType": "sms", "body": "Later", "sendAt": later})
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages",
+        json={"messageType": "sms", "body": "Later", "sendAt": later},
+    )
     assert r.status_code == 201
     msg = r.json()
     assert msg["status"] == "scheduled" and msg["scheduledAt"]
@@ -97,8 +124,9 @@ async def test_cancel_a_scheduled_message_and_it_is_never_sent(tenant, container
 
 async def test_sent_message_cannot_be_cancelled(tenant, container):
     data = await _setup(tenant, container, callbacks=False)
-    r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-        "messageType": "sms", "body": "Now"})
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Now"}
+    )
     await drain(container)
     mid = r.json()["messageId"]
     assert (await tenant.client.get(f"/api/messages/{mid}")).json()["status"] == "sent"
@@ -106,11 +134,13 @@ async def test_sent_message_cannot_be_cancelled(tenant, container):
 
 
 async def test_do_not_contact_borrower_is_blocked_and_never_sent(tenant, container):
-    data = await factories.borrower_with_case(container, tenant.organization_id,
-                                              do_not_contact=True)
+    data = await factories.borrower_with_case(
+        container, tenant.organization_id, do_not_contact=True
+    )
     await factories.sandbox_accounts(container, tenant.organization_id, callbacks=False)
-    r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-        "messageType": "sms", "body": "Pay now"})
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Pay now"}
+    )
     assert r.status_code == 201 and r.json()["status"] == "blocked"
     comp = await tenant.client.get(f"/api/messages/{r.json()['messageId']}/compliance")
     decision = comp.json()["decisions"][0]
@@ -124,16 +154,19 @@ async def test_do_not_contact_borrower_is_blocked_and_never_sent(tenant, contain
 async def test_gate_runs_again_at_send_time(tenant, container):
     """Allowed at enqueue, the borrower says stop before the worker runs: blocked."""
     data = await _setup(tenant, container, callbacks=False)
-    r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-        "messageType": "sms", "body": "Pay now"})
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Pay now"}
+    )
     mid = r.json()["messageId"]
     async with container.db.pool.connection() as conn:
         await conn.execute("UPDATE borrowers SET do_not_contact = true")
     await drain(container)
     msg = (await tenant.client.get(f"/api/messages/{mid}")).json()
     assert msg["status"] == "blocked"
-    stages = [d["stage"] + ":" + d["outcome"] for d in
-              (await tenant.client.get(f"/api/messages/{mid}/compliance")).json()["decisions"]]
+    stages = [
+        d["stage"] + ":" + d["outcome"]
+        for d in (await tenant.client.get(f"/api/messages/{mid}/compliance")).json()["decisions"]
+    ]
     assert stages == ["enqueue:allow", "send:block"]
 
 
@@ -141,26 +174,34 @@ async def test_threads_and_listing(tenant, container):
     data = await _setup(tenant, container, callbacks=False)
     ids = []
     for i in range(3):
-        r = await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-            "messageType": "email", "subject": f"Re: Payment {i}", "body": "Hello"})
+        r = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages",
+            json={"messageType": "email", "subject": f"Re: Payment {i}", "body": "Hello"},
+        )
         ids.append(r.json()["messageId"])
-    await tenant.client.post(f"/api/cases/{data['case_id']}/messages", json={
-        "messageType": "sms", "body": "Hello"})
+    await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Hello"}
+    )
     threads = (await tenant.client.get(f"/api/cases/{data['case_id']}/threads")).json()
     by_channel = {t["channel"]: t for t in threads["threads"]}
     assert by_channel["email"]["messageCount"] == 3
     assert by_channel["email"]["subject"] == "Payment 0"
-    tm = (await tenant.client.get(
-        f"/api/threads/{by_channel['email']['threadId']}/messages")).json()
+    tm = (
+        await tenant.client.get(f"/api/threads/{by_channel['email']['threadId']}/messages")
+    ).json()
     assert [m["messageId"] for m in tm["messages"]] == ids
-    page1 = (await tenant.client.get(
-        f"/api/cases/{data['case_id']}/messages?type=email&limit=2")).json()
+    page1 = (
+        await tenant.client.get(f"/api/cases/{data['case_id']}/messages?type=email&limit=2")
+    ).json()
     assert page1["totalCount"] == 3 and len(page1["messages"]) == 2
-    page2 = (await tenant.client.get(
-        f"/api/cases/{data['case_id']}/messages?type=email&limit=2&cursor={page1['nextCursor']}"
-    )).json()
+    page2 = (
+        await tenant.client.get(
+            f"/api/cases/{data['case_id']}/messages?type=email&limit=2&cursor={page1['nextCursor']}"
+        )
+    ).json()
     seen = [m["messageId"] for m in page1["messages"] + page2["messages"]]
     assert sorted(seen) == sorted(ids) and page2["nextCursor"] is None
-    inbound = (await tenant.client.get(
-        f"/api/cases/{data['case_id']}/messages?direction=inbound")).json()
+    inbound = (
+        await tenant.client.get(f"/api/cases/{data['case_id']}/messages?direction=inbound")
+    ).json()
     assert inbound["totalCount"] == 0

@@ -20,11 +20,26 @@ from parley.storage import embedded
 from parley.storage.migrate import upgrade
 
 APP_TABLES = [
-    "message_events", "compliance_decisions", "webhook_receipts", "messages", "threads",
-    "message_template_versions", "message_templates", "rate_buckets", "provider_accounts",
-    "case_borrowers", "cases", "contact_points", "borrowers", "idempotency_keys",
-    "api_tokens", "users", "organizations",
-    "procrastinate_events", "procrastinate_periodic_defers", "procrastinate_jobs",
+    "message_events",
+    "compliance_decisions",
+    "webhook_receipts",
+    "messages",
+    "threads",
+    "message_template_versions",
+    "message_templates",
+    "rate_buckets",
+    "provider_accounts",
+    "case_borrowers",
+    "cases",
+    "contact_points",
+    "borrowers",
+    "idempotency_keys",
+    "api_tokens",
+    "users",
+    "organizations",
+    "procrastinate_events",
+    "procrastinate_periodic_defers",
+    "procrastinate_jobs",
     "procrastinate_workers",
 ]
 

@@ -29,43 +29,82 @@ async def borrower_with_case(
     async with container.db.session() as s:
         agent = None
         if with_agent:
-            agent = User(organization_id=org_id, email=f"agent-{uuid.uuid4().hex[:6]}@x.test",
-                         name="Alex Agent", role="agent")
+            agent = User(
+                organization_id=org_id,
+                email=f"agent-{uuid.uuid4().hex[:6]}@x.test",
+                name="Alex Agent",
+                role="agent",
+            )
             s.add(agent)
             await s.flush()
-        b = Borrower(organization_id=org_id, first_name=first_name, last_name="Doe",
-                     timezone="America/New_York", preferred_language=locale,
-                     address={"country": "US"}, do_not_contact=do_not_contact)
+        b = Borrower(
+            organization_id=org_id,
+            first_name=first_name,
+            last_name="Doe",
+            timezone="America/New_York",
+            preferred_language=locale,
+            address={"country": "US"},
+            do_not_contact=do_not_contact,
+        )
         s.add(b)
         await s.flush()
-        cps = [ContactPoint(organization_id=org_id, borrower_id=b.id, kind="email", value=email,
-                            is_primary=True),
-               ContactPoint(organization_id=org_id, borrower_id=b.id, kind="phone", value=phone,
-                            is_primary=True)]
+        cps = [
+            ContactPoint(
+                organization_id=org_id, borrower_id=b.id, kind="email", value=email, is_primary=True
+            ),
+            ContactPoint(
+                organization_id=org_id, borrower_id=b.id, kind="phone", value=phone, is_primary=True
+            ),
+        ]
         s.add_all(cps)
-        case = Case(organization_id=org_id, case_number=f"C-{uuid.uuid4().hex[:8]}",
-                    creditor="Harbor Bank", original_amount=Decimal("1500.00"),
-                    outstanding_amount=Decimal("1234.50"), currency="USD",
-                    due_date=date(2026, 1, 15), status=case_status,
-                    assigned_agent_id=agent.id if agent else None)
+        case = Case(
+            organization_id=org_id,
+            case_number=f"C-{uuid.uuid4().hex[:8]}",
+            creditor="Harbor Bank",
+            original_amount=Decimal("1500.00"),
+            outstanding_amount=Decimal("1234.50"),
+            currency="USD",
+            due_date=date(2026, 1, 15),
+            status=case_status,
+            assigned_agent_id=agent.id if agent else None,
+        )
         s.add(case)
         await s.flush()
         s.add(CaseBorrower(case_id=case.id, borrower_id=b.id, organization_id=org_id))
         await s.commit()
-        return {"borrower_id": b.id, "case_id": case.id, "email": email, "phone": phone,
-                "agent_id": agent.id if agent else None}
+        return {
+            "borrower_id": b.id,
+            "case_id": case.id,
+            "email": email,
+            "phone": phone,
+            "agent_id": agent.id if agent else None,
+        }
 
 
 async def account(
-    container: Any, org_id: uuid.UUID, provider: str, channel: Channel, *,
-    config: dict[str, Any] | None = None, secrets_: dict[str, Any] | None = None,
-    rate: float | None = None, burst: int | None = None, name: str | None = None,
+    container: Any,
+    org_id: uuid.UUID,
+    provider: str,
+    channel: Channel,
+    *,
+    config: dict[str, Any] | None = None,
+    secrets_: dict[str, Any] | None = None,
+    rate: float | None = None,
+    burst: int | None = None,
+    name: str | None = None,
 ) -> uuid.UUID:
     async with container.db.session() as s:
         acc = await provider_accounts.create(
-            s, org_id, name=name or f"{provider}-{channel.value}-{uuid.uuid4().hex[:4]}",
-            provider=provider, channel=channel, config=config or {},
-            secrets=secrets_ or {}, is_default=True, rate_per_second=rate, burst=burst,
+            s,
+            org_id,
+            name=name or f"{provider}-{channel.value}-{uuid.uuid4().hex[:4]}",
+            provider=provider,
+            channel=channel,
+            config=config or {},
+            secrets=secrets_ or {},
+            is_default=True,
+            rate_per_second=rate,
+            burst=burst,
         )
         return acc.id
 
@@ -75,16 +114,39 @@ async def sandbox_accounts(container: Any, org_id: uuid.UUID, **config: Any) -> 
     out = {}
     for ch in (Channel.EMAIL, Channel.SMS, Channel.WHATSAPP):
         out[ch.value] = await account(
-            container, org_id, "sandbox", ch,
-            config={**({"from_address": "c@example.org"} if ch is Channel.EMAIL
-                       else {"from_number": "+18005550100"}), **config},
-            secrets_={"signing_secret": secret})
+            container,
+            org_id,
+            "sandbox",
+            ch,
+            config={
+                **(
+                    {"from_address": "c@example.org"}
+                    if ch is Channel.EMAIL
+                    else {"from_number": "+18005550100"}
+                ),
+                **config,
+            },
+            secrets_={"signing_secret": secret},
+        )
     out["secret"] = secret
     return out
 
 
-async def template(container: Any, org_id: uuid.UUID, key: str, channel: Channel, body: str,
-                   subject: str | None = None, html: str | None = None) -> None:
+async def template(
+    container: Any,
+    org_id: uuid.UUID,
+    key: str,
+    channel: Channel,
+    body: str,
+    subject: str | None = None,
+    html: str | None = None,
+) -> None:
     async with container.db.session() as s:
-        await template_svc.create(s, org_id, key=key, name=key, channel=channel,
-                                  parts=template_svc.TemplateParts(subject, body, html))
+        await template_svc.create(
+            s,
+            org_id,
+            key=key,
+            name=key,
+            channel=channel,
+            parts=template_svc.TemplateParts(subject, body, html),
+        )

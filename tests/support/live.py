@@ -28,8 +28,11 @@ async def live_api(container: Any) -> AsyncIterator[str]:
     container.settings.public_base_url = base
     container.providers._public_base_url = base
     await container.providers.aclose()
-    server = uvicorn.Server(uvicorn.Config(create_app(container), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(container), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -47,9 +50,13 @@ async def live_api(container: Any) -> AsyncIterator[str]:
 async def drain(container: Any, queues: list[str] | None = None) -> None:
     """Run a worker until no job is ready, then return."""
     await container.jobs.run_worker_async(
-        queues=queues or ["dispatch", "receipts"], wait=False, concurrency=4,
-        additional_context={"container": container}, install_signal_handlers=False,
-        listen_notify=False, delete_jobs="successful",
+        queues=queues or ["dispatch", "receipts"],
+        wait=False,
+        concurrency=4,
+        additional_context={"container": container},
+        install_signal_handlers=False,
+        listen_notify=False,
+        delete_jobs="successful",
     )
 
 

@@ -29,7 +29,8 @@ def bearer_token(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(
-            401, "Missing bearer token: send 'Authorization: Bearer <token>'",
+            401,
+            "Missing bearer token: send 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
     return token.strip()

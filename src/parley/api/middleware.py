@@ -23,16 +23,28 @@ from parley.services.auth import hash_token
 log = logging.getLogger(__name__)
 
 
-async def _send_problem(send: Send, status: int, title: str, detail: str,
-                        errors: list[dict[str, str]] | None = None) -> None:
-    problem: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
-                               "detail": detail}
+async def _send_problem(
+    send: Send, status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None
+) -> None:
+    problem: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if errors:
         problem["errors"] = errors
     body = orjson.dumps(problem)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", PROBLEM.encode()),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -48,8 +60,12 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await _send_problem(send, 413, "Content too large",
-                                f"Request bodies are limited to {self.max_bytes} bytes")
+            await _send_problem(
+                send,
+                413,
+                "Content too large",
+                f"Request bodies are limited to {self.max_bytes} bytes",
+            )
             return
         received = 0
         too_big = False
@@ -67,8 +83,12 @@ class BodyLimit:
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await _send_problem(send, 413, "Content too large",
-                                f"Request bodies are limited to {self.max_bytes} bytes")
+            await _send_problem(
+                send,
+                413,
+                "Content too large",
+                f"Request bodies are limited to {self.max_bytes} bytes",
+            )
 
 
 class NulGuard:
@@ -88,13 +108,28 @@ class NulGuard:
                 return
             query = scope.get("query_string", b"")
             if b"%00" in query or b"\x00" in query:
-                names = sorted({k for k, v in parse_qsl(query.decode("latin-1"),
-                                                        keep_blank_values=True)
-                                if "\x00" in k or "\x00" in v})
-                errors = [{"field": n.replace("\x00", ""), "message": "must not contain NUL "
-                           "characters", "code": "nul"} for n in names]
-                await _send_problem(send, 422, "Validation failed",
-                                    "query parameters must not contain NUL characters", errors)
+                names = sorted(
+                    {
+                        k
+                        for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+                        if "\x00" in k or "\x00" in v
+                    }
+                )
+                errors = [
+                    {
+                        "field": n.replace("\x00", ""),
+                        "message": "must not contain NUL characters",
+                        "code": "nul",
+                    }
+                    for n in names
+                ]
+                await _send_problem(
+                    send,
+                    422,
+                    "Validation failed",
+                    "query parameters must not contain NUL characters",
+                    errors,
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -150,7 +185,9 @@ class Idempotency:
                 cur = await conn.execute(
                     "SELECT request_hash, state, response_status, response_body, "
                     "response_headers FROM idempotency_keys WHERE organization_id = %s "
-                    "AND key = %s", (org, key))
+                    "AND key = %s",
+                    (org, key),
+                )
                 existing = await cur.fetchone()
         if fresh is None:
             if existing is None:  # expired and pruned between the two statements
@@ -158,13 +195,21 @@ class Idempotency:
                 return
             req_hash, state, status, stored_body, stored_headers = existing
             if req_hash != digest:
-                await _send_problem(send, 422, "Idempotency key reused",
-                                    "This Idempotency-Key was used with a different request "
-                                    "body or path; use a new key for a new request")
+                await _send_problem(
+                    send,
+                    422,
+                    "Idempotency key reused",
+                    "This Idempotency-Key was used with a different request "
+                    "body or path; use a new key for a new request",
+                )
                 return
             if state != "done":
-                await _send_problem(send, 409, "Conflict",
-                                    "A request with this Idempotency-Key is still in progress")
+                await _send_problem(
+                    send,
+                    409,
+                    "Conflict",
+                    "A request with this Idempotency-Key is still in progress",
+                )
                 return
             hdrs = [(k.encode(), v.encode()) for k, v in (stored_headers or {}).items()]
             hdrs.append((b"idempotent-replayed", b"true"))
@@ -191,21 +236,33 @@ class Idempotency:
             if captured["status"] >= 500:
                 await conn.execute(
                     "DELETE FROM idempotency_keys WHERE organization_id = %s AND key = %s",
-                    (org, key))
+                    (org, key),
+                )
                 return
-            keep = {k.decode(): v.decode() for k, v in captured["headers"]
-                    if k.decode().lower() in ("content-type", "location")}
+            keep = {
+                k.decode(): v.decode()
+                for k, v in captured["headers"]
+                if k.decode().lower() in ("content-type", "location")
+            }
             await conn.execute(
                 "UPDATE idempotency_keys SET state = 'done', response_status = %s, "
                 "response_body = %s, response_headers = %s WHERE organization_id = %s AND key = %s",
-                (captured["status"], b"".join(captured["body"]), orjson.dumps(keep).decode(),
-                 org, key))
+                (
+                    captured["status"],
+                    b"".join(captured["body"]),
+                    orjson.dumps(keep).decode(),
+                    org,
+                    key,
+                ),
+            )
 
     async def _organization(self, token: str) -> str | None:
         async with self.container.db.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT organization_id::text FROM api_tokens WHERE token_hash = %s "
-                "AND revoked_at IS NULL", (hash_token(token),))
+                "AND revoked_at IS NULL",
+                (hash_token(token),),
+            )
             row = await cur.fetchone()
         return row[0] if row else None
 

@@ -19,11 +19,18 @@ PROBLEM = "application/problem+json"
 
 
 def problem(
-    status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
-                            "detail": detail}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if errors:
         body["errors"] = errors
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
@@ -44,11 +51,18 @@ def install(app: FastAPI) -> None:
         errs = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errs):
             msg = next(e.get("msg", "") for e in errs if e.get("type") == "json_invalid")
-            return problem(400, "Malformed JSON", f"The request body is not valid JSON: {msg}",
-                           [{"field": "body", "message": msg, "code": "json_invalid"}])
+            return problem(
+                400,
+                "Malformed JSON",
+                f"The request body is not valid JSON: {msg}",
+                [{"field": "body", "message": msg, "code": "json_invalid"}],
+            )
         errors = [
-            {"field": _field_path(tuple(e.get("loc", ()))), "message": e.get("msg", ""),
-             "code": e.get("type", "invalid")}
+            {
+                "field": _field_path(tuple(e.get("loc", ()))),
+                "message": e.get("msg", ""),
+                "code": e.get("type", "invalid"),
+            }
             for e in errs
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
@@ -56,11 +70,21 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-                  405: "Method not allowed", 409: "Conflict", 413: "Content too large",
-                  415: "Unsupported media type"}
-        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
-                       headers=getattr(exc, "headers", None))
+        titles = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            409: "Conflict",
+            413: "Content too large",
+            415: "Unsupported media type",
+        }
+        return problem(
+            exc.status_code,
+            titles.get(exc.status_code, "Error"),
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

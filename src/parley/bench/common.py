@@ -161,35 +161,35 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu() -> dict[int, float]:
-    """CPU seconds of every live PostgreSQL server process on this machine, by pid."""
-    found = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (proc / "comm").read_text().strip() == "postgres":
-                    found[int(proc.name)] = process_cpu(int(proc.name))
-    return found
+def postgres_cpu(database_url: str) -> dict[int, float]:
+    """CPU seconds of the live PostgreSQL backends connected to this database, by pid."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        pids = [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()").fetchall()]
+    return {pid: process_cpu(pid) for pid in pids}
 
 
 @dataclass
 class CpuWindow:
-    """Machine-wide and PostgreSQL CPU use between `start()` and `stop()` (PostgreSQL
-    processes that exit within the window are missed, so that figure is a lower bound)."""
+    """Machine-wide CPU use between `start()` and `stop()`, and that of the PostgreSQL
+    backends serving the benchmark's database (read before they disconnect)."""
 
+    database_url: str
     busy: float = 0.0
     total: float = 0.0
     postgres: dict[int, float] = field(default_factory=dict)
 
     def start(self) -> CpuWindow:
         self.busy, self.total = machine_cpu()
-        self.postgres = postgres_cpu()
+        self.postgres = postgres_cpu(self.database_url)
         return self
 
     def stop(self) -> dict[str, float]:
         busy, total = machine_cpu()
         used, span = busy - self.busy, total - self.total
-        pg = sum(cpu - self.postgres.get(pid, 0.0) for pid, cpu in postgres_cpu().items())
+        now = postgres_cpu(self.database_url)
+        pg = sum(cpu - self.postgres.get(pid, 0.0) for pid, cpu in now.items())
         return {"machine_busy_cpu_s": round(used, 2),
                 "machine_busy_pct": round(100 * used / span, 1) if span else 0.0,
                 "postgres_cpu_s": round(pg, 2)}
@@ -310,7 +310,7 @@ class WorkerFleet:
         env = self._environ()
         for i in range(self.processes):
             log = (self.log_dir / f"worker-{i}.log").open("ab")
-            self.popen.append(subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            self.popen.append(subprocess.Popen(
                 [sys.executable, "-m", "parley.cli", "worker"], env=env, stdout=log,
                 stderr=subprocess.STDOUT, cwd=self.log_dir))
 

@@ -121,10 +121,10 @@ async def raw_send(port: int, emails: list[Any], connections: int) -> dict[str, 
             "client_cpu_s": round(time.process_time() - cpu, 2)}
 
 
-def raw_phase(sink: common.PeerProcess, count: int, tag: str) -> dict[str, Any]:
+def raw_phase(sink: common.PeerProcess, url: str, count: int, tag: str) -> dict[str, Any]:
     emails = prerender(count, tag)
     before = sink.call("reset")
-    window = common.CpuWindow().start()
+    window = common.CpuWindow(url).start()
     result = asyncio.run(raw_send(sink.info["port"], emails, RAW_CONNECTIONS))
     result.update(window.stop())
     after = sink.call("snapshot")
@@ -168,7 +168,7 @@ def parley_phase(args: argparse.Namespace, url: str, sink: common.PeerProcess,
     before = sink.call("reset")
     fleet = common.WorkerFleet(url, args.workers, common.worker_env(args), log_dir)
     fleet.warm()
-    window = common.CpuWindow().start()
+    window = common.CpuWindow(url).start()
     launched, started = time.time(), time.perf_counter()
     fleet.start()
     try:
@@ -235,13 +235,13 @@ def run(args: argparse.Namespace, record: dict[str, Any], url: str) -> None:
     with common.PeerProcess(sink_factory, {"implementation": args.sink,
                                            "seed": args.seed}) as sink, \
             tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
-        raws = [raw_phase(sink, args.count, "before")]
+        raws = [raw_phase(sink, url, args.count, "before")]
         record["raw_runs"] = raws
         parley = parley_phase(args, url, sink, pool_size, Path(tmp))
         record["checks"] = correctness(parley)
         record["parley"] = parley
         if args.raw_runs > 1:
-            raws.append(raw_phase(sink, args.count, "after"))
+            raws.append(raw_phase(sink, url, args.count, "after"))
     raw_figure = max(r["sent_per_s"] for r in raws)
     ratio = parley["sent_per_s"] / raw_figure if raw_figure else 0.0
     record.update({"unit": "msg/s", "raw_figure": raw_figure,

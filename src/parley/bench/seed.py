@@ -72,10 +72,18 @@ RETURNING id::text
 
 
 async def seed(
-    container: Container, *, count: int, channel: Channel, provider: str,
-    config: dict[str, Any], secrets: dict[str, Any], borrowers: int = 500,
-    rate_per_second: float | None = None, burst: int | None = None,
-    batch_size: int | None = None, account_name: str = "bench",
+    container: Container,
+    *,
+    count: int,
+    channel: Channel,
+    provider: str,
+    config: dict[str, Any],
+    secrets: dict[str, Any],
+    borrowers: int = 500,
+    rate_per_second: float | None = None,
+    burst: int | None = None,
+    batch_size: int | None = None,
+    account_name: str = "bench",
 ) -> Seeded:
     org = str(uuid.uuid4())
     account = str(uuid.uuid4())
@@ -84,33 +92,61 @@ async def seed(
     async with container.db.pool.connection() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO organizations (id, name, default_locale, default_timezone) "
-            "VALUES (%s, %s, 'en_US', 'UTC')", (org, f"bench {org[:8]}"))
+            "VALUES (%s, %s, 'en_US', 'UTC')",
+            (org, f"bench {org[:8]}"),
+        )
         await conn.execute(
             "INSERT INTO provider_accounts (id, organization_id, name, provider, channel, "
             "config, secrets, is_default, rate_per_second, burst, enabled) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, true, %s, %s, true)",
-            (account, org, account_name, provider, channel.value,
-             orjson.dumps(config).decode(), orjson.dumps(secrets).decode(),
-             rate_per_second, burst))
-        await conn.execute(SEED_SQL, {"org": org, "borrowers": borrowers, "kind": kind,
-                                      "tag": org[:8]})
-        cur = await conn.execute(MESSAGES_SQL, {
-            "org": org, "channel": channel.value, "sender": sender,
-            "subject": "Your account" if channel is Channel.EMAIL else None,
-            "body": "Hello, this is a reminder about your balance. Reply STOP to opt out.",
-            "account": account, "provider": provider, "count": count, "borrowers": borrowers})
+            (
+                account,
+                org,
+                account_name,
+                provider,
+                channel.value,
+                orjson.dumps(config).decode(),
+                orjson.dumps(secrets).decode(),
+                rate_per_second,
+                burst,
+            ),
+        )
+        await conn.execute(
+            SEED_SQL, {"org": org, "borrowers": borrowers, "kind": kind, "tag": org[:8]}
+        )
+        cur = await conn.execute(
+            MESSAGES_SQL,
+            {
+                "org": org,
+                "channel": channel.value,
+                "sender": sender,
+                "subject": "Your account" if channel is Channel.EMAIL else None,
+                "body": "Hello, this is a reminder about your balance. Reply STOP to opt out.",
+                "account": account,
+                "provider": provider,
+                "count": count,
+                "borrowers": borrowers,
+            },
+        )
         ids = [r[0] for r in await cur.fetchall()]
         if channel is Channel.EMAIL:
             domain = str(sender or "bench.local").rpartition("@")[2]
             await conn.execute(
                 "UPDATE messages SET rfc822_message_id = '<' || id || '@' || %s || '>' "
-                "WHERE organization_id = %s", (domain, org))
+                "WHERE organization_id = %s",
+                (domain, org),
+            )
         async with conn.cursor() as cur2:
             await cur2.executemany(
                 "INSERT INTO message_events (organization_id, message_id, event_type, "
                 "status_before, status_after, source, occurred_at) "
                 "VALUES (%s, %s, 'queued', NULL, 'queued', 'parley', now())",
-                [(org, i) for i in ids])
-        await outbox.defer_send(container.jobs, conn, ids,
-                                batch_size=batch_size or container.settings.dispatch_batch_size)
+                [(org, i) for i in ids],
+            )
+        await outbox.defer_send(
+            container.jobs,
+            conn,
+            ids,
+            batch_size=batch_size or container.settings.dispatch_batch_size,
+        )
     return Seeded(organization_id=org, account_id=account, message_ids=ids)

@@ -52,6 +52,14 @@ ORDER BY m.id
 FOR UPDATE OF m
 """
 
+SET_STATUS_SQL = (
+    "UPDATE messages SET status = %s, status_changed_at = %s WHERE id = ANY(%s::uuid[])"
+)
+CLAIM_SQL = (
+    "UPDATE messages SET status = %s, status_changed_at = %s, attempts = attempts + 1 "
+    "WHERE id = ANY(%s::uuid[])"
+)
+
 EVENT_SQL = """
 INSERT INTO message_events (organization_id, message_id, event_type, status_before,
     status_after, source, provider_event_id, provider_status, error_code, reason,
@@ -131,9 +139,16 @@ class Dispatcher:
                 if status is MessageStatus.SENDING:
                     # A worker died mid-send: don't guess, don't resend.
                     to_status[MessageStatus.NEEDS_REVIEW].append(row.id)
-                    events.append(self._event(row, "needs_review", "sending", now,
-                                              reason="worker stopped while sending; the "
-                                              "provider may or may not have the message"))
+                    events.append(
+                        self._event(
+                            row,
+                            "needs_review",
+                            "sending",
+                            now,
+                            reason="worker stopped while sending; the "
+                            "provider may or may not have the message",
+                        )
+                    )
                     continue
                 if status not in (MessageStatus.QUEUED, MessageStatus.SCHEDULED):
                     continue  # cancelled, already sent, blocked: nothing to do
@@ -141,8 +156,11 @@ class Dispatcher:
                 problem = _account_problem(account)
                 if problem:
                     errors.append((row.id, *problem))
-                    events.append(self._event(row, "failed", row.status, now,
-                                              code=problem[0], reason=problem[1]))
+                    events.append(
+                        self._event(
+                            row, "failed", row.status, now, code=problem[0], reason=problem[1]
+                        )
+                    )
                     continue
                 decision = gate.evaluate(
                     gate.AttemptFacts(
@@ -154,14 +172,20 @@ class Dispatcher:
                 )
                 if decision.outcome is gate.Outcome.BLOCK:
                     to_status[MessageStatus.BLOCKED].append(row.id)
-                    events.append(self._event(row, "blocked", row.status, now,
-                                              reason=", ".join(decision.reasons)))
+                    events.append(
+                        self._event(
+                            row, "blocked", row.status, now, reason=", ".join(decision.reasons)
+                        )
+                    )
                     decisions.append(_decision_row(row, decision))
                 elif decision.outcome is gate.Outcome.DEFER and decision.defer_until:
                     to_status[MessageStatus.SCHEDULED].append(row.id)
                     deferred[decision.defer_until].append(row.id)
-                    events.append(self._event(row, "scheduled", row.status, now,
-                                              reason=", ".join(decision.reasons)))
+                    events.append(
+                        self._event(
+                            row, "scheduled", row.status, now, reason=", ".join(decision.reasons)
+                        )
+                    )
                     decisions.append(_decision_row(row, decision))
                 else:
                     to_status[MessageStatus.SENDING].append(row.id)
@@ -169,12 +193,8 @@ class Dispatcher:
                     row.attempts += 1
                     claimed.append(row)
             for status, status_ids in to_status.items():
-                extra = ", attempts = attempts + 1" if status is MessageStatus.SENDING else ""
-                await conn.execute(
-                    f"UPDATE messages SET status = %s, status_changed_at = %s{extra} "
-                    "WHERE id = ANY(%s::uuid[])",
-                    (status.value, now, status_ids),
-                )
+                sql = CLAIM_SQL if status is MessageStatus.SENDING else SET_STATUS_SQL
+                await conn.execute(sql, (status.value, now, status_ids))
             if errors:
                 async with conn.cursor() as cur2:
                     await cur2.executemany(
@@ -193,13 +213,30 @@ class Dispatcher:
         return claimed, accounts
 
     def _event(
-        self, row: Row, event: str, before: str, at: datetime, *, after: str | None = None,
-        code: str | None = None, reason: str | None = None, provider_status: str | None = None,
+        self,
+        row: Row,
+        event: str,
+        before: str,
+        at: datetime,
+        *,
+        after: str | None = None,
+        code: str | None = None,
+        reason: str | None = None,
+        provider_status: str | None = None,
     ) -> tuple[Any, ...]:
         if after is None:
             after = event if event in _STATUS_VALUES else before
-        return (row.organization_id, row.id, event, before, after, provider_status, code,
-                reason, at)
+        return (
+            row.organization_id,
+            row.id,
+            event,
+            before,
+            after,
+            provider_status,
+            code,
+            reason,
+            at,
+        )
 
     # -- step 2: send -----------------------------------------------------------------
 
@@ -218,15 +255,19 @@ class Dispatcher:
         except Exception as exc:  # a config the factory rejects: permanent for these rows
             log.warning("provider account %s unusable: %s", account.id, exc)
             return [
-                Outcome(r, SendResult(False, error_code="provider_config_error",
-                                      error_detail=str(exc)))
+                Outcome(
+                    r, SendResult(False, error_code="provider_config_error", error_detail=str(exc))
+                )
                 for r in rows
             ]
         reservation = None
         if account.rate_per_second:
             async with self.c.db.pool.connection() as conn:
                 reservation = await ratelimit.reserve(
-                    conn, account.id, len(rows), account.rate_per_second,
+                    conn,
+                    account.id,
+                    len(rows),
+                    account.rate_per_second,
                     account.burst or max(1.0, account.rate_per_second),
                 )
         start = asyncio.get_running_loop().time()
@@ -242,9 +283,17 @@ class Dispatcher:
             else:
                 # A provider bug: we can't tell whether it sent. Treat as unknown.
                 log.error("provider %s raised for message %s: %r", provider.name, row.id, result)
-                outcomes.append(Outcome(row, SendResult(
-                    False, outcome_unknown=True, error_code="provider_exception",
-                    error_detail=repr(result)[:500])))
+                outcomes.append(
+                    Outcome(
+                        row,
+                        SendResult(
+                            False,
+                            outcome_unknown=True,
+                            error_code="provider_exception",
+                            error_detail=repr(result)[:500],
+                        ),
+                    )
+                )
         return outcomes
 
     # -- step 3: record ---------------------------------------------------------------
@@ -264,19 +313,39 @@ class Dispatcher:
                 events.append(self._event(r, "sent", "sending", now, provider_status="accepted"))
             elif res.outcome_unknown:
                 review.append((now, res.error_code, res.error_detail, r.id))
-                events.append(self._event(r, "needs_review", "sending", now,
-                                          code=res.error_code, reason=res.error_detail))
+                events.append(
+                    self._event(
+                        r,
+                        "needs_review",
+                        "sending",
+                        now,
+                        code=res.error_code,
+                        reason=res.error_detail,
+                    )
+                )
             elif res.retryable and not self.policy.exhausted(r.attempts):
                 delay = self.policy.delay(r.attempts, res.retry_after)
                 at = (now + timedelta(seconds=delay)).replace(microsecond=0)
                 retry[at].append(r.id)
                 retry_rows.append((now, at, res.error_code, res.error_detail, r.id))
-                events.append(self._event(r, "deferred", "sending", now, after="queued",
-                                          code=res.error_code, reason=res.error_detail))
+                events.append(
+                    self._event(
+                        r,
+                        "deferred",
+                        "sending",
+                        now,
+                        after="queued",
+                        code=res.error_code,
+                        reason=res.error_detail,
+                    )
+                )
             else:
                 failed.append((now, res.error_code, res.error_detail, r.id))
-                events.append(self._event(r, "failed", "sending", now, code=res.error_code,
-                                          reason=res.error_detail))
+                events.append(
+                    self._event(
+                        r, "failed", "sending", now, code=res.error_code, reason=res.error_detail
+                    )
+                )
         async with self.c.db.pool.connection() as conn, conn.transaction():
             async with conn.cursor() as cur:
                 if sent:
@@ -354,7 +423,9 @@ def _decision_row(row: Row, decision: gate.Decision) -> tuple[Any, ...]:
     )
 
 
-async def _insert_many(conn: psycopg.AsyncConnection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+async def _insert_many(
+    conn: psycopg.AsyncConnection, sql: str, rows: list[tuple[Any, ...]]
+) -> None:
     if rows:
         async with conn.cursor() as cur:
             await cur.executemany(sql, rows)

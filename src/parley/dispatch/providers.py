@@ -41,9 +41,9 @@ class AccountRow:
         return hashlib.sha256(blob).hexdigest()
 
 
-ACCOUNT_COLUMNS = (
-    "id::text, organization_id::text, provider, channel, config, secrets, "
-    "rate_per_second, burst, enabled"
+ACCOUNTS_SQL = (
+    "SELECT id::text, organization_id::text, provider, channel, config, secrets, "
+    "rate_per_second, burst, enabled FROM provider_accounts WHERE id = ANY(%s::uuid[])"
 )
 
 
@@ -55,10 +55,7 @@ class ProviderCache:
 
     async def accounts(self, ids: list[str]) -> dict[str, AccountRow]:
         async with self._db.pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {ACCOUNT_COLUMNS} FROM provider_accounts WHERE id = ANY(%s::uuid[])",
-                (ids,),
-            )
+            cur = await conn.execute(ACCOUNTS_SQL, (ids,))
             rows = await cur.fetchall()
         return {r[0]: AccountRow(*r) for r in rows}
 

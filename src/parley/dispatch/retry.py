@@ -12,7 +12,9 @@ class RetryPolicy:
     base_seconds: float = 2.0
     max_seconds: float = 3600.0
 
-    def delay(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+    def delay(
+        self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """Delay before attempt number `attempt + 1` (attempt counts sends made so far).
 
         Full jitter (a uniform draw up to the exponential ceiling) spreads retries of a

@@ -68,7 +68,10 @@ class Content:
 
 
 async def send(
-    container: Container, session: AsyncSession, principal: Principal, case_id: uuid.UUID,
+    container: Container,
+    session: AsyncSession,
+    principal: Principal,
+    case_id: uuid.UUID,
     req: SendRequest,
 ) -> Message:
     org_id = principal.organization_id
@@ -78,8 +81,9 @@ async def send(
         raise Invalid.field("messageType", "must be email, sms or whatsapp") from None
     if channel is Channel.VOICE:
         raise Invalid.field("messageType", "calls are placed with the calls API, not messages")
-    ctx = await case_context.load(session, org_id, case_id, req.borrower_id,
-                                  acting_user_id=principal.user_id)
+    ctx = await case_context.load(
+        session, org_id, case_id, req.borrower_id, acting_user_id=principal.user_id
+    )
     borrowers = [b for b, _ in await case_context.case_borrowers(session, ctx.case)]
     if req.borrower_id is not None:
         borrowers = [ctx.borrower]
@@ -89,17 +93,22 @@ async def send(
     cc, bcc = _copies(channel, req)
     content = await _content(session, org_id, channel, req, ctx)
     sms_encoding, segments = _check_length(channel, content)
-    account = await provider_accounts.resolve_for_send(session, org_id, channel,
-                                                      req.provider_account_id)
+    account = await provider_accounts.resolve_for_send(
+        session, org_id, channel, req.provider_account_id
+    )
     now = container.clock()
     if req.send_at is not None and req.send_at.tzinfo is None:
         raise Invalid.field("sendAt", "must include a timezone (RFC 3339, e.g. ...Z)")
     schedule_at = req.send_at if req.send_at and req.send_at > now else None
 
-    decision = gate.evaluate(gate.AttemptFacts(
-        channel=channel, now=now, borrower_do_not_contact=borrower.do_not_contact,
-        case_status=ctx.case.status,
-    ))
+    decision = gate.evaluate(
+        gate.AttemptFacts(
+            channel=channel,
+            now=now,
+            borrower_do_not_contact=borrower.do_not_contact,
+            case_status=ctx.case.status,
+        )
+    )
     if decision.outcome is gate.Outcome.BLOCK:
         status = MessageStatus.BLOCKED
     elif schedule_at is not None:
@@ -108,41 +117,74 @@ async def send(
         status = MessageStatus.QUEUED
 
     message_id = uuid.uuid4()
-    thread = await threads.for_message(session, org_id, ctx.case.id, borrower.id, channel,
-                                       content.subject, [contact.value], now)
+    thread = await threads.for_message(
+        session, org_id, ctx.case.id, borrower.id, channel, content.subject, [contact.value], now
+    )
     message = Message(
-        id=message_id, organization_id=org_id, case_id=ctx.case.id, borrower_id=borrower.id,
-        contact_point_id=contact.id, thread_id=thread.id, channel=channel.value,
-        direction=Direction.OUTBOUND.value, status=status.value, priority=req.priority,
-        to_address=contact.value, from_address=_sender(account.config), cc=cc, bcc=bcc,
-        subject=content.subject, body=content.body, html_body=content.html,
+        id=message_id,
+        organization_id=org_id,
+        case_id=ctx.case.id,
+        borrower_id=borrower.id,
+        contact_point_id=contact.id,
+        thread_id=thread.id,
+        channel=channel.value,
+        direction=Direction.OUTBOUND.value,
+        status=status.value,
+        priority=req.priority,
+        to_address=contact.value,
+        from_address=_sender(account.config),
+        cc=cc,
+        bcc=bcc,
+        subject=content.subject,
+        body=content.body,
+        html_body=content.html,
         template_id=content.template.id if content.template else None,
         template_version=content.version.version if content.version else None,
         template_variables=_jsonable(req.variables) if content.template else None,
-        provider_account_id=account.id, provider=account.provider,
-        rfc822_message_id=_rfc822_id(message_id, account.config) if channel is Channel.EMAIL
+        provider_account_id=account.id,
+        provider=account.provider,
+        rfc822_message_id=_rfc822_id(message_id, account.config)
+        if channel is Channel.EMAIL
         else None,
-        encoding=sms_encoding, segments=segments,
-        sent_by_user_id=principal.user_id, sent_by_name=principal.name,
-        scheduled_at=schedule_at, status_changed_at=now, created_at=now,
+        encoding=sms_encoding,
+        segments=segments,
+        sent_by_user_id=principal.user_id,
+        sent_by_name=principal.name,
+        scheduled_at=schedule_at,
+        status_changed_at=now,
+        created_at=now,
     )
     session.add(message)
     await session.flush()
-    session.add(MessageEvent(
-        organization_id=org_id, message_id=message_id, event_type=status.value,
-        status_before=None, status_after=status.value, source="parley", occurred_at=now,
-        reason=", ".join(decision.reasons) or None,
-    ))
-    session.add(ComplianceDecision(
-        organization_id=org_id, message_id=message_id, stage="enqueue",
-        outcome=decision.outcome.value, defer_until=decision.defer_until,
-        rules=[v.as_record() for v in decision.verdicts], facts=decision.facts.as_record(),
-    ))
+    session.add(
+        MessageEvent(
+            organization_id=org_id,
+            message_id=message_id,
+            event_type=status.value,
+            status_before=None,
+            status_after=status.value,
+            source="parley",
+            occurred_at=now,
+            reason=", ".join(decision.reasons) or None,
+        )
+    )
+    session.add(
+        ComplianceDecision(
+            organization_id=org_id,
+            message_id=message_id,
+            stage="enqueue",
+            outcome=decision.outcome.value,
+            defer_until=decision.defer_until,
+            rules=[v.as_record() for v in decision.verdicts],
+            facts=decision.facts.as_record(),
+        )
+    )
     await session.flush()
     if status is not MessageStatus.BLOCKED:
         conn = await raw_connection(session)
-        await outbox.defer_send(container.jobs, conn, [str(message_id)],
-                                schedule_at=schedule_at, priority=req.priority)
+        await outbox.defer_send(
+            container.jobs, conn, [str(message_id)], schedule_at=schedule_at, priority=req.priority
+        )
     await session.commit()
     return message
 
@@ -169,7 +211,10 @@ def _copies(channel: Channel, req: SendRequest) -> tuple[list[str], list[str]]:
 
 
 async def _content(
-    session: AsyncSession, org_id: uuid.UUID, channel: Channel, req: SendRequest,
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    channel: Channel,
+    req: SendRequest,
     ctx: case_context.CaseContext,
 ) -> Content:
     template = version = None
@@ -180,8 +225,9 @@ async def _content(
         except NotFound:
             raise Invalid.field("templateId", f"unknown template {req.template_id!r}") from None
         if template.channel != channel.value:
-            raise Invalid.field("templateId", f"is a {template.channel} template, not "
-                                f"{channel.value}")
+            raise Invalid.field(
+                "templateId", f"is a {template.channel} template, not {channel.value}"
+            )
         # Explicit subject/body in the request override the template's parts (the seed's
         # example sends both); only the parts still needed are rendered.
         parts = template_svc.TemplateParts(
@@ -189,8 +235,7 @@ async def _content(
             body="" if body is not None else version.body,
             html_body=None if (body is not None or html is not None) else version.html_body,
         )
-        rendered = template_svc.render_parts(parts, ctx.template_context(req.variables),
-                                             ctx.locale)
+        rendered = template_svc.render_parts(parts, ctx.template_context(req.variables), ctx.locale)
         subject = subject if subject is not None else rendered.subject
         html = html if html is not None else rendered.html
         body = body if body is not None else rendered.body
@@ -212,17 +257,24 @@ def _check_length(channel: Channel, content: Content) -> tuple[str | None, int |
         sms = analyze_sms(content.body)
         if sms.segments > SMS_MAX_SEGMENTS:
             raise Invalid.field(
-                "body", f"too long for SMS: {sms.characters} characters in {sms.encoding} "
-                f"make {sms.segments} segments; the limit is {SMS_MAX_SEGMENTS}", "too_long")
+                "body",
+                f"too long for SMS: {sms.characters} characters in {sms.encoding} "
+                f"make {sms.segments} segments; the limit is {SMS_MAX_SEGMENTS}",
+                "too_long",
+            )
         return sms.encoding, sms.segments
     if channel is Channel.WHATSAPP and len(content.body) > WHATSAPP_MAX_CHARS:
-        raise Invalid.field("body", f"WhatsApp text is limited to {WHATSAPP_MAX_CHARS} "
-                            f"characters, got {len(content.body)}", "too_long")
+        raise Invalid.field(
+            "body",
+            f"WhatsApp text is limited to {WHATSAPP_MAX_CHARS} characters, got {len(content.body)}",
+            "too_long",
+        )
     if channel is Channel.EMAIL:
         size = len(content.body) + len(content.html or "")
         if size > EMAIL_MAX_BODY:
-            raise Invalid.field("body", f"email bodies are limited to {EMAIL_MAX_BODY} "
-                                "characters", "too_long")
+            raise Invalid.field(
+                "body", f"email bodies are limited to {EMAIL_MAX_BODY} characters", "too_long"
+            )
         if content.subject and len(content.subject) > 998:
             raise Invalid.field("subject", "is longer than 998 characters", "too_long")
     return None, None
@@ -259,31 +311,41 @@ async def get(session: AsyncSession, org_id: uuid.UUID, message_id: uuid.UUID) -
 
 async def events(session: AsyncSession, message: Message) -> list[MessageEvent]:
     rows = await session.scalars(
-        select(MessageEvent).where(MessageEvent.message_id == message.id)
+        select(MessageEvent)
+        .where(MessageEvent.message_id == message.id)
         .order_by(MessageEvent.occurred_at, MessageEvent.id)
     )
     return list(rows)
 
 
-async def cancel(container: Container, session: AsyncSession, org_id: uuid.UUID,
-                 message_id: uuid.UUID) -> Message:
+async def cancel(
+    container: Container, session: AsyncSession, org_id: uuid.UUID, message_id: uuid.UUID
+) -> Message:
     message = await session.scalar(
-        select(Message).where(Message.id == message_id, Message.organization_id == org_id)
+        select(Message)
+        .where(Message.id == message_id, Message.organization_id == org_id)
         .with_for_update()
     )
     if message is None:
         raise NotFound(f"message {message_id} not found")
     current = MessageStatus(message.status)
     if current not in CANCELLABLE:
-        raise Conflict(f"message is {current.value}; only scheduled or queued messages can "
-                       "be cancelled")
+        raise Conflict(
+            f"message is {current.value}; only scheduled or queued messages can be cancelled"
+        )
     now = container.clock()
     message.status = MessageStatus.CANCELLED.value
     message.status_changed_at = now
-    session.add(MessageEvent(
-        organization_id=org_id, message_id=message.id, event_type="cancelled",
-        status_before=current.value, status_after="cancelled", source="parley",
-        occurred_at=now,
-    ))
+    session.add(
+        MessageEvent(
+            organization_id=org_id,
+            message_id=message.id,
+            event_type="cancelled",
+            status_before=current.value,
+            status_after="cancelled",
+            source="parley",
+            occurred_at=now,
+        )
+    )
     await session.commit()
     return message

@@ -20,8 +20,9 @@ from parley.services.errors import Conflict, FieldError, Invalid, NotFound
 from parley.storage.models import ProviderAccount
 
 
-def _validate(provider: str, channel: Channel, config: dict[str, Any],
-              secrets: dict[str, Any]) -> None:
+def _validate(
+    provider: str, channel: Channel, config: dict[str, Any], secrets: dict[str, Any]
+) -> None:
     try:
         spec = registry.spec(provider)
     except registry.UnknownProvider as exc:
@@ -29,18 +30,32 @@ def _validate(provider: str, channel: Channel, config: dict[str, Any],
     if channel not in spec.channels:
         allowed = ", ".join(sorted(c.value for c in spec.channels))
         raise Invalid.field("channel", f"{provider} serves {allowed}")
-    errors = [FieldError(f"config.{k}", "unknown setting for this provider")
-              for k in config if k not in spec.config_fields]
-    errors += [FieldError(f"secrets.{k}", "unknown secret for this provider")
-               for k in secrets if k not in spec.secret_fields]
+    errors = [
+        FieldError(f"config.{k}", "unknown setting for this provider")
+        for k in config
+        if k not in spec.config_fields
+    ]
+    errors += [
+        FieldError(f"secrets.{k}", "unknown secret for this provider")
+        for k in secrets
+        if k not in spec.secret_fields
+    ]
     given = set(config) | set(secrets)
-    errors += [FieldError(name, "is required", "required")
-               for name in sorted(spec.required - given)]
+    errors += [
+        FieldError(name, "is required", "required") for name in sorted(spec.required - given)
+    ]
     if errors:
         raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
     try:
-        spec.factory(ProviderContext(account_id="validation", channel=channel, config=config,
-                                     secrets=secrets, public_base_url="http://localhost"))
+        spec.factory(
+            ProviderContext(
+                account_id="validation",
+                channel=channel,
+                config=config,
+                secrets=secrets,
+                public_base_url="http://localhost",
+            )
+        )
     except ProviderConfigError as exc:
         raise Invalid.field("config", str(exc)) from None
 
@@ -53,18 +68,32 @@ def _validate_rate(rate: float | None, burst: int | None) -> None:
 
 
 async def create(
-    session: AsyncSession, org_id: uuid.UUID, *, name: str, provider: str, channel: Channel,
-    config: dict[str, Any], secrets: dict[str, Any], is_default: bool,
-    rate_per_second: float | None, burst: int | None,
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    *,
+    name: str,
+    provider: str,
+    channel: Channel,
+    config: dict[str, Any],
+    secrets: dict[str, Any],
+    is_default: bool,
+    rate_per_second: float | None,
+    burst: int | None,
 ) -> ProviderAccount:
     _validate(provider, channel, config, secrets)
     _validate_rate(rate_per_second, burst)
     if is_default:
         await _clear_default(session, org_id, channel)
     account = ProviderAccount(
-        organization_id=org_id, name=name, provider=provider, channel=channel.value,
-        config=config, secrets=secrets, is_default=is_default,
-        rate_per_second=rate_per_second, burst=burst,
+        organization_id=org_id,
+        name=name,
+        provider=provider,
+        channel=channel.value,
+        config=config,
+        secrets=secrets,
+        is_default=is_default,
+        rate_per_second=rate_per_second,
+        burst=burst,
     )
     session.add(account)
     try:
@@ -101,16 +130,16 @@ async def update_account(
 async def _clear_default(session: AsyncSession, org_id: uuid.UUID, channel: Channel) -> None:
     await session.execute(
         update(ProviderAccount)
-        .where(ProviderAccount.organization_id == org_id,
-               ProviderAccount.channel == channel.value)
+        .where(ProviderAccount.organization_id == org_id, ProviderAccount.channel == channel.value)
         .values(is_default=False)
     )
 
 
 async def get(session: AsyncSession, org_id: uuid.UUID, account_id: uuid.UUID) -> ProviderAccount:
     account = await session.scalar(
-        select(ProviderAccount).where(ProviderAccount.id == account_id,
-                                      ProviderAccount.organization_id == org_id)
+        select(ProviderAccount).where(
+            ProviderAccount.id == account_id, ProviderAccount.organization_id == org_id
+        )
     )
     if account is None:
         raise NotFound(f"provider account {account_id} not found")
@@ -119,7 +148,8 @@ async def get(session: AsyncSession, org_id: uuid.UUID, account_id: uuid.UUID) -
 
 async def list_all(session: AsyncSession, org_id: uuid.UUID) -> list[ProviderAccount]:
     rows = await session.scalars(
-        select(ProviderAccount).where(ProviderAccount.organization_id == org_id)
+        select(ProviderAccount)
+        .where(ProviderAccount.organization_id == org_id)
         .order_by(ProviderAccount.created_at)
     )
     return list(rows)
@@ -131,25 +161,33 @@ async def resolve_for_send(
     """The account a new message goes through: the one asked for, else the channel default."""
     if account_id is not None:
         account = await session.scalar(
-            select(ProviderAccount).where(ProviderAccount.id == account_id,
-                                          ProviderAccount.organization_id == org_id)
+            select(ProviderAccount).where(
+                ProviderAccount.id == account_id, ProviderAccount.organization_id == org_id
+            )
         )
         if account is None:
             raise Invalid.field("providerAccountId", "unknown provider account")
         if account.channel != channel.value:
-            raise Invalid.field("providerAccountId",
-                                f"is a {account.channel} account, not {channel.value}")
+            raise Invalid.field(
+                "providerAccountId", f"is a {account.channel} account, not {channel.value}"
+            )
     else:
         account = await session.scalar(
-            select(ProviderAccount).where(
+            select(ProviderAccount)
+            .where(
                 ProviderAccount.organization_id == org_id,
                 ProviderAccount.channel == channel.value,
                 ProviderAccount.enabled.is_(True),
-            ).order_by(ProviderAccount.is_default.desc(), ProviderAccount.created_at).limit(1)
+            )
+            .order_by(ProviderAccount.is_default.desc(), ProviderAccount.created_at)
+            .limit(1)
         )
         if account is None:
-            raise Invalid.field("messageType", f"no {channel.value} provider account is "
-                                "configured; create one with POST /api/provider-accounts")
+            raise Invalid.field(
+                "messageType",
+                f"no {channel.value} provider account is "
+                "configured; create one with POST /api/provider-accounts",
+            )
     if not account.enabled:
         raise Invalid.field("providerAccountId", "the provider account is disabled")
     return account

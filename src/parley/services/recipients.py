@@ -54,13 +54,20 @@ async def resolve(
         cp = await session.scalar(query.where(ContactPoint.value == value).limit(1))
         if cp is None:
             raise Invalid.field(
-                "to", f"{value} is not a contact point of a borrower on this case; add it "
-                "with POST /api/borrowers/{borrowerId}/contact-points first", "unknown_recipient")
+                "to",
+                f"{value} is not a contact point of a borrower on this case; add it "
+                "with POST /api/borrowers/{borrowerId}/contact-points first",
+                "unknown_recipient",
+            )
         return by_id[cp.borrower_id], cp
     cps = list(await session.scalars(query))
     if not cps:
-        raise Invalid.field("to", f"no {kind.value} contact point is on file for the case's "
-                            "borrowers; give `to` or add one", "no_contact_point")
+        raise Invalid.field(
+            "to",
+            f"no {kind.value} contact point is on file for the case's "
+            "borrowers; give `to` or add one",
+            "no_contact_point",
+        )
     order = {bid: i for i, bid in enumerate(ids)}
     cps.sort(key=lambda c: (order[c.borrower_id], not c.is_primary, c.created_at))
     return by_id[cps[0].borrower_id], cps[0]

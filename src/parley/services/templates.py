@@ -46,8 +46,11 @@ def validate_parts(channel: Channel, parts: TemplateParts) -> list[str]:
     if not parts.body.strip():
         errors.append(FieldError("body", "must not be empty", "required"))
     names: set[str] = set()
-    for field, source in (("subject", parts.subject), ("body", parts.body),
-                          ("htmlBody", parts.html_body)):
+    for field, source in (
+        ("subject", parts.subject),
+        ("body", parts.body),
+        ("htmlBody", parts.html_body),
+    ):
         if not source:
             continue
         try:
@@ -60,16 +63,17 @@ def validate_parts(channel: Channel, parts: TemplateParts) -> list[str]:
     return sorted(names)
 
 
-def render_parts(
-    parts: TemplateParts, context: dict[str, Any], locale: str
-) -> Rendered:
+def render_parts(parts: TemplateParts, context: dict[str, Any], locale: str) -> Rendered:
     """Render every part; a missing variable anywhere is one error naming all of them."""
     from parley.templates import MissingVariables, render
 
     missing: list[str] = []
     out: dict[str, str | None] = {}
-    for name, source, html in (("subject", parts.subject, False), ("body", parts.body, False),
-                               ("html", parts.html_body, True)):
+    for name, source, html in (
+        ("subject", parts.subject, False),
+        ("body", parts.body, False),
+        ("html", parts.html_body, True),
+    ):
         if source is None:
             out[name] = None
             continue
@@ -80,14 +84,25 @@ def render_parts(
     if missing:
         raise Invalid(
             "missing template variables: " + ", ".join(missing),
-            [FieldError(f"variables.{n}", "is required by the template but was not given "
-                        "and is not known for this case", "missing_variable") for n in missing],
+            [
+                FieldError(
+                    f"variables.{n}",
+                    "is required by the template but was not given and is not known for this case",
+                    "missing_variable",
+                )
+                for n in missing
+            ],
         )
     return Rendered(subject=out["subject"], body=out["body"] or "", html=out["html"])
 
 
 async def create(
-    session: AsyncSession, org_id: uuid.UUID, *, key: str, name: str, channel: Channel,
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    *,
+    key: str,
+    name: str,
+    channel: Channel,
     parts: TemplateParts,
 ) -> tuple[MessageTemplate, MessageTemplateVersion]:
     if not KEY_PATTERN.match(key):
@@ -95,8 +110,9 @@ async def create(
     if channel not in TEMPLATE_CHANNELS:
         raise Invalid.field("type", "templates exist for email, sms and whatsapp")
     variables = validate_parts(channel, parts)
-    template = MessageTemplate(organization_id=org_id, key=key, name=name,
-                               channel=channel.value, current_version=1)
+    template = MessageTemplate(
+        organization_id=org_id, key=key, name=name, channel=channel.value, current_version=1
+    )
     session.add(template)
     try:
         await session.flush()
@@ -104,8 +120,13 @@ async def create(
         await session.rollback()
         raise Conflict(f"a template with templateId {key!r} already exists") from None
     version = MessageTemplateVersion(
-        organization_id=org_id, template_id=template.id, version=1, subject=parts.subject,
-        body=parts.body, html_body=parts.html_body, variables=variables,
+        organization_id=org_id,
+        template_id=template.id,
+        version=1,
+        subject=parts.subject,
+        body=parts.body,
+        html_body=parts.html_body,
+        variables=variables,
     )
     session.add(version)
     await session.commit()
@@ -113,7 +134,11 @@ async def create(
 
 
 async def update(
-    session: AsyncSession, org_id: uuid.UUID, key: str, *, name: str | None,
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    key: str,
+    *,
+    name: str | None,
     parts: TemplateParts | None,
 ) -> tuple[MessageTemplate, MessageTemplateVersion]:
     template, current = await get(session, org_id, key, lock=True)
@@ -124,8 +149,12 @@ async def update(
         variables = validate_parts(Channel(template.channel), parts)
         template.current_version += 1
         version = MessageTemplateVersion(
-            organization_id=org_id, template_id=template.id, version=template.current_version,
-            subject=parts.subject, body=parts.body, html_body=parts.html_body,
+            organization_id=org_id,
+            template_id=template.id,
+            version=template.current_version,
+            subject=parts.subject,
+            body=parts.body,
+            html_body=parts.html_body,
             variables=variables,
         )
         session.add(version)
@@ -134,7 +163,11 @@ async def update(
 
 
 async def get(
-    session: AsyncSession, org_id: uuid.UUID, key: str, *, lock: bool = False,
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    key: str,
+    *,
+    lock: bool = False,
     version: int | None = None,
 ) -> tuple[MessageTemplate, MessageTemplateVersion]:
     query = select(MessageTemplate).where(
@@ -162,8 +195,11 @@ async def list_all(
 ) -> list[tuple[MessageTemplate, MessageTemplateVersion]]:
     query = (
         select(MessageTemplate, MessageTemplateVersion)
-        .join(MessageTemplateVersion, (MessageTemplateVersion.template_id == MessageTemplate.id)
-              & (MessageTemplateVersion.version == MessageTemplate.current_version))
+        .join(
+            MessageTemplateVersion,
+            (MessageTemplateVersion.template_id == MessageTemplate.id)
+            & (MessageTemplateVersion.version == MessageTemplate.current_version),
+        )
         .where(MessageTemplate.organization_id == org_id, MessageTemplate.archived.is_(False))
         .order_by(MessageTemplate.key)
     )

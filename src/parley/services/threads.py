@@ -21,22 +21,39 @@ def base_subject(subject: str | None) -> str | None:
 
 
 async def for_message(
-    session: AsyncSession, org_id: uuid.UUID, case_id: uuid.UUID, borrower_id: uuid.UUID,
-    channel: Channel, subject: str | None, participants: list[str], now: datetime,
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    case_id: uuid.UUID,
+    borrower_id: uuid.UUID,
+    channel: Channel,
+    subject: str | None,
+    participants: list[str],
+    now: datetime,
 ) -> Thread:
     """The active thread this message joins (created if none), its counters updated."""
     thread = await session.scalar(
-        select(Thread).where(
-            Thread.organization_id == org_id, Thread.case_id == case_id,
-            Thread.borrower_id == borrower_id, Thread.channel == channel.value,
+        select(Thread)
+        .where(
+            Thread.organization_id == org_id,
+            Thread.case_id == case_id,
+            Thread.borrower_id == borrower_id,
+            Thread.channel == channel.value,
             Thread.status == "active",
-        ).order_by(Thread.created_at.desc()).limit(1).with_for_update()
+        )
+        .order_by(Thread.created_at.desc())
+        .limit(1)
+        .with_for_update()
     )
     if thread is None:
         thread = Thread(
-            organization_id=org_id, case_id=case_id, borrower_id=borrower_id,
-            channel=channel.value, subject=base_subject(subject), participants=[],
-            message_count=0, created_at=now,
+            organization_id=org_id,
+            case_id=case_id,
+            borrower_id=borrower_id,
+            channel=channel.value,
+            subject=base_subject(subject),
+            participants=[],
+            message_count=0,
+            created_at=now,
         )
         session.add(thread)
     thread.message_count = (thread.message_count or 0) + 1
@@ -61,7 +78,8 @@ async def get(session: AsyncSession, org_id: uuid.UUID, thread_id: uuid.UUID) ->
 
 async def for_case(session: AsyncSession, case_id: uuid.UUID) -> list[Thread]:
     rows = await session.scalars(
-        select(Thread).where(Thread.case_id == case_id)
+        select(Thread)
+        .where(Thread.case_id == case_id)
         .order_by(Thread.last_message_at.desc().nulls_last())
     )
     return list(rows)

@@ -88,8 +88,15 @@ def _start_from_path(pgdata: Path) -> EmbeddedPostgres:
     if status.returncode != 0:
         subprocess.run(
             [
-                "pg_ctl", "-D", str(pgdata), "-w", "-l", str(pgdata / "log"),
-                "-o", f"-h '' -k {sock}", "start",
+                "pg_ctl",
+                "-D",
+                str(pgdata),
+                "-w",
+                "-l",
+                str(pgdata / "log"),
+                "-o",
+                f"-h '' -k {sock}",
+                "start",
             ],
             check=True,
             capture_output=True,

@@ -18,8 +18,9 @@ from parley.domain.status import (
 )
 
 events = st.lists(st.sampled_from(list(EventType)), max_size=12)
-starts = st.sampled_from([MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.QUEUED,
-                          MessageStatus.NEEDS_REVIEW])
+starts = st.sampled_from(
+    [MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.QUEUED, MessageStatus.NEEDS_REVIEW]
+)
 
 
 def apply(start: MessageStatus, evs: list[EventType]) -> MessageStatus:

@@ -40,36 +40,74 @@ async def _template_keys(session: SessionDep, messages: list[Message]) -> dict[u
     rows = await session.execute(
         select(MessageTemplate.id, MessageTemplate.key).where(MessageTemplate.id.in_(ids))
     )
-    return {i: k for i, k in rows.all()}
+    return dict(rows.all())
 
 
 def _out(m: Message, keys: dict[uuid.UUID, str]) -> MessageOut:
     return MessageOut(
-        message_id=m.id, case_id=m.case_id, borrower_id=m.borrower_id, thread_id=m.thread_id,
-        message_type=m.channel, direction=m.direction, status=m.status, priority=m.priority,
-        from_=m.from_address, to=[m.to_address], cc=list(m.cc or []), subject=m.subject,
-        body=m.body, html_body=m.html_body,
+        message_id=m.id,
+        case_id=m.case_id,
+        borrower_id=m.borrower_id,
+        thread_id=m.thread_id,
+        message_type=m.channel,
+        direction=m.direction,
+        status=m.status,
+        priority=m.priority,
+        from_=m.from_address,
+        to=[m.to_address],
+        cc=list(m.cc or []),
+        subject=m.subject,
+        body=m.body,
+        html_body=m.html_body,
         template_id=keys.get(m.template_id) if m.template_id else None,
-        template_version=m.template_version, provider=m.provider,
-        provider_account_id=m.provider_account_id, provider_message_id=m.provider_message_id,
-        encoding=m.encoding, segments=m.segments, error_code=m.error_code,
-        error_detail=m.error_detail, scheduled_at=m.scheduled_at, sent_at=m.sent_at,
-        delivered_at=m.delivered_at, received_at=m.received_at, sent_by=m.sent_by_name,
+        template_version=m.template_version,
+        provider=m.provider,
+        provider_account_id=m.provider_account_id,
+        provider_message_id=m.provider_message_id,
+        encoding=m.encoding,
+        segments=m.segments,
+        error_code=m.error_code,
+        error_detail=m.error_detail,
+        scheduled_at=m.scheduled_at,
+        sent_at=m.sent_at,
+        delivered_at=m.delivered_at,
+        received_at=m.received_at,
+        sent_by=m.sent_by_name,
         created_at=m.created_at,
     )
 
 
-@router.post("/api/cases/{case_id}/messages", response_model=MessageOut,
-             status_code=status.HTTP_201_CREATED)
-async def send_message(case_id: uuid.UUID, body: MessageCreate, session: SessionDep,
-                       principal: PrincipalDep, container: ContainerDep) -> MessageOut:
-    message = await svc.send(container, session, principal, case_id, svc.SendRequest(
-        message_type=body.message_type, to=body.recipient(), subject=body.subject,
-        body=body.body, html_body=body.html_body, cc=body.cc, bcc=body.bcc,
-        priority=body.priority, template_id=body.template_id, variables=body.variables,
-        send_at=body.send_at, provider_account_id=body.provider_account_id,
-        borrower_id=body.borrower_id,
-    ))
+@router.post(
+    "/api/cases/{case_id}/messages", response_model=MessageOut, status_code=status.HTTP_201_CREATED
+)
+async def send_message(
+    case_id: uuid.UUID,
+    body: MessageCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    container: ContainerDep,
+) -> MessageOut:
+    message = await svc.send(
+        container,
+        session,
+        principal,
+        case_id,
+        svc.SendRequest(
+            message_type=body.message_type,
+            to=body.recipient(),
+            subject=body.subject,
+            body=body.body,
+            html_body=body.html_body,
+            cc=body.cc,
+            bcc=body.bcc,
+            priority=body.priority,
+            template_id=body.template_id,
+            variables=body.variables,
+            send_at=body.send_at,
+            provider_account_id=body.provider_account_id,
+            borrower_id=body.borrower_id,
+        ),
+    )
     return _out(message, await _template_keys(session, [message]))
 
 
@@ -90,12 +128,14 @@ def _bound(value: str | None, name: str, end: bool) -> datetime | None:
 
 @router.get("/api/cases/{case_id}/messages", response_model=MessageList)
 async def list_messages(
-    case_id: uuid.UUID, session: SessionDep, principal: PrincipalDep,
+    case_id: uuid.UUID,
+    session: SessionDep,
+    principal: PrincipalDep,
     type: Literal["email", "sms", "whatsapp", "voice"] | None = None,
     direction: Literal["inbound", "outbound"] | None = None,
     status: str | None = None,
-    dateFrom: str | None = None,  # noqa: N803 - the seed's query parameter names
-    dateTo: str | None = None,  # noqa: N803
+    dateFrom: str | None = None,
+    dateTo: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> MessageList:
@@ -118,80 +158,138 @@ async def list_messages(
     query = select(Message).where(*conds)
     if after:
         query = query.where((Message.created_at, Message.id) < after)
-    rows = list(await session.scalars(
-        query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)))
+    rows = list(
+        await session.scalars(
+            query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
+        )
+    )
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = pagination.encode(rows[-1].created_at, rows[-1].id)
     keys = await _template_keys(session, rows)
-    return MessageList(messages=[_out(m, keys) for m in rows], total_count=total,
-                       next_cursor=next_cursor)
+    return MessageList(
+        messages=[_out(m, keys) for m in rows], total_count=total, next_cursor=next_cursor
+    )
 
 
 @router.get("/api/messages/{message_id}", response_model=MessageOut)
-async def get_message(message_id: uuid.UUID, session: SessionDep,
-                      principal: PrincipalDep) -> MessageOut:
+async def get_message(
+    message_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> MessageOut:
     m = await svc.get(session, principal.organization_id, message_id)
     return _out(m, await _template_keys(session, [m]))
 
 
 @router.get("/api/messages/{message_id}/delivery-report", response_model=DeliveryReport)
-async def delivery_report(message_id: uuid.UUID, session: SessionDep,
-                          principal: PrincipalDep) -> DeliveryReport:
+async def delivery_report(
+    message_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> DeliveryReport:
     m = await svc.get(session, principal.organization_id, message_id)
     events = await svc.events(session, m)
     return DeliveryReport(
-        message_id=m.id, status=m.status, message_type=m.channel, to=[m.to_address],
-        provider=m.provider, provider_message_id=m.provider_message_id,
-        events=[DeliveryEventOut(event=e.event_type, timestamp=e.occurred_at,
-                                 status=e.status_after, source=e.source,
-                                 provider_status=e.provider_status, error_code=e.error_code,
-                                 reason=e.reason) for e in events],
+        message_id=m.id,
+        status=m.status,
+        message_type=m.channel,
+        to=[m.to_address],
+        provider=m.provider,
+        provider_message_id=m.provider_message_id,
+        events=[
+            DeliveryEventOut(
+                event=e.event_type,
+                timestamp=e.occurred_at,
+                status=e.status_after,
+                source=e.source,
+                provider_status=e.provider_status,
+                error_code=e.error_code,
+                reason=e.reason,
+            )
+            for e in events
+        ],
     )
 
 
 @router.get("/api/messages/{message_id}/compliance", response_model=ComplianceReport)
-async def compliance_report(message_id: uuid.UUID, session: SessionDep,
-                            principal: PrincipalDep) -> ComplianceReport:
+async def compliance_report(
+    message_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> ComplianceReport:
     m = await svc.get(session, principal.organization_id, message_id)
     rows = await session.scalars(
-        select(ComplianceDecision).where(ComplianceDecision.message_id == m.id)
-        .order_by(ComplianceDecision.id))
-    return ComplianceReport(message_id=m.id, status=m.status, decisions=[
-        ComplianceDecisionOut(stage=d.stage, outcome=d.outcome, defer_until=d.defer_until,
-                              rules=d.rules, facts=d.facts, decided_at=d.decided_at)
-        for d in rows])
+        select(ComplianceDecision)
+        .where(ComplianceDecision.message_id == m.id)
+        .order_by(ComplianceDecision.id)
+    )
+    return ComplianceReport(
+        message_id=m.id,
+        status=m.status,
+        decisions=[
+            ComplianceDecisionOut(
+                stage=d.stage,
+                outcome=d.outcome,
+                defer_until=d.defer_until,
+                rules=d.rules,
+                facts=d.facts,
+                decided_at=d.decided_at,
+            )
+            for d in rows
+        ],
+    )
 
 
 @router.post("/api/messages/{message_id}/cancel", response_model=MessageOut)
-async def cancel_message(message_id: uuid.UUID, session: SessionDep, principal: PrincipalDep,
-                         container: ContainerDep) -> MessageOut:
+async def cancel_message(
+    message_id: uuid.UUID, session: SessionDep, principal: PrincipalDep, container: ContainerDep
+) -> MessageOut:
     m = await svc.cancel(container, session, principal.organization_id, message_id)
     return _out(m, await _template_keys(session, [m]))
 
 
 @router.get("/api/cases/{case_id}/threads", response_model=ThreadList)
-async def case_threads(case_id: uuid.UUID, session: SessionDep,
-                       principal: PrincipalDep) -> ThreadList:
+async def case_threads(
+    case_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> ThreadList:
     case = await case_context.get_case(session, principal.organization_id, case_id)
-    return ThreadList(threads=[
-        ThreadOut(thread_id=t.id, subject=t.subject, channel=t.channel,
-                  participants=list(t.participants or []), message_count=t.message_count,
-                  last_message_at=t.last_message_at, status=t.status)
-        for t in await thread_svc.for_case(session, case.id)])
+    return ThreadList(
+        threads=[
+            ThreadOut(
+                thread_id=t.id,
+                subject=t.subject,
+                channel=t.channel,
+                participants=list(t.participants or []),
+                message_count=t.message_count,
+                last_message_at=t.last_message_at,
+                status=t.status,
+            )
+            for t in await thread_svc.for_case(session, case.id)
+        ]
+    )
 
 
 @router.get("/api/threads/{thread_id}/messages", response_model=ThreadMessages)
-async def thread_messages(thread_id: uuid.UUID, session: SessionDep,
-                          principal: PrincipalDep) -> ThreadMessages:
+async def thread_messages(
+    thread_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> ThreadMessages:
     thread = await thread_svc.get(session, principal.organization_id, thread_id)
     rows = await session.scalars(
-        select(Message).where(Message.thread_id == thread.id)
-        .order_by(Message.created_at, Message.id).limit(500))
-    return ThreadMessages(thread_id=thread.id, messages=[
-        ThreadMessageOut(message_id=m.id, message_type=m.channel, direction=m.direction,
-                         status=m.status, from_=m.from_address, to=[m.to_address],
-                         subject=m.subject, body=m.body,
-                         timestamp=m.sent_at or m.received_at or m.created_at)
-        for m in rows])
+        select(Message)
+        .where(Message.thread_id == thread.id)
+        .order_by(Message.created_at, Message.id)
+        .limit(500)
+    )
+    return ThreadMessages(
+        thread_id=thread.id,
+        messages=[
+            ThreadMessageOut(
+                message_id=m.id,
+                message_type=m.channel,
+                direction=m.direction,
+                status=m.status,
+                from_=m.from_address,
+                to=[m.to_address],
+                subject=m.subject,
+                body=m.body,
+                timestamp=m.sent_at or m.received_at or m.created_at,
+            )
+            for m in rows
+        ],
+    )

@@ -58,12 +58,20 @@ def _out(account: Any) -> AccountOut:
 
 
 @router.post("", response_model=AccountOut, status_code=status.HTTP_201_CREATED)
-async def create_account(body: AccountCreate, session: SessionDep,
-                         principal: AdminDep) -> AccountOut:
+async def create_account(
+    body: AccountCreate, session: SessionDep, principal: AdminDep
+) -> AccountOut:
     account = await svc.create(
-        session, principal.organization_id, name=body.name, provider=body.provider,
-        channel=Channel(body.channel), config=body.config, secrets=body.secrets,
-        is_default=body.is_default, rate_per_second=body.rate_per_second, burst=body.burst,
+        session,
+        principal.organization_id,
+        name=body.name,
+        provider=body.provider,
+        channel=Channel(body.channel),
+        config=body.config,
+        secrets=body.secrets,
+        is_default=body.is_default,
+        rate_per_second=body.rate_per_second,
+        burst=body.burst,
     )
     return _out(account)
 
@@ -74,13 +82,15 @@ async def list_accounts(session: SessionDep, principal: AdminDep) -> list[Accoun
 
 
 @router.get("/{account_id}", response_model=AccountOut)
-async def get_account(account_id: uuid.UUID, session: SessionDep,
-                      principal: AdminDep) -> AccountOut:
+async def get_account(
+    account_id: uuid.UUID, session: SessionDep, principal: AdminDep
+) -> AccountOut:
     return _out(await svc.get(session, principal.organization_id, account_id))
 
 
 @router.patch("/{account_id}", response_model=AccountOut)
-async def update_account(account_id: uuid.UUID, body: AccountUpdate, session: SessionDep,
-                         principal: AdminDep) -> AccountOut:
+async def update_account(
+    account_id: uuid.UUID, body: AccountUpdate, session: SessionDep, principal: AdminDep
+) -> AccountOut:
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     return _out(await svc.update_account(session, principal.organization_id, account_id, changes))

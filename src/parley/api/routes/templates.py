@@ -25,15 +25,22 @@ router = APIRouter(prefix="/api/message-templates", tags=["templates"])
 
 def _out(t: MessageTemplate, v: MessageTemplateVersion) -> TemplateOut:
     return TemplateOut(
-        template_id=t.key, name=t.name, type=t.channel, subject=v.subject, body=v.body,
-        html_body=v.html_body, variables=list(v.variables or []), version=v.version,
+        template_id=t.key,
+        name=t.name,
+        type=t.channel,
+        subject=v.subject,
+        body=v.body,
+        html_body=v.html_body,
+        variables=list(v.variables or []),
+        version=v.version,
         updated_at=v.created_at,
     )
 
 
 @router.get("", response_model=TemplateList)
 async def list_templates(
-    session: SessionDep, principal: PrincipalDep,
+    session: SessionDep,
+    principal: PrincipalDep,
     type: Literal["email", "sms", "whatsapp"] | None = None,
 ) -> TemplateList:
     rows = await svc.list_all(session, principal.organization_id, Channel(type) if type else None)
@@ -41,10 +48,14 @@ async def list_templates(
 
 
 @router.post("", response_model=TemplateOut, status_code=status.HTTP_201_CREATED)
-async def create_template(body: TemplateCreate, session: SessionDep,
-                          principal: SupervisorDep) -> TemplateOut:
+async def create_template(
+    body: TemplateCreate, session: SessionDep, principal: SupervisorDep
+) -> TemplateOut:
     t, v = await svc.create(
-        session, principal.organization_id, key=body.template_id, name=body.name,
+        session,
+        principal.organization_id,
+        key=body.template_id,
+        name=body.name,
         channel=Channel(body.type),
         parts=svc.TemplateParts(body.subject, body.body, body.html_body),
     )
@@ -52,16 +63,18 @@ async def create_template(body: TemplateCreate, session: SessionDep,
 
 
 @router.get("/{template_id}", response_model=TemplateOut)
-async def get_template(template_id: str, session: SessionDep, principal: PrincipalDep,
-                       version: int | None = None) -> TemplateOut:
+async def get_template(
+    template_id: str, session: SessionDep, principal: PrincipalDep, version: int | None = None
+) -> TemplateOut:
     t, v = await svc.get(session, principal.organization_id, template_id, version=version)
     return _out(t, v)
 
 
 @router.patch("/{template_id}", response_model=TemplateOut)
 @router.put("/{template_id}", response_model=TemplateOut, include_in_schema=False)
-async def update_template(template_id: str, body: TemplateUpdate, session: SessionDep,
-                          principal: SupervisorDep) -> TemplateOut:
+async def update_template(
+    template_id: str, body: TemplateUpdate, session: SessionDep, principal: SupervisorDep
+) -> TemplateOut:
     parts = None
     fields = body.model_fields_set
     if fields & {"subject", "body", "html_body"}:
@@ -72,24 +85,35 @@ async def update_template(template_id: str, body: TemplateUpdate, session: Sessi
             html_body=body.html_body if "html_body" in fields else current.html_body,
         )
         await session.rollback()
-    t, v = await svc.update(session, principal.organization_id, template_id, name=body.name,
-                            parts=parts)
+    t, v = await svc.update(
+        session, principal.organization_id, template_id, name=body.name, parts=parts
+    )
     return _out(t, v)
 
 
 @router.post("/{template_id}/preview", response_model=PreviewOut)
-async def preview(template_id: str, body: PreviewRequest, session: SessionDep,
-                  principal: PrincipalDep) -> PreviewOut:
+async def preview(
+    template_id: str, body: PreviewRequest, session: SessionDep, principal: PrincipalDep
+) -> PreviewOut:
     from parley.templates import analyze_sms
 
     t, v = await svc.get(session, principal.organization_id, template_id, version=body.version)
-    ctx = await case_context.load(session, principal.organization_id, body.case_id,
-                                  body.borrower_id, acting_user_id=principal.user_id)
-    rendered = svc.render_parts(svc.parts_of(v), ctx.template_context(body.variables),
-                                ctx.locale)
+    ctx = await case_context.load(
+        session,
+        principal.organization_id,
+        body.case_id,
+        body.borrower_id,
+        acting_user_id=principal.user_id,
+    )
+    rendered = svc.render_parts(svc.parts_of(v), ctx.template_context(body.variables), ctx.locale)
     out = PreviewOut(
-        template_id=t.key, version=v.version, type=t.channel, locale=ctx.locale,
-        subject=rendered.subject, text=rendered.body, html=rendered.html,
+        template_id=t.key,
+        version=v.version,
+        type=t.channel,
+        locale=ctx.locale,
+        subject=rendered.subject,
+        text=rendered.body,
+        html=rendered.html,
         characters=len(rendered.body),
     )
     if t.channel in (Channel.SMS.value, Channel.WHATSAPP.value):
@@ -98,6 +122,8 @@ async def preview(template_id: str, body: PreviewRequest, session: SessionDep,
         out.non_gsm_characters = list(sms.non_gsm_characters)
         if t.channel == Channel.SMS.value and sms.non_gsm_characters:
             chars = " ".join(sms.non_gsm_characters)
-            out.warnings.append(f"{chars} not in the GSM-7 alphabet: the whole message is "
-                                f"sent as UCS-2 (70 characters per segment)")
+            out.warnings.append(
+                f"{chars} not in the GSM-7 alphabet: the whole message is "
+                f"sent as UCS-2 (70 characters per segment)"
+            )
     return out

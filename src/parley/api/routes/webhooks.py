@@ -24,8 +24,9 @@ def public_url(request: Request, base_url: str) -> str:
 
 
 @router.post("/webhooks/{provider}/{account_id}", include_in_schema=False)
-async def provider_webhook(provider: str, account_id: str, request: Request,
-                           container: ContainerDep) -> Response:
+async def provider_webhook(
+    provider: str, account_id: str, request: Request, container: ContainerDep
+) -> Response:
     try:
         uuid.UUID(account_id)
     except ValueError:
@@ -44,8 +45,13 @@ async def provider_webhook(provider: str, account_id: str, request: Request,
         return problem(404, "Not found", "unknown webhook endpoint")
     except WebhookVerificationError as exc:
         # Log who and why, never the payload (it can carry personal data or secrets).
-        log.warning("rejected %s webhook for account %s from %s: %s", provider, account_id,
-                    request.client.host if request.client else "?", exc)
+        log.warning(
+            "rejected %s webhook for account %s from %s: %s",
+            provider,
+            account_id,
+            request.client.host if request.client else "?",
+            exc,
+        )
         return problem(403, "Forbidden", "webhook signature verification failed")
     except ValueError as exc:
         return problem(400, "Bad request", f"unparseable webhook payload: {exc}")

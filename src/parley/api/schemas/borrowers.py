@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from parley.api.schemas.common import CamelModel, RequestModel
-
 
 # RequestModel refuses NUL characters anywhere in a body (PostgreSQL text cannot store it).
 TextRequest = RequestModel
