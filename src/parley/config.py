@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     retry_max_seconds: float = 3600.0
     # A worker that has not sent a heartbeat for this long is presumed dead.
     stalled_worker_seconds: float = 30.0
+    # Succeeded dispatch jobs are kept this long, then pruned (messages keep every event).
+    job_retention_hours: int = 168
     max_request_bytes: int = 1_048_576
     idempotency_ttl_hours: int = 48
     log_level: str = "INFO"

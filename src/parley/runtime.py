@@ -26,7 +26,9 @@ async def run_worker(
         update_heartbeat_interval=max(1.0, container.settings.stalled_worker_seconds / 6),
         stalled_worker_timeout=container.settings.stalled_worker_seconds,
         listen_notify=True,
-        delete_jobs="successful",
+        # Finished jobs are kept (which job sent a message stays answerable) and pruned
+        # after `job_retention_hours` by a periodic task.
+        delete_jobs="never",
     )
 
 

@@ -98,3 +98,33 @@ async def test_a_failure_after_the_job_insert_rolls_back_both(tenant, container,
         for table in ("messages", "procrastinate_jobs"):
             cur = await conn.execute(f"SELECT count(*) FROM {table}")
             assert (await cur.fetchone())[0] == 0, table
+
+
+async def test_every_message_has_its_job_before_and_after_sending(tenant, container):
+    from tests.support.live import drain
+
+    data = await factories.borrower_with_case(container, tenant.organization_id)
+    await factories.sandbox_accounts(container, tenant.organization_id, callbacks=False)
+    ids = []
+    for i in range(3):
+        r = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages",
+            json={"messageType": "sms", "body": f"Message {i}"},
+        )
+        ids.append(r.json()["messageId"])
+
+    async def jobs_for(mid, statuses):
+        async with container.db.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE args->'message_ids' ? %s "
+                "AND status::text = ANY(%s)",
+                (mid, statuses),
+            )
+            return (await cur.fetchone())[0]
+
+    for mid in ids:
+        assert await jobs_for(mid, ["todo"]) == 1
+    await drain(container)
+    for mid in ids:
+        assert await jobs_for(mid, ["todo", "doing"]) == 0
+        assert await jobs_for(mid, ["succeeded"]) == 1  # kept: which job sent it is known

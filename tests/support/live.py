@@ -56,7 +56,7 @@ async def drain(container: Any, queues: list[str] | None = None) -> None:
         additional_context={"container": container},
         install_signal_handlers=False,
         listen_notify=False,
-        delete_jobs="successful",
+        delete_jobs="never",
     )
 
 

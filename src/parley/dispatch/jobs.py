@@ -79,3 +79,13 @@ async def prune_idempotency_keys(context: JobContext, timestamp: int) -> Any:
     async with container.db.pool.connection() as conn:
         cur = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at < now()")
         return cur.rowcount
+
+
+@blueprint.periodic(cron="41 * * * *", periodic_id="prune_jobs")
+@blueprint.task(name="prune_finished_jobs", queue="maintenance", pass_context=True)
+async def prune_finished_jobs(context: JobContext, timestamp: int) -> None:
+    """Delete succeeded jobs older than the retention period (failed ones stay for a look)."""
+    container = _container(context)
+    await container.jobs.job_manager.delete_old_jobs(
+        nb_hours=container.settings.job_retention_hours
+    )
