@@ -78,16 +78,21 @@ async def test_kill_9_mid_send_loses_nothing_and_sends_nothing_twice(
         first = _worker(database_url, log)
         try:
             deadline = time.monotonic() + 120
-            while len(read_recorded_ids(ledger_file)) < 400:
+            # Kill mid-send: once a few hundred arrived and messages are `sending`.
+            while (
+                len(read_recorded_ids(ledger_file)) < 400
+                or (await _statuses(container)).get("sending", 0) == 0
+            ):
                 assert first.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, "first worker made no progress"
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.01)
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait()
         killed_at = len(read_recorded_ids(ledger_file))
         assert killed_at < TOTAL, "the worker finished before it could be killed"
-        before = await _statuses(container)
+        before = await _statuses(container)  # frozen: the worker is dead
+        assert before["sending"] > 0, f"nothing was in flight at the kill: {before}"
 
         second = _worker(database_url, log)
         try:
@@ -127,9 +132,9 @@ async def test_kill_9_mid_send_loses_nothing_and_sends_nothing_twice(
     # Every message we call sent really arrived; nothing arrived that we don't know about.
     assert sent <= set(received)
     assert set(received) <= sent | review
-    # Only messages that were in flight at the kill may need review.
-    in_flight_bound = 4 * 20  # worker concurrency x dispatch parallelism
-    assert len(review) <= in_flight_bound
+    # Exactly the messages in flight at the kill need review; nothing else does.
+    assert len(review) == before["sending"]
+    assert len(review) <= 4 * 20  # worker concurrency x dispatch parallelism
     print(
         f"\ncrash test: killed after {killed_at} received; statuses at kill {dict(before)}; "
         f"final sent={len(sent)} needs_review={len(review)} received={len(received)}"

@@ -81,11 +81,18 @@ async def test_three_workers_share_the_queue_and_the_rate_limit(container, datab
                 assert all(w.poll() is None for w in workers)
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.2)
+            async with container.db.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT count(DISTINCT worker_id) FROM procrastinate_jobs "
+                    "WHERE task_name = 'parley:send_messages' AND status = 'succeeded'"
+                )
+                workers_that_sent = (await cur.fetchone())[0]
         finally:
             for w in workers:
                 w.send_signal(signal.SIGTERM)
             for w in workers:
                 w.wait(timeout=30)
+        assert workers_that_sent == 3, "every worker process should have taken a share"
         assert sink.duplicates() == {}
         assert len(sink.accepted) == 1100
         limited_times = sorted(

@@ -74,15 +74,26 @@ async def test_idempotency_key_replays_conflicts_and_rejects_reuse(tenant, conta
     other = await tenant.client.post(url, json={**body, "body": "Different"}, headers=key)
     assert other.status_code == 422
     assert await _count(container, "messages") == 1
+    # A first request still in flight (same body): 409, not a second message.
+    import hashlib
+    import json
+
+    raw = json.dumps(body).encode()
+    digest = hashlib.sha256(b"POST" + url.encode() + b"\0" + raw).hexdigest()
     async with container.db.pool.connection() as conn:
         await conn.execute(
-            "INSERT INTO idempotency_keys (organization_id, key, method, path, "
-            "request_hash, state, expires_at) VALUES (%s, 'running-key', 'POST', "
-            "%s, 'x', 'running', now() + interval '1 day')",
-            (tenant.organization_id, url),
+            "INSERT INTO idempotency_keys (organization_id, key, method, path, request_hash, "
+            "state, expires_at) VALUES (%s, 'running-key', 'POST', %s, %s, 'running', "
+            "now() + interval '1 day')",
+            (tenant.organization_id, url, digest),
         )
-    running = await tenant.client.post(url, json=body, headers={"Idempotency-Key": "running-key"})
-    assert running.status_code in (409, 422)
+    running = await tenant.client.post(
+        url,
+        content=raw,
+        headers={"Idempotency-Key": "running-key", "content-type": "application/json"},
+    )
+    assert running.status_code == 409, running.text
+    assert await _count(container, "messages") == 1
 
 
 async def test_idempotent_replay_of_a_4xx_does_not_write(tenant, container):
@@ -203,3 +214,79 @@ async def test_openapi_is_served(tenant):
         "/api/threads/{thread_id}/messages",
     ):
         assert p in paths, p
+
+
+async def test_values_that_could_not_be_stored_or_read_back_are_refused(tenant, container):
+    data = await _case(tenant, container)
+    url = f"/api/cases/{data['case_id']}/messages"
+    far = await tenant.client.post(
+        url, json={"messageType": "sms", "body": "x", "sendAt": "9999-12-31T23:59:59-14:00"}
+    )
+    assert far.status_code == 422 and far.json()["errors"][0]["field"] == "sendAt"
+    deep: object = "leaf"
+    for _ in range(300):
+        deep = {"k": deep}
+    nested = await tenant.client.post(
+        url, json={"messageType": "sms", "body": "x", "variables": {"v": deep}}
+    )
+    assert nested.status_code == 422 and nested.json()["errors"][0]["field"] == "variables"
+    nan = await tenant.client.post(
+        url,
+        content=b'{"messageType": "sms", "body": "x", "variables": {"n": NaN}}',
+        headers={"content-type": "application/json"},
+    )
+    assert nan.status_code == 422
+    for rate, burst in ((float("nan"), None), (1e-300, None), (None, 10**12), (-1, None)):
+        body = {
+            "name": f"a{rate}{burst}",
+            "provider": "sandbox",
+            "channel": "sms",
+            "secrets": {"signing_secret": "s"},
+            "ratePerSecond": rate,
+            "burst": burst,
+        }
+        raw = __import__("json").dumps(body).encode()  # allows NaN on purpose
+        r = await tenant.client.post(
+            "/api/provider-accounts", content=raw, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 422, (rate, burst, r.text)
+    assert await _count(container, "messages") == 0
+    assert await _count(container, "provider_accounts") == 3  # only _case's sandbox accounts
+
+
+async def test_odd_header_bytes_and_chunked_oversize_are_4xx(tenant, container):
+    data = await _case(tenant, container)
+    url = f"/api/cases/{data['case_id']}/messages"
+    odd = await tenant.client.post(
+        url,
+        json={"messageType": "sms", "body": "x"},
+        headers=[("X-Note", "caf\xe9".encode("latin-1")), ("Idempotency-Key", "k-odd")],
+    )
+    assert odd.status_code == 201
+
+    async def chunks():
+        for _ in range(40):
+            yield b" " * 50_000
+
+    big = await tenant.client.post(
+        url, content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert big.status_code == 413
+    assert await _count(container, "messages") == 1
+
+
+async def test_send_time_allow_decisions_are_recorded(tenant, container):
+    from tests.support.live import drain
+
+    data = await _case(tenant, container)
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "x"}
+    )
+    await drain(container)
+    decisions = (
+        await tenant.client.get(f"/api/messages/{r.json()['messageId']}/compliance")
+    ).json()["decisions"]
+    assert [(d["stage"], d["outcome"]) for d in decisions] == [
+        ("enqueue", "allow"),
+        ("send", "allow"),
+    ]

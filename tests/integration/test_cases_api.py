@@ -147,16 +147,13 @@ async def test_borrower_ids_first_is_primary(tenant: Any) -> None:
     ]
 
 
-async def test_fixed_case_id_and_its_reuse(tenant: Any) -> None:
+async def test_case_ids_are_never_caller_chosen(tenant: Any) -> None:
     bid = await make_borrower(tenant)
-    fixed = "550e8400-e29b-41d4-a716-446655440000"
-    c = await create_case(tenant, [bid], caseId=fixed)
-    assert c["caseId"] == fixed
-    assert (await tenant.client.get(f"/api/cases/{fixed}")).status_code == 200
+    c = await create_case(tenant, [bid])
     again = await tenant.client.post(
-        "/api/cases", json=case_body([bid], caseId=fixed, caseNumber="OTHER-1")
+        "/api/cases", json=case_body([bid], caseId=c["caseId"], caseNumber="OTHER-1")
     )
-    assert_problem(again, 409, "caseId")
+    assert_problem(again, 422, "caseId")
 
 
 async def test_duplicate_case_number_is_409_within_org_only(

@@ -67,28 +67,28 @@ class BodyLimit:
                 f"Request bodies are limited to {self.max_bytes} bytes",
             )
             return
+        # Read the body here (it is bounded), so a chunked upload without Content-Length
+        # that runs over the limit also gets a clear 413.
+        chunks: list[bytes] = []
         received = 0
-        too_big = False
-
-        async def limited() -> Message:
-            nonlocal received, too_big
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    too_big = True
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _send_problem(
-                send,
-                413,
-                "Content too large",
-                f"Request bodies are limited to {self.max_bytes} bytes",
-            )
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            received += len(body)
+            if received > self.max_bytes:
+                await _send_problem(
+                    send,
+                    413,
+                    "Content too large",
+                    f"Request bodies are limited to {self.max_bytes} bytes",
+                )
+                return
+            chunks.append(body)
+            if not message.get("more_body"):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
 
 
 class NulGuard:
@@ -134,10 +134,6 @@ class NulGuard:
         await self.app(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class Idempotency:
     def __init__(self, app: ASGIApp, container: Any) -> None:
         self.app = app
@@ -147,7 +143,10 @@ class Idempotency:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers") or []}
+        # latin-1, as Starlette does: header bytes are not necessarily UTF-8.
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []
+        }
         key = headers.get("idempotency-key")
         auth = headers.get("authorization", "")
         if not key or not auth.lower().startswith("bearer "):
@@ -211,7 +210,10 @@ class Idempotency:
                     "A request with this Idempotency-Key is still in progress",
                 )
                 return
-            hdrs = [(k.encode(), v.encode()) for k, v in (stored_headers or {}).items()]
+            hdrs = [
+                (k.encode("latin-1"), v.encode("latin-1"))
+                for k, v in (stored_headers or {}).items()
+            ]
             hdrs.append((b"idempotent-replayed", b"true"))
             await send({"type": "http.response.start", "status": status, "headers": hdrs})
             await send({"type": "http.response.body", "body": bytes(stored_body or b"")})
@@ -240,9 +242,9 @@ class Idempotency:
                 )
                 return
             keep = {
-                k.decode(): v.decode()
+                k.decode("latin-1"): v.decode("latin-1")
                 for k, v in captured["headers"]
-                if k.decode().lower() in ("content-type", "location")
+                if k.decode("latin-1").lower() in ("content-type", "location")
             }
             await conn.execute(
                 "UPDATE idempotency_keys SET state = 'done', response_status = %s, "

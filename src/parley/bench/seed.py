@@ -58,13 +58,15 @@ MESSAGES_SQL = """
 INSERT INTO messages (id, organization_id, case_id, borrower_id, contact_point_id, channel,
   direction, status, priority, to_address, from_address, cc, bcc, subject, body,
   provider_account_id, provider, rfc822_message_id, attempts, status_changed_at, created_at)
-SELECT gen_random_uuid(), %(org)s, cb.case_id, cb.borrower_id, cp.id, %(channel)s, 'outbound',
+SELECT x.id, %(org)s, cb.case_id, cb.borrower_id, cp.id, %(channel)s, 'outbound',
   'queued', 'normal', cp.value, %(sender)s, '[]', '[]', %(subject)s,
-  %(body)s || ' (' || g || ')', %(account)s, %(provider)s, NULL, 0, now(), now()
-FROM generate_series(1, %(count)s) g
+  %(body)s || ' (' || x.g || ')', %(account)s, %(provider)s,
+  CASE WHEN %(domain)s::text IS NULL THEN NULL ELSE '<' || x.id || '@' || %(domain)s || '>' END,
+  0, now(), now()
+FROM (SELECT gen_random_uuid() AS id, g FROM generate_series(1, %(count)s) g) x
 JOIN LATERAL (
   SELECT case_id, borrower_id FROM case_borrowers WHERE organization_id = %(org)s
-  OFFSET ((g - 1) %% %(borrowers)s) LIMIT 1
+  OFFSET ((x.g - 1) %% %(borrowers)s) LIMIT 1
 ) cb ON true
 JOIN contact_points cp ON cp.borrower_id = cb.borrower_id
 RETURNING id::text
@@ -126,16 +128,12 @@ async def seed(
                 "provider": provider,
                 "count": count,
                 "borrowers": borrowers,
+                "domain": str(sender or "bench.local").rpartition("@")[2]
+                if channel is Channel.EMAIL
+                else None,
             },
         )
         ids = [r[0] for r in await cur.fetchall()]
-        if channel is Channel.EMAIL:
-            domain = str(sender or "bench.local").rpartition("@")[2]
-            await conn.execute(
-                "UPDATE messages SET rfc822_message_id = '<' || id || '@' || %s || '>' "
-                "WHERE organization_id = %s",
-                (domain, org),
-            )
         async with conn.cursor() as cur2:
             await cur2.executemany(
                 "INSERT INTO message_events (organization_id, message_id, event_type, "

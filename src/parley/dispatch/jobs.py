@@ -37,7 +37,8 @@ def _container(context: JobContext) -> Container:
 async def send_messages(context: JobContext, message_ids: list[str]) -> None:
     from parley.dispatch.pipeline import Dispatcher
 
-    await Dispatcher(_container(context)).run(message_ids)
+    job_id = context.job.id if context.job else None
+    await Dispatcher(_container(context), job_id=job_id).run(message_ids)
 
 
 @blueprint.task(

@@ -1,15 +1,19 @@
-"""The dispatcher: gate, claim, send, record — for one job's batch of message ids.
+"""The dispatcher: pace, gate and claim, send, record — for one job's batch of message ids.
 
-Order of operations per chunk (why it is safe):
-1. In one transaction, lock the messages, re-run the compliance gate (invariant 3), and
-   mark the allowed ones `sending`; commit. A message is never handed to a provider
-   before it is durably `sending` (invariant 2).
-2. Call the providers concurrently, paced by the shared per-account token bucket.
-3. In one transaction, record each outcome and its event; transient failures go back to
-   `queued` with a new scheduled job in that same transaction (invariant 1 again).
-A re-run that finds a message still `sending` knows a worker died between 1 and 3: it
-cannot know whether the provider got it, so it marks it `needs_review` (or reconciles
-with providers that can be asked) instead of sending again.
+Per account and per sub-batch (why it is safe):
+1. Reserve rate-limit tokens and wait for the first slot *before* claiming, so messages
+   never sit in `sending` waiting for tokens.
+2. In one transaction, lock the messages, re-run the compliance gate (invariant 3),
+   record every decision, and mark the allowed ones `sending` with this job's id;
+   commit. A provider never sees a message that is not durably `sending` (invariant 2).
+3. Call the provider concurrently, each send paced to its own token slot.
+4. In one transaction, record each outcome and its event — only for messages this job
+   still holds (`status = 'sending'` and `claim_job_id` = this job); transient failures
+   go back to `queued` with a new scheduled job in that same transaction (invariant 1).
+A job that finds a message `sending` under a claim that is no longer running (its worker
+died, or this very job died and was re-queued) cannot know whether the provider got it:
+it marks it `needs_review` instead of sending again. A claim held by a running job is
+left alone.
 """
 
 from __future__ import annotations
@@ -38,15 +42,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _STATUS_VALUES = frozenset(s.value for s in MessageStatus)
+_PENDING = ("queued", "scheduled", "sending")
+
+PEEK_SQL = (
+    "SELECT id::text, provider_account_id::text FROM messages "
+    "WHERE id = ANY(%s::uuid[]) AND status = ANY(%s) ORDER BY id"
+)
 
 LOAD_SQL = """
 SELECT m.id::text, m.organization_id::text, m.status, m.channel, m.to_address,
        m.from_address, m.cc, m.bcc, m.subject, m.body, m.html_body,
        m.provider_account_id::text, m.rfc822_message_id, m.attempts, m.priority,
-       coalesce(b.do_not_contact, false), c.status
+       coalesce(b.do_not_contact, false), c.status, m.claim_job_id, j.status::text
 FROM messages m
 JOIN cases c ON c.id = m.case_id
 LEFT JOIN borrowers b ON b.id = m.borrower_id
+LEFT JOIN procrastinate_jobs j ON j.id = m.claim_job_id
 WHERE m.id = ANY(%s::uuid[])
 ORDER BY m.id
 FOR UPDATE OF m
@@ -56,9 +67,34 @@ SET_STATUS_SQL = (
     "UPDATE messages SET status = %s, status_changed_at = %s WHERE id = ANY(%s::uuid[])"
 )
 CLAIM_SQL = (
-    "UPDATE messages SET status = %s, status_changed_at = %s, attempts = attempts + 1 "
-    "WHERE id = ANY(%s::uuid[])"
+    "UPDATE messages SET status = 'sending', status_changed_at = %s, claim_job_id = %s, "
+    "attempts = attempts + 1 WHERE id = ANY(%s::uuid[]) AND status IN ('queued', 'scheduled') "
+    "RETURNING id::text"
 )
+FAIL_UNSENT_SQL = """
+UPDATE messages m SET status = 'failed', status_changed_at = %(now)s, error_code = u.code,
+       error_detail = u.detail
+FROM unnest(%(ids)s::uuid[], %(codes)s::text[], %(details)s::text[]) AS u(id, code, detail)
+WHERE m.id = u.id AND m.status IN ('queued', 'scheduled')
+RETURNING m.id::text, m.organization_id::text, m.status
+"""
+SENT_SQL = """
+UPDATE messages m SET status = 'sent', status_changed_at = %(now)s, sent_at = %(now)s,
+       provider_message_id = u.pid, segments = coalesce(u.seg, m.segments), cost = u.cost
+FROM unnest(%(ids)s::uuid[], %(pids)s::text[], %(segs)s::int[], %(costs)s::numeric[])
+     AS u(id, pid, seg, cost)
+WHERE m.id = u.id AND m.status IN ('sending', 'needs_review')
+  AND m.claim_job_id IS NOT DISTINCT FROM %(job)s
+RETURNING m.id::text
+"""
+OUTCOME_SQL = """
+UPDATE messages m SET status = %(status)s, status_changed_at = %(now)s, error_code = u.code,
+       error_detail = u.detail, scheduled_at = coalesce(u.at, m.scheduled_at)
+FROM unnest(%(ids)s::uuid[], %(codes)s::text[], %(details)s::text[], %(ats)s::timestamptz[])
+     AS u(id, code, detail, at)
+WHERE m.id = u.id AND m.status = 'sending' AND m.claim_job_id IS NOT DISTINCT FROM %(job)s
+RETURNING m.id::text
+"""
 
 EVENT_SQL = """
 INSERT INTO message_events (organization_id, message_id, event_type, status_before,
@@ -93,6 +129,8 @@ class Row:
     priority: str
     do_not_contact: bool
     case_status: str
+    claim_job_id: int | None
+    claim_job_status: str | None
 
 
 @dataclass(slots=True)
@@ -102,182 +140,76 @@ class Outcome:
 
 
 class Dispatcher:
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, job_id: int | None = None) -> None:
         self.c = container
+        self.job_id = job_id
         s = container.settings
         self.policy = RetryPolicy(s.max_attempts, s.retry_base_seconds, s.retry_max_seconds)
         self.chunk_size = max(1, s.dispatch_parallelism)
 
     async def run(self, message_ids: list[str]) -> None:
-        for start in range(0, len(message_ids), self.chunk_size):
-            await self._run_chunk(message_ids[start : start + self.chunk_size])
+        async with self.c.db.pool.connection() as conn:
+            cur = await conn.execute(PEEK_SQL, (message_ids, list(_PENDING)))
+            pending = await cur.fetchall()
+            accounts = await self.c.providers.accounts(
+                sorted({a for _, a in pending if a}), conn=conn
+            )
+        by_account: dict[str | None, list[str]] = defaultdict(list)
+        for message_id, account_id in pending:
+            by_account[account_id].append(message_id)
+        for account_id, ids in by_account.items():
+            await self._run_account(accounts.get(account_id or ""), ids)
 
-    async def _run_chunk(self, ids: list[str]) -> None:
-        claimed, accounts = await self._claim(ids)
-        if not claimed:
+    async def _run_account(self, account: AccountRow | None, ids: list[str]) -> None:
+        problem = _account_problem(account)
+        provider: ChannelProvider | None = None
+        if problem is None:
+            assert account is not None
+            try:
+                provider = await self.c.providers.get(account)
+            except Exception as exc:  # a config the factory rejects: permanent for these
+                log.warning("provider account %s unusable: %s", account.id, exc)
+                problem = ("provider_config_error", str(exc)[:500])
+        if problem is not None or provider is None or account is None:
+            code, detail = problem or ("no_provider_account", "no provider account")
+            await self._fail_unsent(ids, code, detail)
             return
-        outcomes = await self._send_all(claimed, accounts)
-        await self._record(outcomes)
+        size = self.chunk_size
+        if account.rate_per_second:
+            # About one second of tokens per claim, so nothing waits long in `sending`.
+            size = max(1, min(size, int(account.rate_per_second)))
+        for start in range(0, len(ids), size):
+            await self._run_batch(account, provider, ids[start : start + size])
 
-    # -- step 1: gate and claim -------------------------------------------------------
-
-    async def _claim(self, ids: list[str]) -> tuple[list[Row], dict[str, AccountRow]]:
-        now = self.c.clock()
-        events: list[tuple[Any, ...]] = []
-        decisions: list[tuple[Any, ...]] = []
-        claimed: list[Row] = []
-        to_status: dict[str, list[str]] = defaultdict(list)
-        errors: list[tuple[str, str, str]] = []  # (id, code, detail) for config failures
-        deferred: dict[datetime, list[str]] = defaultdict(list)
-        async with self.c.db.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(LOAD_SQL, (ids,))
-            rows = [Row(*r) for r in await cur.fetchall()]
-            account_ids = sorted({r.account_id for r in rows if r.account_id})
-            accounts = await self.c.providers.accounts(account_ids)
-            for row in rows:
-                status = MessageStatus(row.status)
-                if status is MessageStatus.SENDING:
-                    # A worker died mid-send: don't guess, don't resend.
-                    to_status[MessageStatus.NEEDS_REVIEW].append(row.id)
-                    events.append(
-                        self._event(
-                            row,
-                            "needs_review",
-                            "sending",
-                            now,
-                            reason="worker stopped while sending; the "
-                            "provider may or may not have the message",
-                        )
-                    )
-                    continue
-                if status not in (MessageStatus.QUEUED, MessageStatus.SCHEDULED):
-                    continue  # cancelled, already sent, blocked: nothing to do
-                account = accounts.get(row.account_id or "")
-                problem = _account_problem(account)
-                if problem:
-                    errors.append((row.id, *problem))
-                    events.append(
-                        self._event(
-                            row, "failed", row.status, now, code=problem[0], reason=problem[1]
-                        )
-                    )
-                    continue
-                decision = gate.evaluate(
-                    gate.AttemptFacts(
-                        channel=Channel(row.channel),
-                        now=now,
-                        borrower_do_not_contact=row.do_not_contact,
-                        case_status=row.case_status,
-                    )
-                )
-                if decision.outcome is gate.Outcome.BLOCK:
-                    to_status[MessageStatus.BLOCKED].append(row.id)
-                    events.append(
-                        self._event(
-                            row, "blocked", row.status, now, reason=", ".join(decision.reasons)
-                        )
-                    )
-                    decisions.append(_decision_row(row, decision))
-                elif decision.outcome is gate.Outcome.DEFER and decision.defer_until:
-                    to_status[MessageStatus.SCHEDULED].append(row.id)
-                    deferred[decision.defer_until].append(row.id)
-                    events.append(
-                        self._event(
-                            row, "scheduled", row.status, now, reason=", ".join(decision.reasons)
-                        )
-                    )
-                    decisions.append(_decision_row(row, decision))
-                else:
-                    to_status[MessageStatus.SENDING].append(row.id)
-                    events.append(self._event(row, "sending", row.status, now))
-                    row.attempts += 1
-                    claimed.append(row)
-            for status, status_ids in to_status.items():
-                sql = CLAIM_SQL if status is MessageStatus.SENDING else SET_STATUS_SQL
-                await conn.execute(sql, (status.value, now, status_ids))
-            if errors:
-                async with conn.cursor() as cur2:
-                    await cur2.executemany(
-                        "UPDATE messages SET status = 'failed', status_changed_at = %s, "
-                        "error_code = %s, error_detail = %s WHERE id = %s",
-                        [(now, code, detail, mid) for mid, code, detail in errors],
-                    )
-            for until, deferred_ids in deferred.items():
-                await conn.execute(
-                    "UPDATE messages SET scheduled_at = %s WHERE id = ANY(%s::uuid[])",
-                    (until, deferred_ids),
-                )
-                await outbox.defer_send(self.c.jobs, conn, deferred_ids, schedule_at=until)
-            await _insert_many(conn, EVENT_SQL, events)
-            await _insert_many(conn, DECISION_SQL, decisions)
-        return claimed, accounts
-
-    def _event(
-        self,
-        row: Row,
-        event: str,
-        before: str,
-        at: datetime,
-        *,
-        after: str | None = None,
-        code: str | None = None,
-        reason: str | None = None,
-        provider_status: str | None = None,
-    ) -> tuple[Any, ...]:
-        if after is None:
-            after = event if event in _STATUS_VALUES else before
-        return (
-            row.organization_id,
-            row.id,
-            event,
-            before,
-            after,
-            provider_status,
-            code,
-            reason,
-            at,
-        )
-
-    # -- step 2: send -----------------------------------------------------------------
-
-    async def _send_all(self, rows: list[Row], accounts: dict[str, AccountRow]) -> list[Outcome]:
-        by_account: dict[str, list[Row]] = defaultdict(list)
-        for row in rows:
-            by_account[row.account_id or ""].append(row)
-        results = await asyncio.gather(
-            *(self._send_account(accounts[a], group) for a, group in by_account.items())
-        )
-        return [o for group in results for o in group]
-
-    async def _send_account(self, account: AccountRow, rows: list[Row]) -> list[Outcome]:
-        try:
-            provider = await self.c.providers.get(account)
-        except Exception as exc:  # a config the factory rejects: permanent for these rows
-            log.warning("provider account %s unusable: %s", account.id, exc)
-            return [
-                Outcome(
-                    r, SendResult(False, error_code="provider_config_error", error_detail=str(exc))
-                )
-                for r in rows
-            ]
+    async def _run_batch(
+        self, account: AccountRow, provider: ChannelProvider, ids: list[str]
+    ) -> None:
         reservation = None
+        loop = asyncio.get_running_loop()
         if account.rate_per_second:
             async with self.c.db.pool.connection() as conn:
                 reservation = await ratelimit.reserve(
                     conn,
                     account.id,
-                    len(rows),
+                    len(ids),
                     account.rate_per_second,
                     account.burst or max(1.0, account.rate_per_second),
                 )
-        start = asyncio.get_running_loop().time()
+        start = loop.time()
+        if reservation is not None:
+            first = reservation.delay_for(0)
+            if first > 0:
+                await asyncio.sleep(first)
+        claimed = await self._claim(ids)
+        if not claimed:
+            return
         sends = [
             ratelimit.paced(reservation, i, start, _bind(provider, _outbound(row)))
-            for i, row in enumerate(rows)
+            for i, row in enumerate(claimed)
         ]
         results = await asyncio.gather(*sends, return_exceptions=True)
         outcomes = []
-        for row, result in zip(rows, results, strict=True):
+        for row, result in zip(claimed, results, strict=True):
             if isinstance(result, SendResult):
                 outcomes.append(Outcome(row, result))
             else:
@@ -294,92 +226,209 @@ class Dispatcher:
                         ),
                     )
                 )
-        return outcomes
+        await self._record(outcomes)
 
-    # -- step 3: record ---------------------------------------------------------------
+    # -- gate and claim ---------------------------------------------------------------
+
+    async def _claim(self, ids: list[str]) -> list[Row]:
+        now = self.c.clock()
+        events: list[tuple[Any, ...]] = []
+        decisions: list[tuple[Any, ...]] = []
+        allowed: dict[str, Row] = {}
+        review: list[str] = []
+        blocked: list[str] = []
+        deferred: dict[datetime, list[str]] = defaultdict(list)
+        async with self.c.db.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(LOAD_SQL, (ids,))
+            rows = [Row(*r) for r in await cur.fetchall()]
+            for row in rows:
+                status = MessageStatus(row.status)
+                if status is MessageStatus.SENDING:
+                    if self._claim_is_live(row):
+                        continue  # another running job is sending it right now
+                    review.append(row.id)
+                    events.append(
+                        _event(
+                            row,
+                            "needs_review",
+                            "sending",
+                            now,
+                            reason="the job sending it stopped before recording the outcome; "
+                            "the provider may or may not have the message",
+                        )
+                    )
+                    continue
+                if status not in (MessageStatus.QUEUED, MessageStatus.SCHEDULED):
+                    continue  # cancelled, blocked, already sent: nothing to do
+                decision = gate.evaluate(
+                    gate.AttemptFacts(
+                        channel=Channel(row.channel),
+                        now=now,
+                        borrower_do_not_contact=row.do_not_contact,
+                        case_status=row.case_status,
+                    )
+                )
+                decisions.append(_decision_row(row, decision))
+                reason = ", ".join(decision.reasons) or None
+                if decision.outcome is gate.Outcome.BLOCK:
+                    blocked.append(row.id)
+                    events.append(_event(row, "blocked", row.status, now, reason=reason))
+                elif decision.outcome is gate.Outcome.DEFER and decision.defer_until:
+                    deferred[decision.defer_until].append(row.id)
+                    events.append(_event(row, "scheduled", row.status, now, reason=reason))
+                else:
+                    allowed[row.id] = row
+            if review:
+                await conn.execute(SET_STATUS_SQL, ("needs_review", now, review))
+            if blocked:
+                await conn.execute(SET_STATUS_SQL, ("blocked", now, blocked))
+            for until, deferred_ids in deferred.items():
+                await conn.execute(
+                    "UPDATE messages SET status = 'scheduled', status_changed_at = %s, "
+                    "scheduled_at = %s WHERE id = ANY(%s::uuid[])",
+                    (now, until, deferred_ids),
+                )
+                await outbox.defer_send(self.c.jobs, conn, deferred_ids, schedule_at=until)
+            claimed: list[Row] = []
+            if allowed:
+                cur = await conn.execute(CLAIM_SQL, (now, self.job_id, list(allowed)))
+                for (message_id,) in await cur.fetchall():
+                    row = allowed[message_id]
+                    events.append(_event(row, "sending", row.status, now))
+                    row.attempts += 1
+                    row.claim_job_id = self.job_id
+                    claimed.append(row)
+            await _insert_many(conn, EVENT_SQL, events)
+            await _insert_many(conn, DECISION_SQL, decisions)
+        return claimed
+
+    def _claim_is_live(self, row: Row) -> bool:
+        """Whether another job that is still running holds this message's claim."""
+        return (
+            row.claim_job_id is not None
+            and row.claim_job_id != self.job_id
+            and row.claim_job_status == "doing"
+        )
+
+    async def _fail_unsent(self, ids: list[str], code: str, detail: str) -> None:
+        now = self.c.clock()
+        async with self.c.db.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                FAIL_UNSENT_SQL,
+                {
+                    "now": now,
+                    "ids": ids,
+                    "codes": [code] * len(ids),
+                    "details": [detail] * len(ids),
+                },
+            )
+            failed = await cur.fetchall()
+            await _insert_many(
+                conn,
+                EVENT_SQL,
+                [
+                    (org, mid, "failed", "queued", "failed", None, code, detail, now)
+                    for mid, org, _ in failed
+                ],
+            )
+
+    # -- record -----------------------------------------------------------------------
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         now = self.c.clock()
-        sent: list[tuple[Any, ...]] = []
-        failed: list[tuple[Any, ...]] = []
-        review: list[tuple[Any, ...]] = []
-        retry: dict[datetime, list[str]] = defaultdict(list)
-        retry_rows: list[tuple[Any, ...]] = []
-        events: list[tuple[Any, ...]] = []
+        sent: list[Outcome] = []
+        failed: list[Outcome] = []
+        review: list[Outcome] = []
+        retry: list[tuple[Outcome, datetime]] = []
         for o in outcomes:
-            r, res = o.row, o.result
+            res = o.result
             if res.accepted:
-                sent.append((now, res.provider_message_id, res.segments, res.cost, r.id))
-                events.append(self._event(r, "sent", "sending", now, provider_status="accepted"))
+                sent.append(o)
             elif res.outcome_unknown:
-                review.append((now, res.error_code, res.error_detail, r.id))
-                events.append(
-                    self._event(
-                        r,
-                        "needs_review",
-                        "sending",
-                        now,
-                        code=res.error_code,
-                        reason=res.error_detail,
-                    )
-                )
-            elif res.retryable and not self.policy.exhausted(r.attempts):
-                delay = self.policy.delay(r.attempts, res.retry_after)
-                at = (now + timedelta(seconds=delay)).replace(microsecond=0)
-                retry[at].append(r.id)
-                retry_rows.append((now, at, res.error_code, res.error_detail, r.id))
-                events.append(
-                    self._event(
-                        r,
-                        "deferred",
-                        "sending",
-                        now,
-                        after="queued",
-                        code=res.error_code,
-                        reason=res.error_detail,
-                    )
-                )
+                review.append(o)
+            elif res.retryable and not self.policy.exhausted(o.row.attempts):
+                delay = self.policy.delay(o.row.attempts, res.retry_after)
+                retry.append((o, (now + timedelta(seconds=delay)).replace(microsecond=0)))
             else:
-                failed.append((now, res.error_code, res.error_detail, r.id))
-                events.append(
-                    self._event(
-                        r, "failed", "sending", now, code=res.error_code, reason=res.error_detail
-                    )
-                )
+                failed.append(o)
+        by_id = {o.row.id: o for o in outcomes}
+        events: list[tuple[Any, ...]] = []
         async with self.c.db.pool.connection() as conn, conn.transaction():
-            async with conn.cursor() as cur:
-                if sent:
-                    await cur.executemany(
-                        "UPDATE messages SET status = 'sent', status_changed_at = %s, "
-                        "sent_at = %s, provider_message_id = %s, "
-                        "segments = coalesce(%s, segments), cost = %s "
-                        "WHERE id = %s AND status IN ('sending', 'needs_review')",
-                        [(t, t, pid, seg, cost, mid) for t, pid, seg, cost, mid in sent],
+            if sent:
+                cur = await conn.execute(
+                    SENT_SQL,
+                    {
+                        "now": now,
+                        "job": self.job_id,
+                        "ids": [o.row.id for o in sent],
+                        "pids": [o.result.provider_message_id for o in sent],
+                        "segs": [o.result.segments for o in sent],
+                        "costs": [o.result.cost for o in sent],
+                    },
+                )
+                for (mid,) in await cur.fetchall():
+                    events.append(
+                        _event(by_id[mid].row, "sent", "sending", now, provider_status="accepted")
                     )
-                if failed:
-                    await cur.executemany(
-                        "UPDATE messages SET status = 'failed', status_changed_at = %s, "
-                        "error_code = %s, error_detail = %s "
-                        "WHERE id = %s AND status = 'sending'",
-                        failed,
+            for status, group, event, ats in (
+                ("failed", failed, "failed", None),
+                ("needs_review", review, "needs_review", None),
+                ("queued", [o for o, _ in retry], "deferred", [at for _, at in retry]),
+            ):
+                if not group:
+                    continue
+                cur = await conn.execute(
+                    OUTCOME_SQL,
+                    {
+                        "status": status,
+                        "now": now,
+                        "job": self.job_id,
+                        "ids": [o.row.id for o in group],
+                        "codes": [o.result.error_code for o in group],
+                        "details": [o.result.error_detail for o in group],
+                        "ats": ats or [None] * len(group),
+                    },
+                )
+                for (mid,) in await cur.fetchall():
+                    o = by_id[mid]
+                    events.append(
+                        _event(
+                            o.row,
+                            event,
+                            "sending",
+                            now,
+                            after=status,
+                            code=o.result.error_code,
+                            reason=o.result.error_detail,
+                        )
                     )
-                if review:
-                    await cur.executemany(
-                        "UPDATE messages SET status = 'needs_review', status_changed_at = %s, "
-                        "error_code = %s, error_detail = %s "
-                        "WHERE id = %s AND status = 'sending'",
-                        review,
-                    )
-                if retry_rows:
-                    await cur.executemany(
-                        "UPDATE messages SET status = 'queued', status_changed_at = %s, "
-                        "scheduled_at = %s, error_code = %s, error_detail = %s "
-                        "WHERE id = %s AND status = 'sending'",
-                        retry_rows,
-                    )
-            for at, retry_ids in retry.items():
+            held = {e[1] for e in events}
+            retry_at: dict[datetime, list[str]] = defaultdict(list)
+            for o, at in retry:
+                if o.row.id in held:  # only messages this job still held get a new job
+                    retry_at[at].append(o.row.id)
+            for at, retry_ids in retry_at.items():
                 await outbox.defer_send(self.c.jobs, conn, retry_ids, schedule_at=at)
             await _insert_many(conn, EVENT_SQL, events)
+        lost = len(outcomes) - len(events)
+        if lost:
+            log.warning("%d outcomes not recorded: their claim was taken over meanwhile", lost)
+
+
+def _event(
+    row: Row,
+    event: str,
+    before: str,
+    at: datetime,
+    *,
+    after: str | None = None,
+    code: str | None = None,
+    reason: str | None = None,
+    provider_status: str | None = None,
+) -> tuple[Any, ...]:
+    if after is None:
+        after = event if event in _STATUS_VALUES else before
+    return (row.organization_id, row.id, event, before, after, provider_status, code, reason, at)
 
 
 def _bind(provider: ChannelProvider, message: OutboundMessage) -> Any:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
+import psycopg
 
 from parley.channels import registry
 from parley.channels.base import ChannelProvider, ProviderContext
@@ -21,7 +23,7 @@ from parley.storage.db import Database
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class AccountRow:
     id: str
     organization_id: str
@@ -33,7 +35,7 @@ class AccountRow:
     burst: int | None
     enabled: bool
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         blob = orjson.dumps(
             [self.provider, self.channel, self.config, self.secrets], option=orjson.OPT_SORT_KEYS
@@ -53,10 +55,20 @@ class ProviderCache:
         self._public_base_url = public_base_url
         self._instances: dict[str, tuple[str, ChannelProvider]] = {}
 
-    async def accounts(self, ids: list[str]) -> dict[str, AccountRow]:
-        async with self._db.pool.connection() as conn:
+    async def accounts(
+        self, ids: list[str], conn: psycopg.AsyncConnection | None = None
+    ) -> dict[str, AccountRow]:
+        """Account rows by id, on `conn` when given (never a second pooled connection
+        while the caller holds one: that can exhaust the pool)."""
+        if not ids:
+            return {}
+        if conn is not None:
             cur = await conn.execute(ACCOUNTS_SQL, (ids,))
             rows = await cur.fetchall()
+        else:
+            async with self._db.pool.connection() as own:
+                cur = await own.execute(ACCOUNTS_SQL, (ids,))
+                rows = await cur.fetchall()
         return {r[0]: AccountRow(*r) for r in rows}
 
     async def account(self, account_id: str) -> AccountRow | None:

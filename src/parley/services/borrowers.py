@@ -168,7 +168,6 @@ async def create(
     org_id: uuid.UUID,
     fields: dict[str, Any],
     contact_points: list[ContactPointInput],
-    borrower_id: uuid.UUID | None = None,
 ) -> tuple[Borrower, list[ContactPoint]]:
     """Validate everything first, then write borrower and contact points in one commit."""
     clean, errors = _clean_fields(
@@ -213,12 +212,8 @@ async def create(
         primaries.update([point.kind] if point.is_primary else [])
         points.append(point)
     _raise(errors)
-    if borrower_id is not None and await session.get(Borrower, borrower_id) is not None:
-        raise Conflict(
-            f"borrowerId {borrower_id} is already in use",
-            [FieldError("borrowerId", "is already in use", "duplicate")],
-        )
-    borrower = Borrower(id=borrower_id or uuid.uuid4(), organization_id=org_id, **clean)
+    # Ids are always generated: a caller-chosen id could probe other tenants' ids.
+    borrower = Borrower(id=uuid.uuid4(), organization_id=org_id, **clean)
     session.add(borrower)
     try:
         await session.flush()

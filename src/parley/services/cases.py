@@ -268,7 +268,6 @@ async def create(
     links: Sequence[BorrowerLink],
     *,
     links_field: str = "borrowerIds",
-    case_id: uuid.UUID | None = None,
 ) -> CaseRecord:
     clean, errors = _clean_fields(
         {"status": "open", "due_date": None, "assigned_agent_id": None, **fields}
@@ -280,14 +279,10 @@ async def create(
     errors += await _agent_errors(session, org_id, clean.get("assigned_agent_id"))
     pairs, link_errors = await _resolve_links(session, org_id, links, links_field)
     _raise(errors + link_errors)
-    if case_id is not None and await session.get(Case, case_id) is not None:
-        raise Conflict(
-            f"caseId {case_id} is already in use",
-            [FieldError("caseId", "is already in use", "duplicate")],
-        )
     if await _number_taken(session, org_id, clean["case_number"]):
         raise _duplicate_number(clean["case_number"])
-    case = Case(id=case_id or uuid.uuid4(), organization_id=org_id, **clean)
+    # Ids are always generated: a caller-chosen id could probe other tenants' ids.
+    case = Case(id=uuid.uuid4(), organization_id=org_id, **clean)
     session.add(case)
     try:
         await session.flush()

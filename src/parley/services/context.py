@@ -21,6 +21,7 @@ class CaseContext:
     case: Case
     borrower: Borrower
     agent: User | None
+    borrowers: list[Borrower]  # every borrower on the case, primary first
 
     @property
     def locale(self) -> str:
@@ -75,7 +76,7 @@ async def case_borrowers(session: AsyncSession, case: Case) -> list[tuple[Borrow
     rows = await session.execute(
         select(Borrower, CaseBorrower.role)
         .join(CaseBorrower, CaseBorrower.borrower_id == Borrower.id)
-        .where(CaseBorrower.case_id == case.id)
+        .where(CaseBorrower.case_id == case.id, Borrower.organization_id == case.organization_id)
         .order_by(CaseBorrower.role != "primary", Borrower.created_at)
     )
     return [(b, role) for b, role in rows.all()]
@@ -106,4 +107,10 @@ async def load(
     agent = await session.get(User, agent_id) if agent_id else None
     if agent is not None and agent.organization_id != org_id:
         agent = None
-    return CaseContext(organization=org, case=case, borrower=borrower, agent=agent)
+    return CaseContext(
+        organization=org,
+        case=case,
+        borrower=borrower,
+        agent=agent,
+        borrowers=[b for b, _ in borrowers],
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from parley.bootstrap import Container
 
 SMS_MAX_SEGMENTS = 10
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
 WHATSAPP_MAX_CHARS = 4096
 EMAIL_MAX_BODY = 2_000_000
 
@@ -84,9 +85,7 @@ async def send(
     ctx = await case_context.load(
         session, org_id, case_id, req.borrower_id, acting_user_id=principal.user_id
     )
-    borrowers = [b for b, _ in await case_context.case_borrowers(session, ctx.case)]
-    if req.borrower_id is not None:
-        borrowers = [ctx.borrower]
+    borrowers = [ctx.borrower] if req.borrower_id is not None else ctx.borrowers
     borrower, contact = await recipients.resolve(session, org_id, borrowers, channel, req.to)
     if borrower.id != ctx.borrower.id:
         ctx.borrower = borrower
@@ -99,6 +98,8 @@ async def send(
     now = container.clock()
     if req.send_at is not None and req.send_at.tzinfo is None:
         raise Invalid.field("sendAt", "must include a timezone (RFC 3339, e.g. ...Z)")
+    if req.send_at is not None and req.send_at > now + MAX_SCHEDULE_AHEAD:
+        raise Invalid.field("sendAt", "can be at most one year ahead")
     schedule_at = req.send_at if req.send_at and req.send_at > now else None
 
     decision = gate.evaluate(
@@ -117,7 +118,7 @@ async def send(
         status = MessageStatus.QUEUED
 
     message_id = uuid.uuid4()
-    thread = await threads.for_message(
+    thread_id = await threads.for_message(
         session, org_id, ctx.case.id, borrower.id, channel, content.subject, [contact.value], now
     )
     message = Message(
@@ -126,7 +127,7 @@ async def send(
         case_id=ctx.case.id,
         borrower_id=borrower.id,
         contact_point_id=contact.id,
-        thread_id=thread.id,
+        thread_id=thread_id,
         channel=channel.value,
         direction=Direction.OUTBOUND.value,
         status=status.value,
@@ -312,7 +313,10 @@ async def get(session: AsyncSession, org_id: uuid.UUID, message_id: uuid.UUID) -
 async def events(session: AsyncSession, message: Message) -> list[MessageEvent]:
     rows = await session.scalars(
         select(MessageEvent)
-        .where(MessageEvent.message_id == message.id)
+        .where(
+            MessageEvent.message_id == message.id,
+            MessageEvent.organization_id == message.organization_id,
+        )
         .order_by(MessageEvent.occurred_at, MessageEvent.id)
     )
     return list(rows)

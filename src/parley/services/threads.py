@@ -6,7 +6,8 @@ import re
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import case, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.domain.channels import Channel
@@ -29,42 +30,41 @@ async def for_message(
     subject: str | None,
     participants: list[str],
     now: datetime,
-) -> Thread:
-    """The active thread this message joins (created if none), its counters updated."""
-    thread = await session.scalar(
-        select(Thread)
-        .where(
-            Thread.organization_id == org_id,
-            Thread.case_id == case_id,
-            Thread.borrower_id == borrower_id,
-            Thread.channel == channel.value,
-            Thread.status == "active",
-        )
-        .order_by(Thread.created_at.desc())
-        .limit(1)
-        .with_for_update()
+) -> uuid.UUID:
+    """The id of the active thread this message joins, its counters updated.
+
+    One statement (insert, or update the active thread on conflict with the unique
+    active-thread index), so concurrent first messages of a conversation join one thread.
+    """
+    table = Thread.__table__
+    stmt = pg_insert(table).values(
+        id=uuid.uuid4(),
+        organization_id=org_id,
+        case_id=case_id,
+        borrower_id=borrower_id,
+        channel=channel.value,
+        subject=base_subject(subject),
+        status="active",
+        participants=participants,
+        message_count=1,
+        last_message_at=now,
+        created_at=now,
     )
-    if thread is None:
-        thread = Thread(
-            organization_id=org_id,
-            case_id=case_id,
-            borrower_id=borrower_id,
-            channel=channel.value,
-            subject=base_subject(subject),
-            participants=[],
-            message_count=0,
-            created_at=now,
-        )
-        session.add(thread)
-    thread.message_count = (thread.message_count or 0) + 1
-    thread.last_message_at = now
-    merged = list(thread.participants or [])
-    for p in participants:
-        if p not in merged:
-            merged.append(p)
-    thread.participants = merged
-    await session.flush()
-    return thread
+    merged = case(
+        (table.c.participants.contains(stmt.excluded.participants), table.c.participants),
+        else_=table.c.participants.concat(stmt.excluded.participants),
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["organization_id", "case_id", "borrower_id", "channel"],
+        index_where=text("status = 'active'"),  # a literal, to match the partial index
+        set_={
+            "message_count": table.c.message_count + 1,
+            "last_message_at": stmt.excluded.last_message_at,
+            "participants": merged,
+        },
+    ).returning(table.c.id)
+    thread_id: uuid.UUID = (await session.execute(stmt)).scalar_one()
+    return thread_id
 
 
 async def get(session: AsyncSession, org_id: uuid.UUID, thread_id: uuid.UUID) -> Thread:
@@ -76,10 +76,10 @@ async def get(session: AsyncSession, org_id: uuid.UUID, thread_id: uuid.UUID) ->
     return thread
 
 
-async def for_case(session: AsyncSession, case_id: uuid.UUID) -> list[Thread]:
+async def for_case(session: AsyncSession, org_id: uuid.UUID, case_id: uuid.UUID) -> list[Thread]:
     rows = await session.scalars(
         select(Thread)
-        .where(Thread.case_id == case_id)
+        .where(Thread.case_id == case_id, Thread.organization_id == org_id)
         .order_by(Thread.last_message_at.desc().nulls_last())
     )
     return list(rows)

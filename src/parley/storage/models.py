@@ -214,7 +214,18 @@ class RateBucket(Base):
 
 class Thread(Base):
     __tablename__ = "threads"
-    __table_args__ = (Index("ix_threads_case_last", "case_id", "last_message_at"),)
+    __table_args__ = (
+        Index("ix_threads_case_last", "case_id", "last_message_at"),
+        Index(
+            "ux_threads_active",
+            "organization_id",
+            "case_id",
+            "borrower_id",
+            "channel",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
     id: Mapped[uuid.UUID] = _pk()
     organization_id: Mapped[uuid.UUID] = _org()
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"))
@@ -277,6 +288,8 @@ class Message(Base):
     segments: Mapped[int | None] = mapped_column(Integer)
     cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 5))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The dispatch job that marked the message `sending` (see dispatch/pipeline.py).
+    claim_job_id: Mapped[int | None] = mapped_column(BigInteger)
     error_code: Mapped[str | None] = mapped_column(String(50))
     error_detail: Mapped[str | None] = mapped_column(Text)
     sent_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))

@@ -90,7 +90,6 @@ async def create_borrower(
         principal.organization_id,
         fields,
         [_contact_input(cp) for cp in body.contact_points],
-        borrower_id=body.borrower_id,
     )
     # Read back so the embedded list has the same order as every other read.
     points = await contacts.list_for_borrower(session, principal.organization_id, borrower.id)

@@ -89,7 +89,6 @@ async def create_case(
         fields,
         links,
         links_field=links_field,
-        case_id=body.case_id,
     )
     return case_out(record, _today(container))
 

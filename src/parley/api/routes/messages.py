@@ -38,7 +38,10 @@ async def _template_keys(session: SessionDep, messages: list[Message]) -> dict[u
     if not ids:
         return {}
     rows = await session.execute(
-        select(MessageTemplate.id, MessageTemplate.key).where(MessageTemplate.id.in_(ids))
+        select(MessageTemplate.id, MessageTemplate.key).where(
+            MessageTemplate.id.in_(ids),
+            MessageTemplate.organization_id == messages[0].organization_id,
+        )
     )
     return dict(rows.all())
 
@@ -216,7 +219,10 @@ async def compliance_report(
     m = await svc.get(session, principal.organization_id, message_id)
     rows = await session.scalars(
         select(ComplianceDecision)
-        .where(ComplianceDecision.message_id == m.id)
+        .where(
+            ComplianceDecision.message_id == m.id,
+            ComplianceDecision.organization_id == principal.organization_id,
+        )
         .order_by(ComplianceDecision.id)
     )
     return ComplianceReport(
@@ -260,7 +266,7 @@ async def case_threads(
                 last_message_at=t.last_message_at,
                 status=t.status,
             )
-            for t in await thread_svc.for_case(session, case.id)
+            for t in await thread_svc.for_case(session, principal.organization_id, case.id)
         ]
     )
 
@@ -272,7 +278,7 @@ async def thread_messages(
     thread = await thread_svc.get(session, principal.organization_id, thread_id)
     rows = await session.scalars(
         select(Message)
-        .where(Message.thread_id == thread.id)
+        .where(Message.thread_id == thread.id, Message.organization_id == thread.organization_id)
         .order_by(Message.created_at, Message.id)
         .limit(500)
     )

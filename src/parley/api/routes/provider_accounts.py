@@ -24,8 +24,8 @@ class AccountCreate(RequestModel):
     config: dict[str, Any] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(default_factory=dict)
     is_default: bool = False
-    rate_per_second: float | None = None
-    burst: int | None = None
+    rate_per_second: float | None = Field(default=None, ge=0.001, le=100_000)
+    burst: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class AccountUpdate(RequestModel):
@@ -33,8 +33,8 @@ class AccountUpdate(RequestModel):
     config: dict[str, Any] | None = None
     secrets: dict[str, str] | None = None
     is_default: bool | None = None
-    rate_per_second: float | None = None
-    burst: int | None = None
+    rate_per_second: float | None = Field(default=None, ge=0.001, le=100_000)
+    burst: int | None = Field(default=None, ge=1, le=1_000_000)
     enabled: bool | None = None
 
 

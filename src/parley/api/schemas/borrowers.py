@@ -71,9 +71,6 @@ class ContactPointList(CamelModel):
 
 
 class BorrowerCreate(TextRequest):
-    borrower_id: uuid.UUID | None = Field(
-        default=None, description="Optional fixed id (demo data, imports); generated if absent"
-    )
     external_ref: str | None = Field(default=None, max_length=100)
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)

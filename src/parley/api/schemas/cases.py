@@ -35,9 +35,6 @@ class CaseBorrowerIn(TextRequest):
 
 
 class CaseCreate(TextRequest):
-    case_id: uuid.UUID | None = Field(
-        default=None, description="Optional fixed id (demo data, imports); generated if absent"
-    )
     case_number: str = Field(min_length=1, max_length=64)
     creditor: str = Field(min_length=1, max_length=200)
     original_amount: str = Field(max_length=40, description=AMOUNT_HELP)

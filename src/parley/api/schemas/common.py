@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -29,22 +30,37 @@ class RequestModel(CamelModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        # PostgreSQL text cannot hold NUL; refuse it in every field, nested values too
-        # (nested models ran this validator already, so their errors name the inner field).
-        if _has_nul(value):
-            raise ValueError("must not contain NUL characters")
+    def _storable(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL, JSON columns cannot hold NaN or infinity, and
+        # free-form values (template variables) must stay small and shallow. Nested
+        # models ran this validator already, so their errors name the inner field.
+        problem = _unstorable(value, depth=0)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
-def _has_nul(value: Any) -> bool:
+MAX_DEPTH = 8
+MAX_ITEMS = 1000
+
+
+def _unstorable(value: Any, depth: int) -> str | None:
     if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
+        return "must not contain NUL characters" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "numbers must be finite (no NaN or infinity)"
+    if isinstance(value, dict | list | tuple):
+        if depth >= MAX_DEPTH:
+            return f"must not be nested more than {MAX_DEPTH} levels deep"
+        if len(value) > MAX_ITEMS:
+            return f"must not hold more than {MAX_ITEMS} items"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            problem = _unstorable(key, depth + 1) if isinstance(key, str) else None
+            problem = problem or _unstorable(item, depth + 1)
+            if problem:
+                return problem
+    return None
 
 
 T = TypeVar("T")

@@ -1,0 +1,134 @@
+"""Claims (invariant 2): a message `sending` under a live job is left alone; under a dead
+one (or this same job, re-run after it died) it is flagged for review, never resent."""
+
+from __future__ import annotations
+
+import asyncio
+
+from parley.dispatch.pipeline import Dispatcher
+from tests.support import factories
+
+
+async def _message(tenant, container):
+    data = await factories.borrower_with_case(container, tenant.organization_id)
+    await factories.sandbox_accounts(container, tenant.organization_id, callbacks=False)
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Hi"}
+    )
+    return r.json()["messageId"], data
+
+
+async def _fake_job(container, status: str) -> int:
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, status, args) "
+            "VALUES ('dispatch', 'parley:send_messages', %s, '{}') RETURNING id",
+            (status,),
+        )
+        return (await cur.fetchone())[0]
+
+
+async def _state(container, mid):
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT status, claim_job_id, attempts FROM messages WHERE id = %s", (mid,)
+        )
+        return await cur.fetchone()
+
+
+async def test_a_live_claim_is_left_alone_and_a_dead_one_is_reviewed(tenant, container):
+    mid, _ = await _message(tenant, container)
+    job_a = await _fake_job(container, "doing")
+    async with container.db.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE messages SET status = 'sending', claim_job_id = %s WHERE id = %s",
+            (job_a, mid),
+        )
+    await Dispatcher(container, job_id=job_a + 1000).run([mid])
+    assert (await _state(container, mid))[0] == "sending"  # job A is still running
+    async with container.db.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'failed' WHERE id = %s", (job_a,)
+        )
+    await Dispatcher(container, job_id=job_a + 1000).run([mid])
+    status, claim, attempts = await _state(container, mid)
+    assert (status, claim, attempts) == ("needs_review", job_a, 0)
+
+
+async def test_a_job_rerun_after_dying_reviews_its_own_claims(tenant, container):
+    mid, _ = await _message(tenant, container)
+    job = await _fake_job(container, "doing")
+    async with container.db.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE messages SET status = 'sending', claim_job_id = %s WHERE id = %s",
+            (job, mid),
+        )
+    await Dispatcher(container, job_id=job).run([mid])
+    assert (await _state(container, mid))[0] == "needs_review"
+    report = (await tenant.client.get(f"/api/messages/{mid}/delivery-report")).json()
+    assert report["events"][-1]["event"] == "needs_review"
+
+
+async def test_outcome_is_not_recorded_over_a_claim_taken_over(tenant, container):
+    """The sending job learns the outcome after its claim was judged dead: no event, no
+    retry job, the review stands."""
+    mid, _ = await _message(tenant, container)
+    job = await _fake_job(container, "doing")
+    d = Dispatcher(container, job_id=job)
+    claimed = await d._claim([mid])
+    assert [r.id for r in claimed] == [mid]
+    async with container.db.pool.connection() as conn:  # another job flags it meanwhile
+        await conn.execute("UPDATE messages SET status = 'needs_review' WHERE id = %s", (mid,))
+    from parley.channels.base import SendResult
+    from parley.dispatch.pipeline import Outcome
+
+    await d._record([Outcome(claimed[0], SendResult(False, retryable=True, error_code="451"))])
+    assert (await _state(container, mid))[0] == "needs_review"
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE args->'message_ids' ? %s "
+            "AND status = 'todo'",
+            (mid,),
+        )
+        assert (await cur.fetchone())[0] == 1  # only the original API job, no retry job
+        cur = await conn.execute(
+            "SELECT count(*) FROM message_events WHERE message_id = %s AND event_type = 'deferred'",
+            (mid,),
+        )
+        assert (await cur.fetchone())[0] == 0
+
+
+async def test_concurrent_dispatchers_never_exhaust_the_pool(tenant, container):
+    """More concurrent jobs than pooled connections still finish (no nested checkout)."""
+    ids = []
+    data = await factories.borrower_with_case(container, tenant.organization_id)
+    await factories.sandbox_accounts(container, tenant.organization_id, callbacks=False)
+    for i in range(30):
+        r = await tenant.client.post(
+            f"/api/cases/{data['case_id']}/messages",
+            json={"messageType": "sms", "body": f"m{i}"},
+        )
+        ids.append(r.json()["messageId"])
+    await asyncio.wait_for(
+        asyncio.gather(*(Dispatcher(container, job_id=None).run([m]) for m in ids)), 60
+    )
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute("SELECT status, count(*) FROM messages GROUP BY status")
+        assert dict(await cur.fetchall()) == {"sent": 30}
+
+
+async def test_concurrent_first_messages_share_one_thread(tenant, container):
+    data = await factories.borrower_with_case(container, tenant.organization_id)
+    await factories.sandbox_accounts(container, tenant.organization_id, callbacks=False)
+    rs = await asyncio.gather(
+        *(
+            tenant.client.post(
+                f"/api/cases/{data['case_id']}/messages",
+                json={"messageType": "sms", "body": f"hello {i}"},
+            )
+            for i in range(6)
+        )
+    )
+    assert all(r.status_code == 201 for r in rs), [r.text for r in rs]
+    threads = (await tenant.client.get(f"/api/cases/{data['case_id']}/threads")).json()
+    assert len(threads["threads"]) == 1 and threads["threads"][0]["messageCount"] == 6
