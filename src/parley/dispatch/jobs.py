@@ -90,3 +90,12 @@ async def prune_finished_jobs(context: JobContext, timestamp: int) -> None:
     await container.jobs.job_manager.delete_old_jobs(
         nb_hours=container.settings.job_retention_hours
     )
+
+
+@blueprint.periodic(cron="* * * * *", periodic_id="reconcile")
+@blueprint.task(name="reconcile_messages", queue="maintenance", pass_context=True)
+async def reconcile_messages(context: JobContext, timestamp: int) -> tuple[int, int]:
+    """Give messages that lost their job a new one (see dispatch/reconcile.py)."""
+    from parley.dispatch.reconcile import reconcile
+
+    return await reconcile(_container(context))
