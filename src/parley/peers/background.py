@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -65,3 +66,50 @@ class BackgroundLoop:
             self._thread.join(30)
         self.loop = None
         self._thread = None
+
+
+class Peer:
+    """Lifecycle shared by the protocol peers: `async with peer` runs it on the caller's
+    loop, `with peer` on a private loop in a background thread. Subclasses implement
+    `start()` (returning self) and `stop()`, and name their thread."""
+
+    thread_name = "peer"
+    _background: BackgroundLoop | None = None
+
+    async def start(self) -> Self:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def start_in_thread(self) -> Self:
+        self._background = BackgroundLoop(self.thread_name)
+        self._background.start(self.start, self.stop)
+        return self
+
+    def stop_thread(self) -> None:
+        if self._background is not None:
+            self._background.stop()
+            self._background = None
+
+    def __enter__(self) -> Self:
+        return self.start_in_thread()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_thread()

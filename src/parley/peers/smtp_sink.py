@@ -35,10 +35,9 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Literal
 
-from parley.peers.background import BackgroundLoop
+from parley.peers.background import Peer
 
 log = logging.getLogger(__name__)
 
@@ -391,8 +390,10 @@ def _path(arg: str, prefix: str) -> str:
 # The server
 
 
-class SmtpSink(SinkLedger):
+class SmtpSink(SinkLedger, Peer):
     """An SMTP sink bound to `host:port` (port 0 picks a free one; see `.port`)."""
+
+    thread_name = "smtp-sink"
 
     def __init__(
         self,
@@ -426,7 +427,6 @@ class SmtpSink(SinkLedger):
         self.hostname = hostname
         self.connections = 0  # client connections accepted so far
         self._server: asyncio.Server | None = None
-        self._background: BackgroundLoop | None = None
         self._protocols: weakref.WeakSet[asyncio.BaseProtocol] = weakref.WeakSet()
 
     def _protocol_factory(self) -> asyncio.BaseProtocol:
@@ -480,37 +480,3 @@ class SmtpSink(SinkLedger):
             self._server = None
         self.disconnect_all()
         self.close()
-
-    async def __aenter__(self) -> SmtpSink:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    # -- on a background thread ----------------------------------------------------
-
-    def start_in_thread(self) -> SmtpSink:
-        self._background = BackgroundLoop("smtp-sink")
-        self._background.start(self.start, self.stop)
-        return self
-
-    def stop_thread(self) -> None:
-        if self._background is not None:
-            self._background.stop()
-            self._background = None
-
-    def __enter__(self) -> SmtpSink:
-        return self.start_in_thread()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop_thread()

@@ -41,7 +41,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -50,7 +49,7 @@ import orjson
 from aiohttp import web
 
 from parley.channels.twilio.signature import compute_signature
-from parley.peers.background import BackgroundLoop
+from parley.peers.background import Peer
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +129,10 @@ class _Scripted:
     stall: float = 0.0
 
 
-class TwilioApiPeer:
+class TwilioApiPeer(Peer):
     """A Twilio Messages API look-alike on `host:port` (port 0 picks a free one)."""
+
+    thread_name = "twilio-api-peer"
 
     def __init__(
         self,
@@ -176,7 +177,6 @@ class TwilioApiPeer:
         self._runner: web.AppRunner | None = None
         self._client: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._background: BackgroundLoop | None = None
 
     @property
     def base_url(self) -> str:
@@ -212,38 +212,6 @@ class TwilioApiPeer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> TwilioApiPeer:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    def start_in_thread(self) -> TwilioApiPeer:
-        self._background = BackgroundLoop("twilio-api-peer")
-        self._background.start(self.start, self.stop)
-        return self
-
-    def stop_thread(self) -> None:
-        if self._background is not None:
-            self._background.stop()
-            self._background = None
-
-    def __enter__(self) -> TwilioApiPeer:
-        return self.start_in_thread()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop_thread()
 
     # -- scripting -------------------------------------------------------------------
 

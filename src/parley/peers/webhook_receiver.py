@@ -13,15 +13,17 @@ see exactly what a provider (or a protocol peer) sent: each request is kept as a
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
 
 from aiohttp import web
 
 from parley.channels.base import WebhookRequest
+from parley.peers.background import Peer
 
 
-class WebhookReceiver:
+class WebhookReceiver(Peer):
     """Answers every POST/GET with `status` and records it."""
+
+    thread_name = "webhook-receiver"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, status: int = 204) -> None:
         self.host = host
@@ -73,14 +75,3 @@ class WebhookReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> WebhookReceiver:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
