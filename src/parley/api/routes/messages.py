@@ -228,17 +228,7 @@ async def compliance_report(
     return ComplianceReport(
         message_id=m.id,
         status=m.status,
-        decisions=[
-            ComplianceDecisionOut(
-                stage=d.stage,
-                outcome=d.outcome,
-                defer_until=d.defer_until,
-                rules=d.rules,
-                facts=d.facts,
-                decided_at=d.decided_at,
-            )
-            for d in rows
-        ],
+        decisions=[ComplianceDecisionOut.model_validate(d, from_attributes=True) for d in rows],
     )
 
 
