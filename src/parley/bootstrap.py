@@ -52,13 +52,13 @@ def resolve_database_url(settings: Settings) -> tuple[str, embedded.EmbeddedPost
 
 
 def build_job_app(db: Database) -> procrastinate.App:
-    from parley.dispatch.jobs import blueprint
+    from parley.dispatch.jobs import make_blueprint
 
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(),
         import_paths=["parley.dispatch.jobs"],
     )
-    app.add_tasks_from(blueprint, namespace="parley")
+    app.add_tasks_from(make_blueprint(), namespace="parley")
     return app
 
 
@@ -73,7 +73,7 @@ async def create_container(
     if migrate:
         from parley.storage.migrate import upgrade
 
-        upgrade(url)
+        upgrade(url)  # a no-op (one query) when the schema is current
     db = Database.create(url, pool_size=settings.db_pool_size)
     await db.open()
     jobs = build_job_app(db)

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     db_pool_size: int = 10
     worker_concurrency: int = 8
+    # How often an idle worker looks for jobs that became due (retries, scheduled sends).
+    job_poll_seconds: float = 0.5
     # Bulk sends are split into jobs of this many messages (one job, many message ids).
     dispatch_batch_size: int = 200
     # Concurrent provider calls per dispatch job.

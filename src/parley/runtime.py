@@ -26,6 +26,9 @@ async def run_worker(
         update_heartbeat_interval=max(1.0, container.settings.stalled_worker_seconds / 6),
         stalled_worker_timeout=container.settings.stalled_worker_seconds,
         listen_notify=True,
+        # Jobs scheduled a moment ahead (retries) get no notification when they come
+        # due; poll often enough that a retry isn't held back by the poll interval.
+        fetch_job_polling_interval=container.settings.job_poll_seconds,
         # Finished jobs are kept (which job sent a message stays answerable) and pruned
         # after `job_retention_hours` by a periodic task.
         delete_jobs="never",

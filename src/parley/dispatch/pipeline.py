@@ -96,17 +96,22 @@ WHERE m.id = u.id AND m.status = 'sending' AND m.claim_job_id IS NOT DISTINCT FR
 RETURNING m.id::text
 """
 
-EVENT_SQL = """
+# Set-based inserts: one statement per batch whatever its size (executemany costs a
+# round of per-row work in the driver and the server).
+EVENTS_SQL = """
 INSERT INTO message_events (organization_id, message_id, event_type, status_before,
-    status_after, source, provider_event_id, provider_status, error_code, reason,
-    occurred_at, raw)
-VALUES (%s, %s, %s, %s, %s, 'parley', NULL, %s, %s, %s, %s, NULL)
+    status_after, source, provider_status, error_code, reason, occurred_at)
+SELECT o, m, e, b, a, 'parley', p, c, r, t
+FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[],
+            %s::text[], %s::text[], %s::timestamptz[]) AS u(o, m, e, b, a, p, c, r, t)
 """
 
-DECISION_SQL = """
+DECISIONS_SQL = """
 INSERT INTO compliance_decisions (organization_id, message_id, stage, outcome, defer_until,
     rules, facts)
-VALUES (%s, %s, 'send', %s, %s, %s, %s)
+SELECT o, m, 'send', d, t, r::jsonb, f::jsonb
+FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])
+     AS u(o, m, d, t, r, f)
 """
 
 
@@ -238,6 +243,7 @@ class Dispatcher:
         review: list[str] = []
         blocked: list[str] = []
         deferred: dict[datetime, list[str]] = defaultdict(list)
+        verdicts: dict[tuple[str, bool, str], tuple[gate.Decision, str, str]] = {}
         async with self.c.db.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(LOAD_SQL, (ids,))
             rows = [Row(*r) for r in await cur.fetchall()]
@@ -260,15 +266,22 @@ class Dispatcher:
                     continue
                 if status not in (MessageStatus.QUEUED, MessageStatus.SCHEDULED):
                     continue  # cancelled, blocked, already sent: nothing to do
-                decision = gate.evaluate(
-                    gate.AttemptFacts(
-                        channel=Channel(row.channel),
-                        now=now,
-                        borrower_do_not_contact=row.do_not_contact,
-                        case_status=row.case_status,
+                key = (row.channel, row.do_not_contact, row.case_status)
+                if key not in verdicts:
+                    # Facts are the same for every message sharing them: decide (and
+                    # serialize the evidence) once per distinct set within the batch.
+                    verdicts[key] = _decide(row, now)
+                decision, rules_json, facts_json = verdicts[key]
+                decisions.append(
+                    (
+                        row.organization_id,
+                        row.id,
+                        decision.outcome.value,
+                        decision.defer_until,
+                        rules_json,
+                        facts_json,
                     )
                 )
-                decisions.append(_decision_row(row, decision))
                 reason = ", ".join(decision.reasons) or None
                 if decision.outcome is gate.Outcome.BLOCK:
                     blocked.append(row.id)
@@ -298,8 +311,8 @@ class Dispatcher:
                     row.attempts += 1
                     row.claim_job_id = self.job_id
                     claimed.append(row)
-            await _insert_many(conn, EVENT_SQL, events)
-            await _insert_many(conn, DECISION_SQL, decisions)
+            await _insert_columns(conn, EVENTS_SQL, events)
+            await _insert_columns(conn, DECISIONS_SQL, decisions)
         return claimed
 
     def _claim_is_live(self, row: Row) -> bool:
@@ -323,9 +336,9 @@ class Dispatcher:
                 },
             )
             failed = await cur.fetchall()
-            await _insert_many(
+            await _insert_columns(
                 conn,
-                EVENT_SQL,
+                EVENTS_SQL,
                 [
                     (org, mid, "failed", "queued", "failed", None, code, detail, now)
                     for mid, org, _ in failed
@@ -348,7 +361,7 @@ class Dispatcher:
                 review.append(o)
             elif res.retryable and not self.policy.exhausted(o.row.attempts):
                 delay = self.policy.delay(o.row.attempts, res.retry_after)
-                retry.append((o, (now + timedelta(seconds=delay)).replace(microsecond=0)))
+                retry.append((o, _whole_second_after(now + timedelta(seconds=delay))))
             else:
                 failed.append(o)
         by_id = {o.row.id: o for o in outcomes}
@@ -409,7 +422,7 @@ class Dispatcher:
                     retry_at[at].append(o.row.id)
             for at, retry_ids in retry_at.items():
                 await outbox.defer_send(self.c.jobs, conn, retry_ids, schedule_at=at)
-            await _insert_many(conn, EVENT_SQL, events)
+            await _insert_columns(conn, EVENTS_SQL, events)
         lost = len(outcomes) - len(events)
         if lost:
             log.warning("%d outcomes not recorded: their claim was taken over meanwhile", lost)
@@ -429,6 +442,13 @@ def _event(
     if after is None:
         after = event if event in _STATUS_VALUES else before
     return (row.organization_id, row.id, event, before, after, provider_status, code, reason, at)
+
+
+def _whole_second_after(at: datetime) -> datetime:
+    """Round up (never down: a provider's Retry-After is a floor) to a whole second, so
+    retries of one batch share a few scheduled jobs."""
+    whole = at.replace(microsecond=0)
+    return whole if whole == at else whole + timedelta(seconds=1)
 
 
 def _bind(provider: ChannelProvider, message: OutboundMessage) -> Any:
@@ -461,20 +481,25 @@ def _account_problem(account: AccountRow | None) -> tuple[str, str] | None:
     return None
 
 
-def _decision_row(row: Row, decision: gate.Decision) -> tuple[Any, ...]:
+def _decide(row: Row, now: datetime) -> tuple[gate.Decision, str, str]:
+    decision = gate.evaluate(
+        gate.AttemptFacts(
+            channel=Channel(row.channel),
+            now=now,
+            borrower_do_not_contact=row.do_not_contact,
+            case_status=row.case_status,
+        )
+    )
     return (
-        row.organization_id,
-        row.id,
-        decision.outcome.value,
-        decision.defer_until,
+        decision,
         orjson.dumps([v.as_record() for v in decision.verdicts]).decode(),
         orjson.dumps(decision.facts.as_record()).decode(),
     )
 
 
-async def _insert_many(
+async def _insert_columns(
     conn: psycopg.AsyncConnection, sql: str, rows: list[tuple[Any, ...]]
 ) -> None:
+    """Insert row tuples through `unnest`: the rows are passed as one array per column."""
     if rows:
-        async with conn.cursor() as cur:
-            await cur.executemany(sql, rows)
+        await conn.execute(sql, [list(column) for column in zip(*rows, strict=True)])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from parley.storage.db import sqlalchemy_url
 
@@ -20,4 +21,23 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    if (
+        revision == "head"
+        and _current(url) == ScriptDirectory.from_config(config).get_current_head()
+    ):
+        return  # already current: skip Alembic's environment start-up (workers start faster)
+    command.upgrade(config, revision)
+
+
+def _current(url: str) -> str | None:
+    import psycopg
+
+    from parley.storage.db import libpq_url
+
+    try:
+        with psycopg.connect(libpq_url(url)) as conn:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return row[0] if row else None
