@@ -106,12 +106,14 @@ FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text
             %s::text[], %s::text[], %s::timestamptz[]) AS u(o, m, e, b, a, p, c, r, t)
 """
 
+# Decisions share their evidence: each distinct (rules, facts) JSON is sent once and rows
+# point at it by index, which keeps the statement small for a large batch.
 DECISIONS_SQL = """
 INSERT INTO compliance_decisions (organization_id, message_id, stage, outcome, defer_until,
     rules, facts)
-SELECT o, m, 'send', d, t, r::jsonb, f::jsonb
-FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])
-     AS u(o, m, d, t, r, f)
+SELECT o, m, 'send', d, t, (%s::text[])[i]::jsonb, (%s::text[])[i]::jsonb
+FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::timestamptz[], %s::int[])
+     AS u(o, m, d, t, i)
 """
 
 
@@ -243,7 +245,7 @@ class Dispatcher:
         review: list[str] = []
         blocked: list[str] = []
         deferred: dict[datetime, list[str]] = defaultdict(list)
-        verdicts: dict[tuple[str, bool, str], tuple[gate.Decision, str, str]] = {}
+        verdicts: dict[tuple[str, bool, str], tuple[gate.Decision, str, str, int]] = {}
         async with self.c.db.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(LOAD_SQL, (ids,))
             rows = [Row(*r) for r in await cur.fetchall()]
@@ -270,16 +272,15 @@ class Dispatcher:
                 if key not in verdicts:
                     # Facts are the same for every message sharing them: decide (and
                     # serialize the evidence) once per distinct set within the batch.
-                    verdicts[key] = _decide(row, now)
-                decision, rules_json, facts_json = verdicts[key]
+                    verdicts[key] = (*_decide(row, now), len(verdicts) + 1)
+                decision, _rules, _facts, index = verdicts[key]
                 decisions.append(
                     (
                         row.organization_id,
                         row.id,
                         decision.outcome.value,
                         decision.defer_until,
-                        rules_json,
-                        facts_json,
+                        index,
                     )
                 )
                 reason = ", ".join(decision.reasons) or None
@@ -312,7 +313,16 @@ class Dispatcher:
                     row.claim_job_id = self.job_id
                     claimed.append(row)
             await _insert_columns(conn, EVENTS_SQL, events)
-            await _insert_columns(conn, DECISIONS_SQL, decisions)
+            if decisions:
+                evidence = sorted(verdicts.values(), key=lambda v: v[3])
+                await conn.execute(
+                    DECISIONS_SQL,
+                    [
+                        [v[1] for v in evidence],
+                        [v[2] for v in evidence],
+                        *(list(column) for column in zip(*decisions, strict=True)),
+                    ],
+                )
         return claimed
 
     def _claim_is_live(self, row: Row) -> bool:

@@ -349,3 +349,18 @@ async def test_concurrency_is_bounded() -> None:
         await sender.aclose()
     assert all(r.accepted for r in results)
     assert peer.stats.max_in_flight == 3
+
+
+def test_encoded_form_is_the_url_encoding_of_form():
+    from urllib.parse import urlencode
+
+    message = template()
+    service = "MG" + "a" * 32
+    for p in (provider(), provider(from_number=None, messaging_service_sid=service)):
+        for m in (
+            message,
+            replace(message, body="Ünïcode & = + ? 💸", sender="+15550001111"),
+            replace(message, status_callback_url="https://cb.example/x?a=1&b=2"),
+            replace(message, sender=None),
+        ):
+            assert p.encoded_form(m) == urlencode(p.form(m)).encode()

@@ -141,7 +141,9 @@ def fold_plain(name: str, value: str) -> str:
 def unstructured(name: str, value: str) -> str:
     """An unstructured header value (Subject, extras): as-is, folded, or RFC 2047-encoded."""
     check_header_value(name, value)
-    if _PLAIN_ASCII.match(value) and "=?" not in value:
+    # Leading/trailing whitespace would be lost by parsers in a plain value; encoded-words
+    # keep it.
+    if _PLAIN_ASCII.match(value) and "=?" not in value and value == value.strip(" \t"):
         try:
             return fold_plain(name, value)
         except InvalidMessageError:

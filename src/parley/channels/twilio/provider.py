@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -100,7 +101,7 @@ class TwilioProvider:
     # -- sending -------------------------------------------------------------------
 
     def form(self, message: OutboundMessage) -> list[tuple[str, str]]:
-        """The Messages.json form fields for `message`."""
+        """The Messages.json form fields for `message` (what `encoded_form` encodes)."""
         fields = [("To", message.to), ("Body", message.body)]
         sender = message.sender or self.settings.from_number
         if sender:
@@ -112,10 +113,30 @@ class TwilioProvider:
             fields.append(("StatusCallback", callback))
         return fields
 
+    def encoded_form(self, message: OutboundMessage) -> bytes:
+        """The Messages.json form, url-encoded. The fields every message of this account
+        shares (sender, service, callback) are encoded once; only To and Body per message."""
+        sender = message.sender or self.settings.from_number
+        callback = message.status_callback_url or self.settings.status_callback_url
+        shared = self._shared_fields(sender, callback)
+        to_body = urlencode((("To", message.to), ("Body", message.body)))
+        return (to_body + shared).encode("utf-8")
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - a few (sender, callback) pairs per account
+    def _shared_fields(self, sender: str | None, callback: str | None) -> str:
+        fields = []
+        if sender:
+            fields.append(("From", sender))
+        if self.settings.messaging_service_sid:
+            fields.append(("MessagingServiceSid", self.settings.messaging_service_sid))
+        if callback:
+            fields.append(("StatusCallback", callback))
+        return "&" + urlencode(fields) if fields else ""
+
     async def send(self, message: OutboundMessage) -> SendResult:
         if not message.to:
             return SendResult(accepted=False, error_code="21604", error_detail="'To' is required")
-        body = urlencode(self.form(message)).encode("utf-8")
+        body = self.encoded_form(message)
         progress = _Progress()
         async with self._slots:
             session = self._client()
