@@ -46,6 +46,11 @@ def _org() -> Mapped[uuid.UUID]:
     return mapped_column(ForeignKey("organizations.id"), index=True)
 
 
+def _org_unindexed() -> Mapped[uuid.UUID]:
+    # For tables always read through an already-scoped parent (events, decisions).
+    return mapped_column(ForeignKey("organizations.id"))
+
+
 def _created() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -313,7 +318,7 @@ class MessageEvent(Base):
         Index("ix_message_events_message", "message_id", "id"),
     )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    organization_id: Mapped[uuid.UUID] = _org()
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
     message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id"))
     event_type: Mapped[str] = mapped_column(String(20))
     status_before: Mapped[str | None] = mapped_column(String(20))
@@ -350,7 +355,7 @@ class ComplianceDecision(Base):
     __tablename__ = "compliance_decisions"
     __table_args__ = (Index("ix_compliance_decisions_message", "message_id", "id"),)
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    organization_id: Mapped[uuid.UUID] = _org()
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
     message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id"))
     stage: Mapped[str] = mapped_column(String(10))  # enqueue | send
     outcome: Mapped[str] = mapped_column(String(10))  # allow | defer | block
