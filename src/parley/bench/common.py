@@ -34,6 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from parley.bench.seed import release
+
 IN_FLIGHT = ("queued", "sending", "scheduled")
 _LIBRARIES = ("aiosmtplib", "aiohttp", "procrastinate", "psycopg", "aiosmtpd")
 
@@ -385,6 +387,21 @@ class WorkerFleet:
                 p.wait(5)
 
 
+async def _wait_for_workers(
+    conn: psycopg.AsyncConnection, count: int, fleet: WorkerFleet, limit_s: float
+) -> None:
+    """Until `count` workers have registered (they do once they listen for jobs)."""
+    deadline = time.perf_counter() + limit_s
+    while True:
+        cur = await conn.execute("SELECT count(*) FROM procrastinate_workers")
+        if int((await cur.fetchone() or (0,))[0]) >= count:
+            return
+        fleet.check()
+        if time.perf_counter() > deadline:
+            raise TimeoutError("workers did not start")
+        await asyncio.sleep(0.02)
+
+
 async def run_parley(
     args: argparse.Namespace, url: str, orgs: Sequence[str], peer: PeerProcess, log_dir: Path
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -396,9 +413,17 @@ async def run_parley(
     timeline: list[tuple[float, int]] = []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         window = CpuWindow(url).start()
-        launched, started = time.time(), time.perf_counter()
-        fleet.start()  # the clock runs from here to the poll that finds nothing in flight
+        launched, launched_perf = time.time(), time.perf_counter()
+        fleet.start()
         try:
+            # Workers are long-running services: the clock starts when the queued
+            # messages (seeded with held jobs) are released to workers that are up, and
+            # runs to the poll that finds nothing in flight. The figure from launch,
+            # interpreter start-up included, is recorded too.
+            await _wait_for_workers(conn, args.workers, fleet, args.timeout)
+            released_after = time.perf_counter() - launched_perf
+            await release(conn)
+            started = time.perf_counter()
             while True:
                 cur = await conn.execute(
                     "SELECT count(*) FROM messages WHERE status = ANY(%s) "
@@ -428,6 +453,8 @@ async def run_parley(
         "sent": sent,
         "total": sum(statuses.values()),
         "sent_per_s": round(sent / elapsed, 1),
+        "workers_ready_after_launch_s": round(released_after, 2),
+        "sent_per_s_from_launch": round(sent / (elapsed + released_after), 1),
         "statuses": statuses,
         "failed_by_code": row[1] or {},
         "sent_after_retry": row[2],
@@ -444,9 +471,11 @@ async def run_parley(
 
 
 NOTES = (
-    "Parley's figure: sent messages / wall time from launching the `parley worker` "
-    "processes on already-queued messages until none is in flight (startup and retries "
-    "included); worker bytecode is compiled beforehand, as in an installed deployment",
+    "Parley's figure: sent messages / wall time from releasing the already-queued messages "
+    "to running `parley worker` processes (their jobs are written held, then made due and "
+    "notified, as an enqueue would) until none is in flight, retries included; "
+    "sent_per_s_from_launch also counts process start-up; worker bytecode is compiled "
+    "beforehand, as in an installed deployment",
     "retry base 0.2 s (production default 2 s) so that backoff does not dominate the run",
 )
 

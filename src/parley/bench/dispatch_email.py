@@ -179,6 +179,7 @@ async def seed_messages(
         },
         secrets={},
         batch_size=batch_size,
+        hold=True,  # released once the workers are up (see common.run_parley)
     )
     return seeded.organization_id, seeded.message_ids
 
@@ -302,6 +303,8 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         f"end to end = {parley['sent_per_s']:.0f} msg/s ({args.workers} workers x "
         f"concurrency {args.concurrency}, batch {args.batch_size}, parallelism "
         f"{args.parallelism}, pool {pool_size}/worker, retry base {args.retry_base_seconds} s)",
+        f"workers ready {parley['workers_ready_after_launch_s']} s after launch "
+        f"({parley['sent_per_s_from_launch']:.0f} msg/s counting start-up); "
         f"first message sent {parley['first_sent_s']} s after launch, last {parley['last_sent_s']}"
         f" s; {parley['sent_after_retry']} sent after a retry; ratio {ratio:.2f}x",
         f"CPU during Parley: workers {parley['worker_cpu_s']} s, PostgreSQL "

@@ -218,6 +218,7 @@ async def seed_accounts(
             rate_per_second=rate,
             burst=burst,
             account_name=f"bench {sid[:6]}",
+            hold=True,  # released once the workers are up (see common.run_parley)
         )
         orgs.append(seeded.organization_id)
     return orgs
@@ -388,6 +389,8 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         f"concurrency {args.concurrency}, batch {args.batch_size}, parallelism "
         f"{args.parallelism}, max_concurrency {RAW_CONCURRENCY // args.workers}/worker, "
         f"retry base {args.retry_base_seconds} s); ratio {ratio:.2f}x",
+        f"workers ready {parley['workers_ready_after_launch_s']} s after launch "
+        f"({parley['sent_per_s_from_launch']:.0f} msg/s counting start-up); "
         f"first message sent {parley['first_sent_s']} s after launch, last {parley['last_sent_s']}"
         f" s; {parley['sent_after_retry']} sent after a retry; CPU: workers "
         f"{parley['worker_cpu_s']} s, PostgreSQL {parley['postgres_cpu_s']} s, peer "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -86,7 +87,10 @@ async def seed(
     burst: int | None = None,
     batch_size: int | None = None,
     account_name: str = "bench",
+    hold: bool = False,
 ) -> Seeded:
+    """Seed `count` queued messages with their jobs. With `hold`, the jobs are scheduled a
+    day ahead so a benchmark can start its workers first and then `release` them."""
     org = str(uuid.uuid4())
     account = str(uuid.uuid4())
     kind = "email" if channel is Channel.EMAIL else "phone"
@@ -146,5 +150,23 @@ async def seed(
             conn,
             ids,
             batch_size=batch_size or container.settings.dispatch_batch_size,
+            schedule_at=datetime.now(UTC) + timedelta(days=1) if hold else None,
         )
     return Seeded(organization_id=org, account_id=account, message_ids=ids)
+
+
+RELEASE_SQL = """
+UPDATE procrastinate_jobs SET scheduled_at = NULL
+WHERE status = 'todo' AND task_name = 'parley:send_messages'
+  AND scheduled_at > now() + interval '1 hour'
+"""
+
+
+async def release(conn: Any) -> int:
+    """Make held jobs due now and wake the workers, as a fresh enqueue would (an insert's
+    trigger notifies them; an update of scheduled_at does not)."""
+    cur = await conn.execute(RELEASE_SQL)
+    await conn.execute(
+        "SELECT pg_notify('procrastinate_any_queue_v1', '{\"type\": \"job_inserted\"}')"
+    )
+    return int(cur.rowcount)
