@@ -495,6 +495,27 @@ def worker_env(args: argparse.Namespace) -> dict[str, str]:
 # -- gates and the results file -------------------------------------------------------------
 
 
+def ratio_gate(
+    record: dict[str, Any], raws: Sequence[dict[str, Any]], parley: dict[str, Any]
+) -> dict[str, Any]:
+    """Record raw vs Parley (the better raw run is the figure) and return the 0.5x gate."""
+    raw_figure = max(r["sent_per_s"] for r in raws)
+    ratio = parley["sent_per_s"] / raw_figure if raw_figure else 0.0
+    record.update(
+        {
+            "unit": "msg/s",
+            "raw_figure": raw_figure,
+            "parley_figure": parley["sent_per_s"],
+            "ratio": round(ratio, 3),
+        }
+    )
+    return gate(
+        "parley >= 0.5x raw",
+        ratio >= 0.5,
+        f"{parley['sent_per_s']:.0f} / {raw_figure:.0f} msg/s = {ratio:.2f}x",
+    )
+
+
 def gate(name: str, passed: bool, detail: str) -> dict[str, Any]:
     return {"gate": name, "passed": bool(passed), "detail": detail}
 

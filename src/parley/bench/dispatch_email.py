@@ -274,22 +274,8 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         record["parley"] = parley
         if args.raw_runs > 1:
             raws.append(await raw_phase(sink, url, args.count, "after"))
-    raw_figure = max(r["sent_per_s"] for r in raws)
-    ratio = parley["sent_per_s"] / raw_figure if raw_figure else 0.0
-    record.update(
-        {
-            "unit": "msg/s",
-            "raw_figure": raw_figure,
-            "parley_figure": parley["sent_per_s"],
-            "ratio": round(ratio, 3),
-        }
-    )
     record["gates"] = [
-        common.gate(
-            "parley >= 0.5x raw",
-            ratio >= 0.5,
-            f"{parley['sent_per_s']:.0f} / {raw_figure:.0f} msg/s = {ratio:.2f}x",
-        ),
+        common.ratio_gate(record, raws, parley),
         common.gate(
             "parley >= 500 msg/s", parley["sent_per_s"] >= 500, f"{parley['sent_per_s']:.0f} msg/s"
         ),
@@ -298,7 +284,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         f"sink: {record['settings']['sink']}; database: {record['database']}",
         "raw runs (sent/s): "
         + ", ".join(f"{r['sent_per_s']:.0f}" for r in raws)
-        + f" -> raw figure {raw_figure:.0f} msg/s",
+        + f" -> raw figure {record['raw_figure']:.0f} msg/s",
         f"parley: {parley['sent']} sent of {parley['total']} in {parley['elapsed_s']:.2f} s "
         f"end to end = {parley['sent_per_s']:.0f} msg/s ({args.workers} workers x "
         f"concurrency {args.concurrency}, batch {args.batch_size}, parallelism "
@@ -306,7 +292,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         f"workers ready {parley['workers_ready_after_launch_s']} s after launch "
         f"({parley['sent_per_s_from_launch']:.0f} msg/s counting start-up); "
         f"first message sent {parley['first_sent_s']} s after launch, last {parley['last_sent_s']}"
-        f" s; {parley['sent_after_retry']} sent after a retry; ratio {ratio:.2f}x",
+        f" s; {parley['sent_after_retry']} sent after a retry; ratio {record['ratio']:.2f}x",
         f"CPU during Parley: workers {parley['worker_cpu_s']} s, PostgreSQL "
         f"{parley['postgres_cpu_s']} s, sink {parley['peer_cpu_s']} s, whole machine "
         f"{parley['machine_busy_cpu_s']} s ({parley['machine_busy_pct']}% of "

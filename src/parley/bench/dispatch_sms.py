@@ -355,23 +355,9 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
     )
     record["rate_phase"] = limited
     record["checks"] += correctness(limited, rate_limited=True)
-    raw_figure = max(r["sent_per_s"] for r in raws)
-    ratio = parley["sent_per_s"] / raw_figure if raw_figure else 0.0
     deviation = achieved / configured - 1
-    record.update(
-        {
-            "unit": "msg/s",
-            "raw_figure": raw_figure,
-            "parley_figure": parley["sent_per_s"],
-            "ratio": round(ratio, 3),
-        }
-    )
     record["gates"] = [
-        common.gate(
-            "parley >= 0.5x raw",
-            ratio >= 0.5,
-            f"{parley['sent_per_s']:.0f} / {raw_figure:.0f} msg/s = {ratio:.2f}x",
-        ),
+        common.ratio_gate(record, raws, parley),
         common.gate(
             "rate within 5% of configured",
             abs(deviation) <= 0.05,
@@ -383,12 +369,12 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         f"peer: {record['settings']['peer']}; database: {record['database']}",
         "raw runs (sent/s): "
         + ", ".join(f"{r['sent_per_s']:.0f}" for r in raws)
-        + f" -> raw figure {raw_figure:.0f} msg/s",
+        + f" -> raw figure {record['raw_figure']:.0f} msg/s",
         f"parley: {parley['sent']} sent of {parley['total']} in {parley['elapsed_s']:.2f} s "
         f"end to end = {parley['sent_per_s']:.0f} msg/s ({args.workers} workers x "
         f"concurrency {args.concurrency}, batch {args.batch_size}, parallelism "
         f"{args.parallelism}, max_concurrency {RAW_CONCURRENCY // args.workers}/worker, "
-        f"retry base {args.retry_base_seconds} s); ratio {ratio:.2f}x",
+        f"retry base {args.retry_base_seconds} s); ratio {record['ratio']:.2f}x",
         f"workers ready {parley['workers_ready_after_launch_s']} s after launch "
         f"({parley['sent_per_s_from_launch']:.0f} msg/s counting start-up); "
         f"first message sent {parley['first_sent_s']} s after launch, last {parley['last_sent_s']}"
