@@ -53,7 +53,8 @@ def make_blueprint() -> procrastinate.Blueprint:
 
         await process_stored_receipt(_container(context), receipt_id, attempt)
 
-    @blueprint.periodic(cron="*/5 * * * * *", periodic_id="requeue_stalled")
+    # croniter reads a sixth field as SECONDS (last): every 5 s, every minute.
+    @blueprint.periodic(cron="* * * * * */5", periodic_id="requeue_stalled")
     @blueprint.task(name="requeue_stalled_jobs", queue="maintenance", pass_context=True)
     async def requeue_stalled_jobs(context: JobContext, timestamp: int) -> int:
         """Put jobs of dead workers (no heartbeat) back in the queue.
