@@ -132,3 +132,26 @@ async def test_concurrent_first_messages_share_one_thread(tenant, container):
     assert all(r.status_code == 201 for r in rs), [r.text for r in rs]
     threads = (await tenant.client.get(f"/api/cases/{data['case_id']}/threads")).json()
     assert len(threads["threads"]) == 1 and threads["threads"][0]["messageCount"] == 6
+
+
+async def test_a_person_resolves_a_message_needing_review(tenant, container):
+    mid, _ = await _message(tenant, container)
+    job = await _fake_job(container, "failed")
+    async with container.db.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE messages SET status = 'sending', claim_job_id = %s WHERE id = %s",
+            (job, mid),
+        )
+    await Dispatcher(container, job_id=job + 1).run([mid])
+    assert (await _state(container, mid))[0] == "needs_review"
+    url = f"/api/messages/{mid}/resolve-review"
+    bad = await tenant.client.post(url, json={"resolution": "maybe"})
+    assert bad.status_code == 422
+    r = await tenant.client.post(url, json={"resolution": "not_sent", "note": "not in logs"})
+    assert r.status_code == 200 and r.json()["status"] == "failed"
+    assert r.json()["errorCode"] == "not_sent_after_review"
+    again = await tenant.client.post(url, json={"resolution": "sent"})
+    assert again.status_code == 409
+    report = (await tenant.client.get(f"/api/messages/{mid}/delivery-report")).json()
+    last = report["events"][-1]
+    assert last["event"] == "review_resolved" and "Ada Admin" in last["reason"]

@@ -353,3 +353,50 @@ async def cancel(
     )
     await session.commit()
     return message
+
+
+REVIEW_RESOLUTIONS = {"sent": MessageStatus.SENT, "not_sent": MessageStatus.FAILED}
+
+
+async def resolve_review(
+    container: Container,
+    session: AsyncSession,
+    principal: Principal,
+    message_id: uuid.UUID,
+    resolution: str,
+    note: str | None,
+) -> Message:
+    """A person settles a `needs_review` message: it did reach the borrower (`sent`) or it
+    did not (`not_sent` -> failed; send a new message if it should go out). The decision
+    is recorded as an event with who made it; nothing is resent automatically."""
+    target = REVIEW_RESOLUTIONS.get(resolution)
+    if target is None:
+        raise Invalid.field("resolution", "must be sent or not_sent")
+    message = await session.scalar(
+        select(Message)
+        .where(Message.id == message_id, Message.organization_id == principal.organization_id)
+        .with_for_update()
+    )
+    if message is None:
+        raise NotFound(f"message {message_id} not found")
+    if message.status != MessageStatus.NEEDS_REVIEW.value:
+        raise Conflict(f"message is {message.status}; only needs_review messages are resolved")
+    now = container.clock()
+    message.status = target.value
+    message.status_changed_at = now
+    if target is MessageStatus.FAILED:
+        message.error_code = "not_sent_after_review"
+    session.add(
+        MessageEvent(
+            organization_id=message.organization_id,
+            message_id=message.id,
+            event_type="review_resolved",
+            status_before=MessageStatus.NEEDS_REVIEW.value,
+            status_after=target.value,
+            source="parley",
+            occurred_at=now,
+            reason=f"{resolution} (by {principal.name})" + (f": {note}" if note else ""),
+        )
+    )
+    await session.commit()
+    return message

@@ -10,7 +10,7 @@ from fastapi import APIRouter, status
 from sqlalchemy import func, select
 
 from parley.api import pagination
-from parley.api.deps import ContainerDep, PrincipalDep, SessionDep
+from parley.api.deps import ContainerDep, PrincipalDep, SessionDep, SupervisorDep
 from parley.api.schemas.messages import (
     ComplianceDecisionOut,
     ComplianceReport,
@@ -19,6 +19,7 @@ from parley.api.schemas.messages import (
     MessageCreate,
     MessageList,
     MessageOut,
+    ReviewResolution,
     ThreadList,
     ThreadMessageOut,
     ThreadMessages,
@@ -237,6 +238,22 @@ async def cancel_message(
     message_id: uuid.UUID, session: SessionDep, principal: PrincipalDep, container: ContainerDep
 ) -> MessageOut:
     m = await svc.cancel(container, session, principal.organization_id, message_id)
+    return _out(m, await _template_keys(session, [m]))
+
+
+@router.post("/api/messages/{message_id}/resolve-review", response_model=MessageOut)
+async def resolve_review(
+    message_id: uuid.UUID,
+    body: ReviewResolution,
+    session: SessionDep,
+    principal: SupervisorDep,
+    container: ContainerDep,
+) -> MessageOut:
+    """Settle a `needs_review` message (a worker died after handing it to a provider that
+    cannot be asked): it was `sent`, or `not_sent` (then it becomes `failed`)."""
+    m = await svc.resolve_review(
+        container, session, principal, message_id, body.resolution, body.note
+    )
     return _out(m, await _template_keys(session, [m]))
 
 

@@ -140,3 +140,10 @@ class ComplianceReport(CamelModel):
     message_id: uuid.UUID
     status: str
     decisions: list[ComplianceDecisionOut]
+
+
+class ReviewResolution(RequestModel):
+    """How a person settles a `needs_review` message."""
+
+    resolution: Literal["sent", "not_sent"]
+    note: str | None = Field(default=None, max_length=2000)
