@@ -11,10 +11,8 @@ for review (it was in flight when the worker died).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,6 +23,7 @@ from parley.bench.seed import seed
 from parley.domain.channels import Channel
 from parley.domain.status import TERMINAL
 from parley.peers.smtp_sink import SmtpSink, read_recorded_ids
+from tests.support.live import worker_process
 
 pytestmark = pytest.mark.slow
 
@@ -32,19 +31,15 @@ TOTAL = 2000
 
 
 def _worker(database_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PARLEY_DATABASE_URL": database_url,
-        "PARLEY_STALLED_WORKER_SECONDS": "3",
-        "PARLEY_WORKER_CONCURRENCY": "4",
-        "PARLEY_DISPATCH_PARALLELISM": "20",
-        "PARLEY_RETRY_BASE_SECONDS": "0.2",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "parley.cli", "worker"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
+    return worker_process(
+        database_url,
+        {
+            "PARLEY_STALLED_WORKER_SECONDS": "3",
+            "PARLEY_WORKER_CONCURRENCY": "4",
+            "PARLEY_DISPATCH_PARALLELISM": "20",
+            "PARLEY_RETRY_BASE_SECONDS": "0.2",
+        },
+        log,
     )
 
 

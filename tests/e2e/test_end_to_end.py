@@ -132,18 +132,7 @@ async def test_sms_through_twilio_api_with_signed_shuffled_callbacks(tenant, con
         for i in range(5)
     ]
     async with TwilioApiPeer() as peer, live_api(container) as base:
-        account_id = await factories.account(
-            container,
-            tenant.organization_id,
-            "twilio",
-            Channel.SMS,
-            config={
-                "base_url": peer.base_url,
-                "account_sid": DEFAULT_ACCOUNT_SID,
-                "from_number": "+18005550100",
-            },
-            secrets_={"auth_token": DEFAULT_AUTH_TOKEN},
-        )
+        account_id = await factories.twilio_account(container, tenant.organization_id, peer)
         ids = []
         for data in cases:
             r = await tenant.client.post(
@@ -199,18 +188,7 @@ async def test_sms_through_twilio_api_with_signed_shuffled_callbacks(tenant, con
 async def test_twilio_transient_and_permanent_errors(tenant, container):
     data = await factories.borrower_with_case(container, tenant.organization_id)
     async with TwilioApiPeer() as peer:
-        await factories.account(
-            container,
-            tenant.organization_id,
-            "twilio",
-            Channel.SMS,
-            config={
-                "base_url": peer.base_url,
-                "account_sid": DEFAULT_ACCOUNT_SID,
-                "from_number": "+18005550100",
-            },
-            secrets_={"auth_token": DEFAULT_AUTH_TOKEN},
-        )
+        await factories.twilio_account(container, tenant.organization_id, peer)
         peer.fail_next(429, retry_after=0.2)
         r = await tenant.client.post(
             f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Hello"}

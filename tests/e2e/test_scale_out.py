@@ -4,30 +4,20 @@ work without sending anything twice, and share one rate limit per provider accou
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 
 from parley.bench.seed import seed
 from parley.domain.channels import Channel
 from parley.domain.status import TERMINAL
 from parley.peers.smtp_sink import SmtpSink
+from tests.support.live import worker_process
 
 
 def _worker(database_url: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PARLEY_DATABASE_URL": database_url,
-        "PARLEY_WORKER_CONCURRENCY": "4",
-        "PARLEY_DISPATCH_PARALLELISM": "16",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "parley.cli", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return worker_process(
+        database_url, {"PARLEY_WORKER_CONCURRENCY": "4", "PARLEY_DISPATCH_PARALLELISM": "16"}
     )
 
 

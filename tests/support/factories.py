@@ -150,3 +150,21 @@ async def template(
             channel=channel,
             parts=template_svc.TemplateParts(subject, body, html),
         )
+
+
+async def twilio_account(container: Any, org_id: uuid.UUID, peer: Any) -> uuid.UUID:
+    """A Twilio SMS account wired to a local `TwilioApiPeer` (its default credentials)."""
+    from parley.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+
+    return await account(
+        container,
+        org_id,
+        "twilio",
+        Channel.SMS,
+        config={
+            "base_url": peer.base_url,
+            "account_sid": DEFAULT_ACCOUNT_SID,
+            "from_number": "+18005550100",
+        },
+        secrets_={"auth_token": DEFAULT_AUTH_TOKEN},
+    )

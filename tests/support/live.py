@@ -11,6 +11,21 @@ from typing import Any
 import uvicorn
 
 
+def worker_process(database_url: str, env: dict[str, str], log: Any = None) -> Any:
+    """A `parley worker` process on `database_url` (output to `log`, a path, or dropped)."""
+    import os
+    import subprocess
+    import sys
+
+    out = log.open("ab") if log is not None else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "parley.cli", "worker"],
+        env={**os.environ, "PARLEY_DATABASE_URL": database_url, **env},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

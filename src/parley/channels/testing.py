@@ -377,6 +377,28 @@ class ContractKit(Protocol):
         ...
 
 
+def kit_provider(
+    spec: ProviderSpec,
+    *,
+    account_id: str,
+    channel: Channel,
+    config: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    public_base_url: str = "https://parley.example.com",
+) -> ChannelProvider:
+    """Build a provider from its spec the way the registry does, for contract kits."""
+    provider: ChannelProvider = spec.factory(
+        ProviderContext(
+            account_id=account_id,
+            channel=channel,
+            config=dict(config),
+            secrets=dict(secrets),
+            public_base_url=public_base_url,
+        )
+    )
+    return provider
+
+
 def load_kit(name: str) -> ContractKit:
     """The contract kit of registered provider `name`."""
     from parley.channels.registry import PROVIDERS

@@ -21,7 +21,7 @@ from parley.channels.base import (
 from parley.channels.sandbox import SPEC
 from parley.channels.sandbox.provider import SIGNATURE_HEADER, SandboxProvider
 from parley.channels.sandbox.provider import sign as signature
-from parley.channels.testing import ErrorMode, KitHarness, Outcome
+from parley.channels.testing import ErrorMode, KitHarness, Outcome, kit_provider
 from parley.domain.channels import Channel
 from parley.peers.webhook_receiver import WebhookReceiver
 
@@ -97,15 +97,13 @@ async def wired(
 
 
 def provider(secrets: Mapping[str, str] | None = None) -> ChannelProvider:
-    context = ProviderContext(
+    return kit_provider(
+        SPEC,
         account_id=ACCOUNT_ID,
         channel=Channel.SMS,
         config={**CONFIG, "callbacks": False},
-        secrets=dict(secrets if secrets is not None else SECRETS),
-        public_base_url="https://parley.example.com",
+        secrets=secrets if secrets is not None else SECRETS,
     )
-    built: ChannelProvider = SPEC.factory(context)
-    return built
 
 
 def sign(request: WebhookRequest, secrets: Mapping[str, str] | None = None) -> WebhookRequest:

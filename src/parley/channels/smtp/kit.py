@@ -13,11 +13,10 @@ from typing import Any
 from parley.channels.base import (
     ChannelProvider,
     OutboundMessage,
-    ProviderContext,
     WebhookRequest,
 )
 from parley.channels.smtp import SPEC
-from parley.channels.testing import ErrorMode, KitHarness, Outcome, free_port
+from parley.channels.testing import ErrorMode, KitHarness, Outcome, free_port, kit_provider
 from parley.domain.channels import Channel
 from parley.peers.smtp_sink import (
     DROP_AFTER_DATA,
@@ -65,15 +64,14 @@ def config(port: int, **overrides: Any) -> dict[str, Any]:
 
 
 def build(port: int, **overrides: Any) -> ChannelProvider:
-    context = ProviderContext(
+    return kit_provider(
+        SPEC,
         account_id="kit-smtp",
         channel=Channel.EMAIL,
         config=config(port, **overrides),
         secrets={},
         public_base_url="http://parley.test",
     )
-    provider: ChannelProvider = SPEC.factory(context)
-    return provider
 
 
 def template() -> OutboundMessage:

@@ -19,7 +19,7 @@ from parley.channels.base import (
     ProviderContext,
     WebhookRequest,
 )
-from parley.channels.testing import ErrorMode, KitHarness, Outcome, free_port
+from parley.channels.testing import ErrorMode, KitHarness, Outcome, free_port, kit_provider
 from parley.channels.twilio import SPEC
 from parley.channels.twilio.signature import compute_signature
 from parley.domain.channels import Channel
@@ -117,15 +117,13 @@ async def wired(mode: str | None = None, **overrides: Any) -> AsyncIterator[KitH
 
 
 def provider(secrets: Mapping[str, str] | None = None) -> ChannelProvider:
-    context = ProviderContext(
+    return kit_provider(
+        SPEC,
         account_id=ACCOUNT_ID,
         channel=Channel.SMS,
-        config=dict(CONFIG),
-        secrets=dict(secrets if secrets is not None else SECRETS),
-        public_base_url="https://parley.example.com",
+        config=CONFIG,
+        secrets=secrets if secrets is not None else SECRETS,
     )
-    built: ChannelProvider = SPEC.factory(context)
-    return built
 
 
 def sign(request: WebhookRequest, secrets: Mapping[str, str] | None = None) -> WebhookRequest:
