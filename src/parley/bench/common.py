@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import multiprocessing
 import os
 import platform
 import shutil
@@ -29,11 +28,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from parley.bench.processes import (
+    CpuWindow,
+    PeerProcess,
+    process_cpu,
+)
 from parley.bench.seed import release
 
 IN_FLIGHT = ("queued", "sending", "scheduled")
@@ -159,154 +163,6 @@ def environment(database_url: str) -> dict[str, Any]:
     return {"machine": machine, "versions": versions}
 
 
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds over all cores since boot, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    tick = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields) - idle) / tick, sum(fields) / tick
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a live process (0 when it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu(database_url: str) -> dict[int, float]:
-    """CPU seconds of the live PostgreSQL backends connected to this database, by pid."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        pids = [
-            r[0]
-            for r in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            ).fetchall()
-        ]
-    return {pid: process_cpu(pid) for pid in pids}
-
-
-@dataclass
-class CpuWindow:
-    """Machine-wide CPU use between `start()` and `stop()`, and that of the PostgreSQL
-    backends serving the benchmark's database (read before they disconnect)."""
-
-    database_url: str
-    busy: float = 0.0
-    total: float = 0.0
-    postgres: dict[int, float] = field(default_factory=dict)
-
-    def start(self) -> CpuWindow:
-        self.busy, self.total = machine_cpu()
-        self.postgres = postgres_cpu(self.database_url)
-        return self
-
-    def stop(self) -> dict[str, float]:
-        busy, total = machine_cpu()
-        used, span = busy - self.busy, total - self.total
-        now = postgres_cpu(self.database_url)
-        pg = sum(cpu - self.postgres.get(pid, 0.0) for pid, cpu in now.items())
-        return {
-            "machine_busy_cpu_s": round(used, 2),
-            "machine_busy_pct": round(100 * used / span, 1) if span else 0.0,
-            "postgres_cpu_s": round(pg, 2),
-        }
-
-
-# -- a peer in its own process --------------------------------------------------------------
-
-
-class PeerAdapter(Protocol):
-    """What the peer process drives: a server plus the ledger we read back."""
-
-    async def start(self) -> dict[str, Any]: ...
-    def snapshot(self) -> dict[str, Any]: ...
-    def reset(self) -> None: ...
-    def configure(self, options: dict[str, Any]) -> None: ...
-    async def stop(self) -> None: ...
-
-
-def _peer_main(
-    factory: Callable[[dict[str, Any]], PeerAdapter], options: dict[str, Any], conn: Any
-) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through the pipe
-    asyncio.run(_peer_loop(factory(options), conn))
-
-
-async def _peer_loop(peer: PeerAdapter, conn: Any) -> None:
-    conn.send(await peer.start())
-    done = asyncio.Event()
-
-    def on_command() -> None:
-        try:
-            command = conn.recv()
-        except EOFError:
-            done.set()
-            return
-        if command == "snapshot":
-            conn.send({**peer.snapshot(), "cpu_s": round(time.process_time(), 2)})
-        elif command == "reset":
-            peer.reset()
-            conn.send({"cpu_s": round(time.process_time(), 2)})
-        elif isinstance(command, tuple) and command[0] == "configure":
-            peer.configure(command[1])
-            conn.send({})
-        else:
-            done.set()
-
-    loop = asyncio.get_running_loop()
-    loop.add_reader(conn.fileno(), on_command)
-    await done.wait()
-    loop.remove_reader(conn.fileno())
-    await peer.stop()
-
-
-class PeerProcess:
-    """Run `factory(options)` in a spawned process; talk to it over a pipe."""
-
-    def __init__(
-        self, factory: Callable[[dict[str, Any]], PeerAdapter], options: dict[str, Any]
-    ) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self.process = ctx.Process(
-            target=_peer_main, args=(factory, options, child), name="parley-bench-peer", daemon=True
-        )
-        self.info: dict[str, Any] = {}
-
-    def __enter__(self) -> PeerProcess:
-        self.process.start()
-        if not self._conn.poll(60):
-            self.process.kill()
-            raise RuntimeError("the peer process did not start")
-        self.info = self._conn.recv()
-        return self
-
-    def call(self, command: str | tuple[str, dict[str, Any]]) -> dict[str, Any]:
-        self._conn.send(command)
-        if not self._conn.poll(120):
-            raise RuntimeError(f"the peer process did not answer {command!r}")
-        result: dict[str, Any] = self._conn.recv()
-        return result
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(OSError):
-            self._conn.send("stop")
-        self.process.join(15)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
-
-
-# -- Parley's workers -----------------------------------------------------------------------
-
-# Workers read compiled bytecode from here. An installed deployment has its .pyc files;
-# a checkout run with PYTHONDONTWRITEBYTECODE=1 and no .pyc in the venv (as on the
-# benchmark machines) would otherwise compile every module at each worker start.
 PYCACHE = Path(tempfile.gettempdir()) / "parley-bench-pycache"
 WARM_UP = (
     "import os, parley.cli, parley.runtime, parley.bootstrap, parley.dispatch.jobs, "
