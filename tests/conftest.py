@@ -65,15 +65,25 @@ class Tenant:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-async def make_tenant(container: Any, name: str = "Acme Collections") -> Tenant:
+# Tests of everything but contact hours run under a window open all day, so they do not
+# depend on the hour the suite runs; the gate's own tests use the default policy and a
+# fixed clock (tests/integration/test_compliance_*.py).
+ALL_DAY = {"contactHours": {"start": "00:00", "end": "00:00"}}
+
+
+async def make_tenant(
+    container: Any, name: str = "Acme Collections", policy: dict[str, Any] | None = ALL_DAY
+) -> Tenant:
     from parley.api.app import create_app
     from parley.services.auth import Role, issue_token
-    from parley.storage.models import Organization, User
+    from parley.storage.models import CompliancePolicy, Organization, User
 
     async with container.db.session() as session:
         org = Organization(name=name, default_locale="en_US", default_timezone="America/New_York")
         session.add(org)
         await session.flush()
+        if policy is not None:
+            session.add(CompliancePolicy(organization_id=org.id, settings=policy, version=1))
         user = User(
             organization_id=org.id,
             email=f"admin@{org.id.hex[:6]}.test",

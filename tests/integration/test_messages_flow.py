@@ -63,8 +63,14 @@ async def test_sms_and_email_reach_delivered_through_the_sandbox(tenant, contain
         assert mail.status_code == 201, mail.text
         sms, mail = sms.json(), mail.json()
         assert sms["status"] == "queued" and sms["to"] == [data["phone"]]
-        assert sms["body"] == "Hi Pat, $1,234.50 is due Jan 15, 2026. Reply STOP to opt out."
-        assert sms["encoding"] == "GSM-7" and sms["segments"] == 1
+        # The first communication on the debt gets the full debt-collector disclosure
+        # (FDCPA 807(11)); the template already carries the opt-out notice.
+        assert sms["body"] == (
+            "Hi Pat, $1,234.50 is due Jan 15, 2026. Reply STOP to opt out. "
+            "This is an attempt to collect a debt and any information obtained will be used "
+            "for that purpose. This communication is from a debt collector."
+        )
+        assert sms["encoding"] == "GSM-7" and sms["segments"] == 2
         assert mail["subject"].startswith("Case C-")
         assert mail["templateId"] == "remind-mail" and mail["templateVersion"] == 1
         await drain(container)

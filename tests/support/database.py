@@ -20,6 +20,10 @@ from parley.storage import embedded
 from parley.storage.migrate import upgrade
 
 APP_TABLES = [
+    "consent_events",
+    "communication_preferences",
+    "calls",
+    "compliance_policies",
     "message_events",
     "compliance_decisions",
     "webhook_receipts",

@@ -19,6 +19,9 @@ ROUTERS = [
     "parley.api.routes.messages",
     "parley.api.routes.provider_accounts",
     "parley.api.routes.webhooks",
+    "parley.api.routes.compliance",
+    "parley.api.routes.calls",
+    "parley.api.routes.unsubscribe",
 ]
 
 

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from parley.bootstrap import Container
 
 
+ALL_DAY_POLICY = {"contactHours": {"start": "00:00", "end": "00:00"}}
+
+
 @dataclass
 class Seeded:
     organization_id: str
@@ -100,6 +103,13 @@ async def seed(
             "INSERT INTO organizations (id, name, default_locale, default_timezone) "
             "VALUES (%s, %s, 'en_US', 'UTC')",
             (org, f"bench {org[:8]}"),
+        )
+        # The gate runs every rule at send time; its contact-hours window is open all day
+        # so a result does not depend on the hour the benchmark (or crash test) runs.
+        await conn.execute(
+            "INSERT INTO compliance_policies (organization_id, settings, version) "
+            "VALUES (%s, %s, 1)",
+            (org, orjson.dumps(ALL_DAY_POLICY).decode()),
         )
         await conn.execute(
             "INSERT INTO provider_accounts (id, organization_id, name, provider, channel, "

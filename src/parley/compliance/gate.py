@@ -1,13 +1,14 @@
 """Rules over a contact attempt's facts, producing a recorded decision.
 
-This is the core set of rules (do-not-contact, case states that stop contact, channel
-permissions). The full rule set of the compliance issue (contact hours, frequency caps,
-consent ledger, opt-out keywords) plugs in as further `Rule`s.
+The rule engine and the simplest rules (do-not-contact, case states that stop contact,
+channel permissions). The full evaluation of one attempt — contact hours, frequency caps,
+the consent ledger, preferences, employer email — is :mod:`parley.compliance.assess`,
+which builds on these types and :func:`combine`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -79,10 +80,22 @@ class Decision:
     facts: AttemptFacts
     defer_until: datetime | None = None
     reasons: tuple[str, ...] = field(default=())
+    # What the rules used beyond `facts` (zones and local times, counts, consent record).
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    # When the attempt could be made instead (a deferred message: defer_until; an
+    # immediate attempt that was refused: the next allowed moment, when there is one).
+    next_allowed_at: datetime | None = None
 
     @property
     def allowed(self) -> bool:
         return self.outcome is Outcome.ALLOW
+
+    def rules_record(self) -> list[dict[str, Any]]:
+        return [v.as_record() for v in self.verdicts]
+
+    def facts_record(self) -> dict[str, Any]:
+        """The facts stored with the decision: the attempt's own and the rules' evidence."""
+        return {**self.facts.as_record(), **self.evidence}
 
 
 Rule = Callable[[AttemptFacts], RuleVerdict]
@@ -117,13 +130,37 @@ DEFAULT_RULES: tuple[Rule, ...] = (do_not_contact, case_state, channel_consent)
 
 def evaluate(facts: AttemptFacts, rules: Sequence[Rule] = DEFAULT_RULES) -> Decision:
     """Run every rule (all verdicts are kept as evidence); block beats defer beats allow."""
-    verdicts = tuple(rule(facts) for rule in rules)
+    return combine(facts, tuple(rule(facts) for rule in rules))
+
+
+def combine(
+    facts: AttemptFacts,
+    verdicts: tuple[RuleVerdict, ...],
+    evidence: Mapping[str, Any] | None = None,
+) -> Decision:
+    """One decision from every rule's verdict: block beats defer beats allow.
+
+    A DEFER without a time is treated as a BLOCK: deferring to "no known time" must not
+    let the attempt through.
+    """
+    evidence = dict(evidence or {})
     blocks = tuple(v.reason or v.rule for v in verdicts if v.outcome is Outcome.BLOCK)
+    blocks += tuple(
+        v.reason or v.rule for v in verdicts if v.outcome is Outcome.DEFER and v.defer_until is None
+    )
     if blocks:
-        return Decision(Outcome.BLOCK, verdicts, facts, reasons=blocks)
+        return Decision(Outcome.BLOCK, verdicts, facts, reasons=blocks, evidence=evidence)
     defers = [v for v in verdicts if v.outcome is Outcome.DEFER and v.defer_until]
     if defers:
         until = max(v.defer_until for v in defers if v.defer_until)
         reasons = tuple(v.reason or v.rule for v in defers)
-        return Decision(Outcome.DEFER, verdicts, facts, defer_until=until, reasons=reasons)
-    return Decision(Outcome.ALLOW, verdicts, facts)
+        return Decision(
+            Outcome.DEFER,
+            verdicts,
+            facts,
+            defer_until=until,
+            reasons=reasons,
+            evidence=evidence,
+            next_allowed_at=until,
+        )
+    return Decision(Outcome.ALLOW, verdicts, facts, evidence=evidence)

@@ -53,6 +53,17 @@ def make_blueprint() -> procrastinate.Blueprint:
 
         await process_stored_receipt(_container(context), receipt_id, attempt)
 
+    @blueprint.task(
+        name="process_inbound",
+        queue="receipts",
+        pass_context=True,
+        retry=RetryStrategy(max_attempts=10, exponential_wait=2),
+    )
+    async def process_inbound(context: JobContext, receipt_id: int) -> None:
+        from parley.inbox.inbound import process_receipt
+
+        await process_receipt(_container(context), receipt_id)
+
     # croniter reads a sixth field as SECONDS (last): every 5 s, every minute.
     @blueprint.periodic(cron="* * * * * */5", periodic_id="requeue_stalled")
     @blueprint.task(name="requeue_stalled_jobs", queue="maintenance", pass_context=True)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,8 @@ import orjson
 import psycopg
 
 from parley.channels.base import ChannelProvider, OutboundMessage, SendResult
-from parley.compliance import gate
+from parley.compliance import caps, gate
+from parley.compliance.assess import AttemptContext, assess
 from parley.dispatch import outbox, ratelimit
 from parley.dispatch.providers import AccountRow
 from parley.dispatch.retry import RetryPolicy
@@ -46,6 +48,7 @@ from parley.dispatch.statements import (
 )
 from parley.domain.channels import Channel
 from parley.domain.status import MessageStatus
+from parley.services import contactability, unsubscribe
 
 if TYPE_CHECKING:
     from parley.bootstrap import Container
@@ -73,10 +76,13 @@ class Row:
     rfc822_message_id: str | None
     attempts: int
     priority: str
-    do_not_contact: bool
-    case_status: str
+    case_id: str
+    borrower_id: str | None
+    contact_point_id: str | None
+    purpose: str
     claim_job_id: int | None
     claim_job_status: str | None
+    headers: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -184,10 +190,10 @@ class Dispatcher:
         review: list[str] = []
         blocked: list[str] = []
         deferred: dict[datetime, list[str]] = defaultdict(list)
-        verdicts: dict[tuple[str, bool, str], tuple[gate.Decision, str, str]] = {}
         async with self.c.db.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(LOAD_SQL, (ids,))
             rows = [Row(*r) for r in await cur.fetchall()]
+            candidates: list[Row] = []
             for row in rows:
                 status = MessageStatus(row.status)
                 if status is MessageStatus.SENDING:
@@ -207,20 +213,21 @@ class Dispatcher:
                     continue
                 if status not in (MessageStatus.QUEUED, MessageStatus.SCHEDULED):
                     continue  # cancelled, blocked, already sent: nothing to do
-                key = (row.channel, row.do_not_contact, row.case_status)
-                if key not in verdicts:
-                    # Facts are the same for every message sharing them: decide (and
-                    # serialize the evidence) once per distinct set within the batch.
-                    verdicts[key] = _decide(row, now)
-                decision, rules_json, facts_json = verdicts[key]
+                candidates.append(row)
+            # The gate at send time (invariant 3), with every fact read now, under the
+            # per-(borrower, case) locks the frequency caps need; the claim below
+            # records the attempts before this transaction releases them.
+            for row, decision in zip(
+                candidates, await self._decide_all(conn, candidates, now), strict=True
+            ):
                 decisions.append(
                     (
                         row.organization_id,
                         row.id,
                         decision.outcome.value,
                         decision.defer_until,
-                        rules_json,
-                        facts_json,
+                        _json(decision.rules_record()),
+                        _json(decision.facts_record()),
                     )
                 )
                 reason = ", ".join(decision.reasons) or None
@@ -245,16 +252,62 @@ class Dispatcher:
                 await outbox.defer_send(self.c.jobs, conn, deferred_ids, schedule_at=until)
             claimed: list[Row] = []
             if allowed:
-                cur = await conn.execute(CLAIM_SQL, (now, self.job_id, list(allowed)))
+                cur = await conn.execute(CLAIM_SQL, (now, self.job_id, now, list(allowed)))
                 for (message_id,) in await cur.fetchall():
                     row = allowed[message_id]
                     events.append(_event(row, "sending", row.status, now))
                     row.attempts += 1
                     row.claim_job_id = self.job_id
+                    if row.channel == "email":
+                        row.headers = await _list_unsubscribe(self.c, conn, row.id)
                     claimed.append(row)
             await _copy_rows(conn, EVENTS_COPY, events, "parley")
             await _copy_rows(conn, DECISIONS_COPY, decisions, "send")
         return claimed
+
+    async def _decide_all(
+        self, conn: psycopg.AsyncConnection, rows: list[Row], now: datetime
+    ) -> list[gate.Decision]:
+        """A decision per row, in order. Messages to the same person and debt in this
+        batch count against each other's caps: each allowed one joins the next one's
+        history before it is decided."""
+        if not rows:
+            return []
+        requests = [
+            contactability.AttemptRequest(
+                organization_id=row.organization_id,
+                case_id=row.case_id,
+                borrower_id=row.borrower_id or "",
+                contact_point_id=row.contact_point_id or "",
+                channel=Channel(row.channel),
+                purpose=row.purpose,
+                message_id=row.id,
+            )
+            for row in rows
+            if row.borrower_id and row.contact_point_id
+        ]
+        contexts = iter(
+            await contactability.load_contexts(
+                conn, requests, now, lock=True, exclude_message_ids=[r.id for r in rows]
+            )
+        )
+        memo: dict[Any, Any] = {}
+        earlier: dict[tuple[str, str], list[caps.PastAttempt]] = defaultdict(list)
+        out: list[gate.Decision] = []
+        for row in rows:
+            if not (row.borrower_id and row.contact_point_id):
+                out.append(_no_recipient(row, now))
+                continue
+            ctx = next(contexts)
+            capped = _is_capped_context(ctx)
+            key = (row.borrower_id, row.case_id)
+            if capped and earlier[key]:
+                ctx = replace(ctx, history=(*ctx.history, *earlier[key]))
+            decision = assess(ctx, memo=memo)
+            if capped and decision.allowed:
+                earlier[key].append(contactability.attempt_now(ctx, row.contact_point_id, now))
+            out.append(decision)
+        return out
 
     def _claim_is_live(self, row: Row) -> bool:
         """Whether another job that is still running holds this message's claim."""
@@ -412,7 +465,19 @@ def _outbound(row: Row) -> OutboundMessage:
         cc=tuple(row.cc or ()),
         bcc=tuple(row.bcc or ()),
         rfc822_message_id=row.rfc822_message_id,
+        headers=row.headers or {},
     )
+
+
+async def _list_unsubscribe(
+    container: Container, conn: psycopg.AsyncConnection, message_id: str
+) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe (and RFC 2369's List-Unsubscribe it builds on)."""
+    url = await unsubscribe.url_for(container, conn, uuid.UUID(message_id))
+    return {
+        "List-Unsubscribe": f"<{url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
 
 
 def _account_problem(account: AccountRow | None) -> tuple[str, str] | None:
@@ -423,20 +488,21 @@ def _account_problem(account: AccountRow | None) -> tuple[str, str] | None:
     return None
 
 
-def _decide(row: Row, now: datetime) -> tuple[gate.Decision, str, str]:
-    decision = gate.evaluate(
-        gate.AttemptFacts(
-            channel=Channel(row.channel),
-            now=now,
-            borrower_do_not_contact=row.do_not_contact,
-            case_status=row.case_status,
-        )
+def _no_recipient(row: Row, now: datetime) -> gate.Decision:
+    facts = gate.AttemptFacts(
+        channel=Channel(row.channel), now=now, borrower_do_not_contact=False, case_status=""
     )
-    return (
-        decision,
-        orjson.dumps([v.as_record() for v in decision.verdicts]).decode(),
-        orjson.dumps(decision.facts.as_record()).decode(),
-    )
+    verdict = gate.RuleVerdict("recipient", gate.Outcome.BLOCK, "no_contact_point")
+    return gate.combine(facts, (verdict,))
+
+
+def _is_capped_context(ctx: AttemptContext) -> bool:
+    frequency = ctx.policy.frequency_for(ctx.location.jurisdiction)
+    return contactability.is_capped(frequency, ctx.channel)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 async def _copy_rows(

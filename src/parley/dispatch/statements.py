@@ -9,10 +9,9 @@ LOAD_SQL = """
 SELECT m.id::text, m.organization_id::text, m.status, m.channel, m.to_address,
        m.from_address, m.cc, m.bcc, m.subject, m.body, m.html_body,
        m.provider_account_id::text, m.rfc822_message_id, m.attempts, m.priority,
-       coalesce(b.do_not_contact, false), c.status, m.claim_job_id, j.status::text
+       m.case_id::text, m.borrower_id::text, m.contact_point_id::text, m.purpose,
+       m.claim_job_id, j.status::text
 FROM messages m
-JOIN cases c ON c.id = m.case_id
-LEFT JOIN borrowers b ON b.id = m.borrower_id
 LEFT JOIN procrastinate_jobs j ON j.id = m.claim_job_id
 WHERE m.id = ANY(%s::uuid[])
 ORDER BY m.id
@@ -22,9 +21,12 @@ FOR UPDATE OF m
 SET_STATUS_SQL = (
     "UPDATE messages SET status = %s, status_changed_at = %s WHERE id = ANY(%s::uuid[])"
 )
+# attempted_at: the first claim is the contact attempt the frequency caps count (a retry
+# of the same message after a transient provider error is not a new attempt).
 CLAIM_SQL = (
     "UPDATE messages SET status = 'sending', status_changed_at = %s, claim_job_id = %s, "
-    "attempts = attempts + 1 WHERE id = ANY(%s::uuid[]) AND status IN ('queued', 'scheduled') "
+    "attempts = attempts + 1, attempted_at = coalesce(attempted_at, %s) "
+    "WHERE id = ANY(%s::uuid[]) AND status IN ('queued', 'scheduled') "
     "RETURNING id::text"
 )
 FAIL_UNSENT_SQL = """

@@ -78,6 +78,8 @@ async def ingest(
         unmatched = await _apply_all(conn, account.id, items)
         if unmatched:
             await _retry_later(container, conn, row[0], 0)
+        if any(isinstance(item, InboundMessage) for item in items):
+            await defer_inbound(container, conn, row[0])
     return IngestResult(duplicate=False, events=len(items), unmatched=unmatched)
 
 
@@ -108,12 +110,12 @@ async def replay(
     unmatched = 0
     for receipt_id in ids:
         async with container.db.pool.connection() as conn, conn.transaction():
-            unmatched += await _reapply(container, conn, receipt_id) or 0
+            unmatched += await _reapply(container, conn, receipt_id, inbound=True) or 0
     return len(ids), unmatched
 
 
 async def _reapply(
-    container: Container, conn: psycopg.AsyncConnection, receipt_id: int
+    container: Container, conn: psycopg.AsyncConnection, receipt_id: int, inbound: bool = False
 ) -> int | None:
     """Parse a stored receipt again and apply its events on `conn`; the number of events
     that matched no message (None when the receipt or its account is gone)."""
@@ -132,7 +134,19 @@ async def _reapply(
         return None
     provider = await container.providers.get(account)
     request = WebhookRequest(method="POST", url=url, headers=headers, body=bytes(body))
-    return await _apply_all(conn, account_id, provider.parse_webhook(request))
+    items = provider.parse_webhook(request)
+    if inbound and any(isinstance(item, InboundMessage) for item in items):
+        await defer_inbound(container, conn, receipt_id)  # idempotent: recorded once
+    return await _apply_all(conn, account_id, items)
+
+
+async def defer_inbound(
+    container: Container, conn: psycopg.AsyncConnection, receipt_id: int
+) -> None:
+    """Inbound messages are handled by a worker (inbox.inbound), in the receipt's
+    transaction so none is lost."""
+    task = container.jobs.tasks["parley:process_inbound"]
+    await task.configure(connection=conn).defer_async(receipt_id=receipt_id)
 
 
 async def _retry_later(
@@ -149,16 +163,10 @@ async def _apply_all(
     conn: psycopg.AsyncConnection, account_id: str, items: list[DeliveryEvent | InboundMessage]
 ) -> int:
     unmatched = 0
+    # Inbound messages are handled by the process_inbound job (see defer_inbound).
     for item in items:
-        if isinstance(item, DeliveryEvent):
-            if not await apply_event(conn, account_id, item):
-                unmatched += 1
-        else:
-            # Inbound replies are routed by the inbox (channels issue); the raw receipt is
-            # kept so they can be replayed once routing exists.
-            log.info(
-                "inbound %s message %s stored as receipt", item.channel, item.provider_message_id
-            )
+        if isinstance(item, DeliveryEvent) and not await apply_event(conn, account_id, item):
+            unmatched += 1
     return unmatched
 
 

@@ -15,12 +15,14 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.compliance import content as content_rules
 from parley.compliance import gate
+from parley.compliance.assess import PURPOSES, REPLY_PURPOSES, AttemptContext, assess
 from parley.dispatch import outbox
 from parley.domain.channels import Channel, Direction
 from parley.domain.status import CANCELLABLE, MessageStatus
+from parley.services import contactability, provider_accounts, recipients, threads, unsubscribe
 from parley.services import context as case_context
-from parley.services import provider_accounts, recipients, threads
 from parley.services import templates as template_svc
 from parley.services.auth import Principal
 from parley.services.errors import Conflict, FieldError, Invalid, NotFound
@@ -57,6 +59,10 @@ class SendRequest:
     send_at: datetime | None = None
     provider_account_id: uuid.UUID | None = None
     borrower_id: uuid.UUID | None = None
+    purpose: str = "collection"
+    # Set by Parley itself (an opt-out confirmation is allowed by its revocation only).
+    message_id: uuid.UUID | None = None
+    contact_point_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -82,16 +88,19 @@ async def send(
         raise Invalid.field("messageType", "must be email, sms or whatsapp") from None
     if channel is Channel.VOICE:
         raise Invalid.field("messageType", "calls are placed with the calls API, not messages")
+    if req.purpose not in PURPOSES:
+        raise Invalid.field("purpose", "must be one of " + ", ".join(sorted(PURPOSES)))
     ctx = await case_context.load(
         session, org_id, case_id, req.borrower_id, acting_user_id=principal.user_id
     )
     borrowers = [ctx.borrower] if req.borrower_id is not None else ctx.borrowers
-    borrower, contact = await recipients.resolve(session, org_id, borrowers, channel, req.to)
+    borrower, contact = await recipients.resolve(
+        session, org_id, borrowers, channel, req.to, contact_point_id=req.contact_point_id
+    )
     if borrower.id != ctx.borrower.id:
         ctx.borrower = borrower
     cc, bcc = _copies(channel, req)
     content = await _content(session, org_id, channel, req, ctx)
-    sms_encoding, segments = _check_length(channel, content)
     account = await provider_accounts.resolve_for_send(
         session, org_id, channel, req.provider_account_id
     )
@@ -101,23 +110,37 @@ async def send(
     if req.send_at is not None and req.send_at > now + MAX_SCHEDULE_AHEAD:
         raise Invalid.field("sendAt", "can be at most one year ahead")
     schedule_at = req.send_at if req.send_at and req.send_at > now else None
+    message_id = req.message_id or uuid.uuid4()
 
-    decision = gate.evaluate(
-        gate.AttemptFacts(
-            channel=channel,
-            now=now,
-            borrower_do_not_contact=borrower.do_not_contact,
-            case_status=ctx.case.status,
-        )
+    conn = await raw_connection(session)
+    attempt = contactability.AttemptRequest(
+        organization_id=str(org_id),
+        case_id=str(ctx.case.id),
+        borrower_id=str(borrower.id),
+        contact_point_id=str(contact.id),
+        channel=channel,
+        purpose=req.purpose,
+        message_id=str(message_id),
     )
+    # The enqueue-time decision is about the moment it would go: now, or its sendAt.
+    decide_at = schedule_at or now
+    (attempt_ctx,) = await contactability.load_contexts(conn, [attempt], decide_at, lock=False)
+    decision = assess(attempt_ctx)
+    content, content_record = await _apply_content_rules(
+        container, conn, channel, content, attempt_ctx, message_id, ctx.case.id
+    )
+    sms_encoding, segments = _check_length(channel, content)
+
     if decision.outcome is gate.Outcome.BLOCK:
         status = MessageStatus.BLOCKED
+    elif decision.outcome is gate.Outcome.DEFER and decision.defer_until is not None:
+        status = MessageStatus.SCHEDULED
+        schedule_at = max(decision.defer_until, schedule_at or decision.defer_until)
     elif schedule_at is not None:
         status = MessageStatus.SCHEDULED
     else:
         status = MessageStatus.QUEUED
 
-    message_id = uuid.uuid4()
     thread_id = await threads.for_message(
         session, org_id, ctx.case.id, borrower.id, channel, content.subject, [contact.value], now
     )
@@ -154,6 +177,7 @@ async def send(
         scheduled_at=schedule_at,
         status_changed_at=now,
         created_at=now,
+        purpose=req.purpose,
     )
     session.add(message)
     await session.flush()
@@ -176,13 +200,12 @@ async def send(
             stage="enqueue",
             outcome=decision.outcome.value,
             defer_until=decision.defer_until,
-            rules=[v.as_record() for v in decision.verdicts],
-            facts=decision.facts.as_record(),
+            rules=decision.rules_record(),
+            facts={**decision.facts_record(), "content": content_record},
         )
     )
     await session.flush()
     if status is not MessageStatus.BLOCKED:
-        conn = await raw_connection(session)
         await outbox.defer_send(
             container.jobs, conn, [str(message_id)], schedule_at=schedule_at, priority=req.priority
         )
@@ -249,6 +272,49 @@ async def _content(
     if subject and ("\r" in subject or "\n" in subject):
         raise Invalid.field("subject", "must be a single line")
     return Content(subject=subject, body=body, html=html, template=template, version=version)
+
+
+async def _apply_content_rules(
+    container: Container,
+    conn: Any,
+    channel: Channel,
+    content: Content,
+    ctx: AttemptContext,
+    message_id: uuid.UUID,
+    case_id: uuid.UUID,
+) -> tuple[Content, dict[str, Any]]:
+    """Add what the law requires in the message itself, when the text lacks it: the
+    debt-collector disclosure and the opt-out notice (Reg F 1006.6(e), 1006.18(e)).
+    Replies the borrower asked for (opt-out confirmation, HELP) carry neither."""
+    if ctx.purpose in REPLY_PURPOSES:
+        return content, {"applied": False, "why": "reply_to_borrower"}
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE case_id = %s AND direction = 'outbound' "
+        "AND status NOT IN ('blocked', 'cancelled'))",
+        (case_id,),
+    )
+    row = await cur.fetchone()
+    first = not (row and row[0])
+    url = None
+    if channel is Channel.EMAIL:
+        url = await unsubscribe.url_for(container, conn, message_id)
+    result = content_rules.apply_content_rules(
+        content.body,
+        channel,
+        first_communication=first,
+        policy=ctx.policy.disclosure,
+        notice=ctx.policy.opt_out_notice,
+        html=content.html if channel is Channel.EMAIL else None,
+        unsubscribe_url=url,
+    )
+    new = Content(
+        subject=content.subject,
+        body=result.body,
+        html=result.html,
+        template=content.template,
+        version=content.version,
+    )
+    return new, result.as_record()
 
 
 def _check_length(channel: Channel, content: Content) -> tuple[str | None, int | None]:

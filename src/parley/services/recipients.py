@@ -32,6 +32,8 @@ async def resolve(
     borrowers: list[Borrower],
     channel: Channel,
     to: str | None,
+    *,
+    contact_point_id: uuid.UUID | None = None,
 ) -> tuple[Borrower, ContactPoint]:
     """The (borrower, contact point) for `to`; the primary contact point when `to` is None.
 
@@ -46,6 +48,11 @@ async def resolve(
         ContactPoint.borrower_id.in_(ids),
         ContactPoint.kind == kind.value,
     )
+    if contact_point_id is not None:
+        cp = await session.scalar(query.where(ContactPoint.id == contact_point_id))
+        if cp is None:
+            raise Invalid.field("to", "that contact point is not on this case", "unknown_recipient")
+        return by_id[cp.borrower_id], cp
     if to is not None:
         region = None
         if borrowers and borrowers[0].address:

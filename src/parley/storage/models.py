@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -258,6 +259,13 @@ class Message(Base):
             postgresql_where=text("provider_message_id IS NOT NULL"),
         ),
         Index(
+            "ix_messages_attempts",
+            "borrower_id",
+            "case_id",
+            "attempted_at",
+            postgresql_where=text("attempted_at IS NOT NULL"),
+        ),
+        Index(
             "ix_messages_in_flight",
             "status",
             postgresql_where=text("status IN ('queued', 'sending', 'scheduled')"),
@@ -295,6 +303,16 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # The dispatch job that marked the message `sending` (see dispatch/pipeline.py).
     claim_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Why it is sent (collection, legal_notice, payment_confirmation, opt_out_confirmation,
+    # help_reply): some rules allow exceptions by purpose.
+    purpose: Mapped[str] = mapped_column(
+        String(30), default="collection", server_default="collection"
+    )
+    # When a worker first claimed it for sending: the contact attempt frequency caps count.
+    attempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Markers for an agent, set when the message is recorded (e.g. an inbound reply that
+    # revoked consent in free text: ["opt_out_detected"]).
+    flags: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default=text("'[]'"))
     error_code: Mapped[str | None] = mapped_column(String(50))
     error_detail: Mapped[str | None] = mapped_column(Text)
     sent_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
@@ -353,10 +371,23 @@ class ComplianceDecision(Base):
     """The gate's verdict for one contact attempt, with every rule and the facts it used."""
 
     __tablename__ = "compliance_decisions"
-    __table_args__ = (Index("ix_compliance_decisions_message", "message_id", "id"),)
+    __table_args__ = (
+        Index("ix_compliance_decisions_message", "message_id", "id"),
+        Index(
+            "ix_compliance_decisions_call",
+            "call_id",
+            "id",
+            postgresql_where=text("call_id IS NOT NULL"),
+        ),
+        CheckConstraint(
+            "num_nonnulls(message_id, call_id) = 1", name="ck_compliance_decisions_subject"
+        ),
+    )
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     organization_id: Mapped[uuid.UUID] = _org_unindexed()
-    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id"))
+    # Exactly one of: the message or the call attempt this decision is about.
+    message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("messages.id"))
+    call_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("calls.id"))
     stage: Mapped[str] = mapped_column(String(10))  # enqueue | send
     outcome: Mapped[str] = mapped_column(String(10))  # allow | defer | block
     defer_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -380,3 +411,109 @@ class IdempotencyKey(Base):
     response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class CompliancePolicy(Base):
+    """An organization's compliance configuration (contact hours, caps, content rules).
+
+    Absent: the US federal defaults. Each decision stores the values it applied, so a
+    later change of policy never changes what the evidence says.
+    """
+
+    __tablename__ = "compliance_policies"
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id"), primary_key=True
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_by_name: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = _created()
+
+
+class CommunicationPreferences(Base):
+    """One version of a case's communication preferences (append-only; latest wins)."""
+
+    __tablename__ = "communication_preferences"
+    __table_args__ = (UniqueConstraint("case_id", "version"),)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    changed_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    changed_by_name: Mapped[str | None] = mapped_column(String(200))
+    changed_at: Mapped[datetime] = _created()
+
+
+class ConsentEvent(Base):
+    """The consent ledger: one row per grant or revocation, never edited.
+
+    Scope: a borrower's contact point (or all of them when ``contact_point_id`` is null)
+    on one channel, for a purpose (``all`` or one purpose). The state at any time is the
+    latest row by ``effective_at``. ``direct_consent`` records a borrower's direct
+    permission to be called (Reg F excludes such calls from the 7-in-7 count for 7 days).
+    """
+
+    __tablename__ = "consent_events"
+    __table_args__ = (
+        Index("ix_consent_events_borrower", "borrower_id", "channel", "effective_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    borrower_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("borrowers.id"))
+    contact_point_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contact_points.id"))
+    address: Mapped[str | None] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(String(20))
+    purpose: Mapped[str] = mapped_column(String(30), default="all")
+    action: Mapped[str] = mapped_column(String(20))  # revoke | grant | direct_consent
+    source: Mapped[str] = mapped_column(String(40))
+    source_message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("messages.id"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    effective_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_by_name: Mapped[str | None] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = _created()
+
+
+class Call(Base):
+    """One call attempt to a borrower, gated like a message; its result is set once."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index(
+            "ix_calls_attempts",
+            "borrower_id",
+            "case_id",
+            "placed_at",
+            postgresql_where=text("placed_at IS NOT NULL"),
+        ),
+        Index("ix_calls_case_created", "case_id", "created_at"),
+    )
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"))
+    borrower_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("borrowers.id"))
+    contact_point_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact_points.id"))
+    to_address: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(10), default="outbound")
+    status: Mapped[str] = mapped_column(String(20))  # blocked | placed | completed
+    result: Mapped[str | None] = mapped_column(String(30))
+    prior_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    purpose: Mapped[str] = mapped_column(String(30), default="collection")
+    placed_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    placed_by_name: Mapped[str | None] = mapped_column(String(200))
+    placed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result_recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class InstanceSecret(Base):
+    """Secrets this installation generates for itself (e.g. unsubscribe-link signing),
+    kept in the database so every API process of a scaled-out deployment shares them."""
+
+    __tablename__ = "instance_secrets"
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _created()

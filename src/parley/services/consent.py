@@ -1,0 +1,168 @@
+"""The consent ledger: record grants and revocations, and act on a revocation at once.
+
+Every change is a new `consent_events` row (history is never overwritten; a trigger
+refuses UPDATE and DELETE). A revocation also cancels the messages still waiting to go
+to that contact point on the revoked channels, in the same transaction: "messages still
+queued to a revoked contact point are cancelled, not sent" — the send-time gate would
+block them anyway, but cancelling says so on each message's own timeline at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+
+from parley.domain.channels import Channel
+
+ACTIONS = frozenset({"revoke", "grant", "direct_consent"})
+SOURCES = frozenset(
+    {
+        "reply_keyword",
+        "reply_text",
+        "agent",
+        "api",
+        "preferences",
+        "unsubscribe_link",
+        "list_unsubscribe",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    organization_id: str
+    borrower_id: str
+    contact_point_id: str | None
+    address: str | None
+    channel: Channel
+    action: str
+    source: str
+    effective_at: datetime
+    purpose: str = "all"
+    source_message_id: str | None = None
+    reason: str | None = None
+    evidence: dict[str, Any] | None = None
+    recorded_by_name: str | None = None
+
+
+INSERT_SQL = """
+INSERT INTO consent_events (organization_id, borrower_id, contact_point_id, address, channel,
+  purpose, action, source, source_message_id, reason, evidence, effective_at, recorded_by_name)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+RETURNING id
+"""
+
+CANCEL_SQL = """
+WITH waiting AS (
+  SELECT id, status FROM messages
+  WHERE organization_id = %(org)s AND borrower_id = %(borrower)s
+    AND (%(cp)s::uuid IS NULL OR contact_point_id = %(cp)s::uuid)
+    AND channel = ANY(%(channels)s) AND direction = 'outbound'
+    AND status IN ('queued', 'scheduled')
+    AND purpose NOT IN ('opt_out_confirmation', 'opt_in_confirmation', 'help_reply')
+  FOR UPDATE
+)
+UPDATE messages m SET status = 'cancelled', status_changed_at = %(now)s
+FROM waiting w WHERE m.id = w.id AND m.status IN ('queued', 'scheduled')
+RETURNING m.id::text, w.status
+"""
+
+
+async def record(conn: psycopg.AsyncConnection, change: ConsentChange) -> int:
+    if change.action not in ACTIONS:
+        raise ValueError(f"unknown consent action {change.action!r}")
+    cur = await conn.execute(
+        INSERT_SQL,
+        (
+            change.organization_id,
+            change.borrower_id,
+            change.contact_point_id,
+            change.address,
+            change.channel.value,
+            change.purpose,
+            change.action,
+            change.source,
+            change.source_message_id,
+            change.reason,
+            orjson.dumps(change.evidence or {}).decode(),
+            change.effective_at,
+            change.recorded_by_name,
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def cancel_waiting(
+    conn: psycopg.AsyncConnection,
+    *,
+    organization_id: str,
+    borrower_id: str,
+    contact_point_id: str | None,
+    channels: Iterable[Channel],
+    now: datetime,
+    reason: str,
+) -> list[str]:
+    """Cancel queued/scheduled outbound messages on those channels; returns their ids."""
+    cur = await conn.execute(
+        CANCEL_SQL,
+        {
+            "now": now,
+            "org": organization_id,
+            "borrower": borrower_id,
+            "cp": contact_point_id,
+            "channels": [c.value for c in channels],
+        },
+    )
+    rows = await cur.fetchall()
+    ids = [row[0] for row in rows]
+    if rows:
+        async with conn.cursor().copy(
+            "COPY message_events (organization_id, message_id, event_type, status_before, "
+            "status_after, reason, occurred_at, source) FROM STDIN"
+        ) as copy:
+            for mid, before in rows:
+                await copy.write_row(
+                    (organization_id, mid, "cancelled", before, "cancelled", reason, now, "parley")
+                )
+    return ids
+
+
+async def revoke(
+    conn: psycopg.AsyncConnection,
+    change: ConsentChange,
+    channels: Iterable[Channel],
+) -> tuple[list[int], list[str]]:
+    """Record a revocation for each channel and cancel what is waiting; returns
+    (ledger ids, cancelled message ids)."""
+    ids: list[int] = []
+    scope = sorted(set(channels), key=lambda c: c.value)
+    for channel in scope:
+        ids.append(
+            await record(
+                conn,
+                ConsentChange(
+                    **{**_fields(change), "channel": channel, "action": "revoke"},
+                ),
+            )
+        )
+    cancelled = await cancel_waiting(
+        conn,
+        organization_id=change.organization_id,
+        borrower_id=change.borrower_id,
+        contact_point_id=change.contact_point_id,
+        channels=scope,
+        now=change.effective_at,
+        reason=f"consent revoked ({change.source})",
+    )
+    return ids, cancelled
+
+
+def _fields(change: ConsentChange) -> dict[str, Any]:
+    return {name: getattr(change, name) for name in ConsentChange.__slots__}
