@@ -33,9 +33,11 @@ punctuation-insensitively, one clause at a time (clauses end at . ! ? ; : , and 
 breaks); a negation ("not", "never", "no", "cannot", "don't") in the two words before an
 instruction cancels it.
 
-Everything appended starts a clause of its own (a line break, see `ensure_opt_out_notice`),
-and every configured text is checked at construction to be recognised on its own, so
-``apply_content_rules`` is idempotent: applying it to its own output adds nothing.
+Everything appended starts a clause of its own (a line break, see `_SEPARATORS`), every
+configured text is checked at construction to be recognised on its own, and
+`apply_content_rules` re-reads its final parts before returning (raising ValueError for
+HTML too malformed to show what was added). So its output always passes both checks, and
+applying it to its own output adds nothing.
 """
 
 from __future__ import annotations
@@ -115,8 +117,6 @@ _NT: Final = re.compile(r"n['\u2019\u02bc]t\b", re.IGNORECASE)
 _CLAUSE_BREAKS: Final = re.compile(r"[.!?;:,\n\r\v\f\x85\u2028\u2029\u2026|\u3002\uff0c]+")
 _WORD: Final = re.compile(r"[^\W_]+")
 _NEGATORS: Final = frozenset({"not", "never", "no", "cannot", "dont", "nor"})
-
-
 _URL: Final = re.compile(r"(?:https?|mailto):\S+|www\.\S+", re.IGNORECASE)
 
 
@@ -422,7 +422,8 @@ def ensure_opt_out_notice(
 ) -> NoticeResult:
     """`body` with the channel's opt-out notice on its own line unless it already has one.
 
-    SMS and WhatsApp only. VOICE raises ValueError (1006.6(e) covers emails and texts);
+    Trailing whitespace of `body` is dropped before the line break (it would only cost
+    units). SMS and WhatsApp only. VOICE raises ValueError (1006.6(e) covers emails and texts);
     EMAIL raises ValueError too: an email notice needs an unsubscribe link and an HTML
     part, see `ensure_email_opt_out`.
     """
@@ -1271,7 +1272,7 @@ def employer_email_verdict(
     conditions of the 1006.6(d)(4) safe harbor (and any opt-out) are checked elsewhere.
     """
     employer = source.strip().casefold() in EMPLOYER_SOURCES or (
-        label is not None and label.strip().casefold() == "xwork"
+        label is not None and label.strip().casefold() == "work"
     )
     if employer and not (consumer_used_for_debt or consumer_consented):
         return EMPLOYER_EMAIL_ADDRESS
