@@ -28,6 +28,7 @@ from parley.services import templates as template_svc
 from parley.services.auth import Principal, Role, issue_token
 from parley.storage.models import (
     Borrower,
+    Call,
     Case,
     CaseBorrower,
     ContactPoint,
@@ -41,6 +42,33 @@ if TYPE_CHECKING:
 DEMO_ORG = "Northwind Recovery (demo)"
 SEED_CASE_ID = uuid.UUID("550e8400-e29b-41d4-a716-446655440000")
 BORROWERS = 300
+# Featured cases for the README's compliance tour. With the seed case (Copenhagen) they
+# span the day: at any moment at least one of the three borrowers is outside 08:00-21:00.
+NEW_YORK_CASE_ID = uuid.UUID("550e8400-e29b-41d4-a716-446655440001")
+GUAM_CASE_ID = uuid.UUID("550e8400-e29b-41d4-a716-446655440002")
+FEATURED = [
+    # case id, first, last, zone, region, phone, email, case number
+    (
+        NEW_YORK_CASE_ID,
+        "Maria",
+        "Lopez",
+        "America/New_York",
+        "NY",
+        "+12125550147",
+        "maria.lopez@example.com",
+        "NW-2026-NY001",
+    ),
+    (
+        GUAM_CASE_ID,
+        "Joseph",
+        "Cruz",
+        "Pacific/Guam",
+        "GU",
+        "+16715550123",
+        "joseph.cruz@example.com",
+        "NW-2026-GU001",
+    ),
+]
 
 FIRST = [
     "Maria",
@@ -317,6 +345,7 @@ async def _load(container: Container, session) -> Organization:  # type: ignore[
             role="primary",
         )
     )
+    await _featured(session, org, agents[0])
     for i in range(BORROWERS):
         zone, region, prefix = rng.choice(US_ZONES)
         first, last = rng.choice(FIRST), rng.choice(LAST)
@@ -386,6 +415,94 @@ async def _load(container: Container, session) -> Organization:  # type: ignore[
     await session.commit()
     await _history(container, session, org, supervisor, cases[:60])
     return org
+
+
+async def _featured(session, org: Organization, agent: User) -> None:  # type: ignore[no-untyped-def]
+    """Two named borrowers; Maria's case has seven unanswered calls this week (imported
+    history), so an eighth is refused by Reg F's 7-in-7 rule."""
+    now = datetime.now(UTC)
+    for case_id, first, last, zone, region, phone, email, number in FEATURED:
+        b = Borrower(
+            organization_id=org.id,
+            first_name=first,
+            last_name=last,
+            timezone=zone,
+            preferred_language="en_US",
+            address={
+                "line1": "1 Harbor Rd",
+                "city": "Springfield",
+                "region": region,
+                "postalCode": "10001",
+                "country": "US",
+            },
+        )
+        session.add(b)
+        await session.flush()
+        phone_cp = ContactPoint(
+            organization_id=org.id,
+            borrower_id=b.id,
+            kind="phone",
+            value=phone,
+            label="mobile",
+            is_primary=True,
+        )
+        session.add_all(
+            [
+                phone_cp,
+                ContactPoint(
+                    organization_id=org.id,
+                    borrower_id=b.id,
+                    kind="email",
+                    value=email,
+                    label="personal",
+                    is_primary=True,
+                ),
+            ]
+        )
+        session.add(
+            Case(
+                id=case_id,
+                organization_id=org.id,
+                case_number=number,
+                creditor="Acme Bank",
+                original_amount=Decimal("2400.00"),
+                outstanding_amount=Decimal("1875.40"),
+                currency="USD",
+                due_date=now.date() - timedelta(days=45),
+                status="open",
+                assigned_agent_id=agent.id,
+            )
+        )
+        await session.flush()
+        session.add(
+            CaseBorrower(case_id=case_id, borrower_id=b.id, organization_id=org.id, role="primary")
+        )
+        await session.flush()
+        if case_id == NEW_YORK_CASE_ID:
+            for k in range(7):
+                at = now - timedelta(days=6, hours=-k * 20)
+                session.add(
+                    Call(
+                        organization_id=org.id,
+                        case_id=case_id,
+                        borrower_id=b.id,
+                        contact_point_id=phone_cp.id,
+                        to_address=phone,
+                        direction="outbound",
+                        status="completed",
+                        result="no_answer",
+                        prior_consent=False,
+                        purpose="collection",
+                        placed_by_user_id=agent.id,
+                        placed_by_name=agent.name,
+                        placed_at=at,
+                        ended_at=at + timedelta(seconds=40),
+                        result_recorded_at=at + timedelta(minutes=1),
+                        notes="imported from the previous dialer",
+                        created_at=at,
+                    )
+                )
+    await session.flush()
 
 
 async def _history(

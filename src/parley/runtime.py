@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 async def run_worker(
     container: Container, *, concurrency: int | None = None, queues: list[str] | None = None
 ) -> None:
+    _warm_up_gate()
+    from parley.services import unsubscribe
+
+    async with container.db.pool.connection() as conn:
+        await unsubscribe.secret(container, conn)  # created once, outside any claim
     await container.jobs.run_worker_async(
         queues=queues,
         concurrency=concurrency or container.settings.worker_concurrency,
@@ -32,6 +37,22 @@ async def run_worker(
         # Finished jobs are kept (which job sent a message stays answerable) and pruned
         # after `job_retention_hours` by a periodic task.
         delete_jobs="never",
+    )
+
+
+def _warm_up_gate() -> None:
+    """Load the time-zone and phone-number tables the compliance gate reads before the
+    first job does: otherwise the first batch a worker claims waits for them (~0.1-0.3 s)
+    while its messages are already marked `sending`."""
+    from datetime import UTC, datetime
+
+    from parley.compliance import hours, zones
+
+    zone_set = zones.plausible_zones(
+        stated=None, country="US", region="NY", phone_e164="+12125550100"
+    )
+    hours.evaluate_hours(
+        datetime.now(UTC), zone_set, hours.ContactWindow(), country="US", subdivision="NY"
     )
 
 

@@ -66,7 +66,7 @@ async def test_sms_and_email_reach_delivered_through_the_sandbox(tenant, contain
         # The first communication on the debt gets the full debt-collector disclosure
         # (FDCPA 807(11)); the template already carries the opt-out notice.
         assert sms["body"] == (
-            "Hi Pat, $1,234.50 is due Jan 15, 2026. Reply STOP to opt out. "
+            "Hi Pat, $1,234.50 is due Jan 15, 2026. Reply STOP to opt out.\n"
             "This is an attempt to collect a debt and any information obtained will be used "
             "for that purpose. This communication is from a debt collector."
         )

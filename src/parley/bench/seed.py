@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import psycopg
 
 from parley.dispatch import outbox
 from parley.domain.channels import Channel
@@ -130,6 +131,7 @@ async def seed(
         await conn.execute(
             SEED_SQL, {"org": org, "borrowers": borrowers, "kind": kind, "tag": org[:8]}
         )
+        await _store_phone_signals(conn, org)
         cur = await conn.execute(
             MESSAGES_SQL,
             {
@@ -180,3 +182,24 @@ async def release(conn: Any) -> int:
         "SELECT pg_notify('procrastinate_any_queue_v1', '{\"type\": \"job_inserted\"}')"
     )
     return int(cur.rowcount)
+
+
+async def _store_phone_signals(conn: psycopg.AsyncConnection, org: str) -> None:
+    """What storing a phone through Parley does (models: ContactPoint before_insert): keep
+    the number's time-zone signal with it, so the gate does not parse it on every send.
+    Set-up work, outside any measured window."""
+    from parley.compliance.zones import phone_signal
+
+    cur = await conn.execute(
+        "SELECT DISTINCT value FROM contact_points WHERE organization_id = %s AND kind = 'phone'",
+        (org,),
+    )
+    values = [row[0] for row in await cur.fetchall()]
+    if not values:
+        return
+    records = [orjson.dumps(phone_signal(v).as_record()).decode() for v in values]
+    await conn.execute(
+        "UPDATE contact_points c SET phone_tz = u.tz::jsonb FROM unnest(%s::text[], %s::text[]) "
+        "AS u(value, tz) WHERE c.organization_id = %s AND c.kind = 'phone' AND c.value = u.value",
+        (values, records, org),
+    )

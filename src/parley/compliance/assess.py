@@ -69,6 +69,8 @@ class Location:
     region: str | None = None
     phone_e164: str | None = None
     default_zone: str | None = None
+    # The phone's signal as stored with the contact point (None: parse phone_e164).
+    phone_signal: zones.PhoneSignal | None = None
 
     @property
     def jurisdiction(self) -> str | None:
@@ -173,6 +175,13 @@ class AttemptContext:
     prior_consent: bool = False
 
 
+def us_rules_apply(jurisdiction: str | None) -> bool:
+    """Reg F's own rules (employer email, the FDCPA disclosure) bind collectors of US
+    consumers; a borrower whose address is elsewhere is outside them (contact hours,
+    consent and opt-out still apply everywhere). Unknown location: assume US."""
+    return jurisdiction is None or jurisdiction == "US" or jurisdiction.startswith("US-")
+
+
 def _is_reply(ctx: AttemptContext) -> bool:
     return ctx.purpose in REPLY_PURPOSES
 
@@ -212,6 +221,8 @@ def _employer_email(ctx: AttemptContext) -> RuleVerdict:
     name = "employer_email"
     if ctx.channel is not Channel.EMAIL or not ctx.policy.employer_email_rule:
         return RuleVerdict(name, Outcome.ALLOW)
+    if not us_rules_apply(ctx.location.jurisdiction):
+        return RuleVerdict(name, Outcome.ALLOW, "not_us_jurisdiction")
     cp = ctx.contact_point
     reason = content.employer_email_verdict(
         source=cp.source,
@@ -253,6 +264,7 @@ def _zone_set(ctx: AttemptContext) -> zones.ZoneSet:
         region=loc.region,
         phone_e164=loc.phone_e164,
         default_zone=loc.default_zone,
+        phone=loc.phone_signal,
     )
 
 
@@ -269,9 +281,21 @@ def _holiday_calendar(loc: Location) -> tuple[str | None, str | None]:
 def assess(ctx: AttemptContext, memo: dict[Any, Any] | None = None) -> Decision:
     """Every rule's verdict for the attempt; block beats defer beats allow.
 
-    ``memo`` (a dict the caller keeps for one batch, all at the same ``now``) shares the
-    contact-hours evaluation between attempts whose zones and window are the same.
+    ``memo`` (a dict the caller keeps for one batch) shares work between attempts: equal
+    contexts (same facts, e.g. many borrowers in one zone with nothing on file) get one
+    decision, and the contact-hours evaluation is shared by equal zones and windows.
     """
+    if memo is None:
+        return _assess(ctx, None)
+    key = ("decision", ctx)
+    cached = memo.get(key)
+    if cached is None:
+        cached = memo[key] = _assess(ctx, memo)
+    assert isinstance(cached, Decision)
+    return cached
+
+
+def _assess(ctx: AttemptContext, memo: dict[Any, Any] | None) -> Decision:
     if ctx.now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     verdicts = [_do_not_contact(ctx), _case_state(ctx), _consent(ctx), _medium(ctx)]
@@ -324,7 +348,10 @@ def assess(ctx: AttemptContext, memo: dict[Any, Any] | None = None) -> Decision:
             policy=frequency,
             zones=tuple(ZoneInfo(z) for z in sorted(zone_set.zones)),
         )
-        verdicts.append(caps.to_rule_verdict(cv, immediate=ctx.immediate))
+        # As for contact hours, a cap is first read as "wait until": an immediate attempt
+        # is turned into a block below, keeping the next allowed moment (a call blocked
+        # by the 7-in-7 cap must still say when it may be placed).
+        verdicts.append(caps.to_rule_verdict(cv, immediate=False))
         evidence["frequency"] = cv.as_record()
 
     facts = AttemptFacts(

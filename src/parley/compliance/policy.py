@@ -28,6 +28,7 @@ Invalid documents raise :class:`PolicyError` with every problem as (field, messa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
@@ -81,6 +82,9 @@ class CompliancePolicy:
 
     def frequency_for(self, jurisdiction: str | None) -> caps.FrequencyPolicy:
         """The caps that apply to a borrower in ``jurisdiction`` ("US", "US-MA", ...)."""
+        return _frequency_for(self, jurisdiction)
+
+    def _build_frequency(self, jurisdiction: str | None) -> caps.FrequencyPolicy:
         parts: list[caps.FrequencyPolicy] = []
         if self.federal_caps and _within(jurisdiction, "US"):
             federal = caps.US_FEDERAL
@@ -122,6 +126,12 @@ class CompliancePolicy:
 
 
 DEFAULT_POLICY = CompliancePolicy()
+
+
+@functools.lru_cache(maxsize=1024)
+def _frequency_for(policy: CompliancePolicy, jurisdiction: str | None) -> caps.FrequencyPolicy:
+    # Called for every attempt; a policy is immutable, so its caps per place are too.
+    return policy._build_frequency(jurisdiction)
 
 
 def _within(jurisdiction: str | None, scope: str) -> bool:

@@ -72,9 +72,11 @@ __all__ = [
     "AU_STATE_ZONES",
     "CA_PROVINCE_ZONES",
     "US_STATE_ZONES",
+    "PhoneSignal",
     "ZoneSet",
     "country_zones",
     "is_valid_zone",
+    "phone_signal",
     "plausible_zones",
     "region_zones",
 ]
@@ -242,6 +244,57 @@ def _address_signal(country: str | None, region: str | None, notes: list[str]) -
     return _Signal("address", all_zones, frozenset({cc}), precise=len(all_zones) == 1)
 
 
+@dataclass(frozen=True, slots=True)
+class PhoneSignal:
+    """What a phone number says about where its holder is, computed once per number.
+
+    Parsing and validating a number costs about a millisecond; the signal only depends
+    on the number, so it is computed when the contact point is stored
+    (:func:`phone_signal`), kept with it, and handed to :func:`plausible_zones`.
+    """
+
+    zones: frozenset[str]
+    countries: frozenset[str]
+    precise: bool
+    note: str | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "zones": sorted(self.zones),
+            "countries": sorted(self.countries),
+            "precise": self.precise,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_record(cls, record: Any) -> PhoneSignal | None:
+        """The stored form back; None for anything malformed (then recompute)."""
+        try:
+            zones = frozenset(str(z) for z in record["zones"])
+            countries = frozenset(str(c) for c in record["countries"])
+            note = record.get("note")
+            return cls(zones, countries, bool(record["precise"]), str(note) if note else None)
+        except (KeyError, TypeError, AttributeError):
+            return None
+
+
+def phone_signal(phone_e164: str) -> PhoneSignal:
+    """The (possibly empty, with a note) signal of one number."""
+    notes: list[str] = []
+    found = _phone_signal(phone_e164, notes)
+    if found is None:
+        return PhoneSignal(frozenset(), frozenset(), False, notes[0] if notes else None)
+    return PhoneSignal(found.zones, found.countries, found.precise)
+
+
+def _from_phone_signal(signal: PhoneSignal, notes: list[str]) -> _Signal | None:
+    if not signal.zones:
+        if signal.note:
+            notes.append(signal.note)
+        return None
+    return _Signal("phone", signal.zones, signal.countries, signal.precise)
+
+
 def _phone_signal(phone_e164: str | None, notes: list[str]) -> _Signal | None:
     if phone_e164 is None or not phone_e164.strip():
         return None
@@ -288,10 +341,13 @@ def plausible_zones(
     phone_e164: str | None,
     default_zone: str | None = None,
     strict_union: bool = False,
+    phone: PhoneSignal | None = None,
 ) -> ZoneSet:
     """Every zone the borrower may plausibly be in (see the module docstring for the rule).
 
-    Signals that disagree are combined by union; coarse country-wide signals are added
+    ``phone`` is the precomputed signal of ``phone_e164`` (see :class:`PhoneSignal`);
+    when given, the number is not parsed again. Signals that disagree are combined by
+    union; coarse country-wide signals are added
     unless a precise signal already places the borrower in that country (or always, with
     ``strict_union``); with no usable signal, ``default_zone`` is used.
     """
@@ -301,7 +357,9 @@ def plausible_zones(
         for s in (
             _stated_signal(stated, notes),
             _address_signal(country, region, notes),
-            _phone_signal(phone_e164, notes),
+            _from_phone_signal(phone, notes)
+            if phone is not None
+            else _phone_signal(phone_e164, notes),
         )
         if s is not None
     ]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.compliance import caps, hours
+from parley.compliance import caps, hours, zones
 from parley.compliance.assess import (
     AttemptContext,
     ConsentFact,
@@ -61,8 +61,7 @@ FACTS_SQL = """
 SELECT r.idx, b.timezone, b.address->>'country', b.address->>'region',
        coalesce(b.do_not_contact, false), c.status, o.default_timezone,
        cp.kind, cp.value, cp.label, cp.source,
-       (SELECT p.value FROM contact_points p WHERE p.borrower_id = b.id AND p.kind = 'phone'
-         ORDER BY p.is_primary DESC, p.created_at LIMIT 1),
+       ph.value, ph.phone_tz,
        pref.version, pref.document,
        ce.id, ce.action, ce.source, ce.effective_at, ce.contact_point_id IS NOT NULL,
        ce.evidence->>'confirmationMessageId',
@@ -76,6 +75,10 @@ JOIN cases c ON c.id = r.case_id AND c.organization_id = r.org_id
 JOIN borrowers b ON b.id = r.borrower_id AND b.organization_id = r.org_id
 JOIN contact_points cp ON cp.id = r.cp_id AND cp.borrower_id = b.id
 JOIN organizations o ON o.id = r.org_id
+LEFT JOIN LATERAL (
+  SELECT p.value, p.phone_tz FROM contact_points p
+  WHERE p.borrower_id = b.id AND p.kind = 'phone'
+  ORDER BY (p.id = cp.id) DESC, p.is_primary DESC, p.created_at LIMIT 1) ph ON true
 LEFT JOIN LATERAL (
   SELECT version, document FROM communication_preferences
   WHERE case_id = c.id ORDER BY version DESC LIMIT 1) pref ON true
@@ -191,10 +194,11 @@ async def load_contexts(
             case_status,
             org_zone,
             cp_kind,
-            cp_value,
+            _cp_value,
             cp_label,
             cp_source,
-            any_phone,
+            phone,
+            phone_tz,
             pref_version,
             pref_doc,
             ce_id,
@@ -206,12 +210,16 @@ async def load_contexts(
             email_used,
         ) = row
         policy = policies[req.organization_id]
+        signal = zones.PhoneSignal.from_record(phone_tz) if phone_tz else None
         location = Location(
             stated_zone=tz,
             country=country,
             region=region,
-            phone_e164=cp_value if cp_kind == "phone" else any_phone,
             default_zone=org_zone,
+            # With the stored signal the number itself is not needed (and leaving it out
+            # lets borrowers with equal facts share one decision in a batch).
+            phone_e164=None if signal is not None else phone,
+            phone_signal=signal,
         )
         consent = ConsentFact(
             state={"revoke": "revoked", "grant": "granted"}.get(ce_action or "", "none"),
@@ -445,8 +453,9 @@ async def check(
         container.clock(),
         lock=False,
     )
-    await session.rollback()
-    return Contactability(
+    # Read the ORM objects before the rollback: it expires them, and a lazy load after
+    # it would need I/O outside the async context (a 500 instead of the answer).
+    result = Contactability(
         case_id=str(ctx.case.id),
         borrower_id=str(borrower.id),
         contact_point_id=str(contact.id),
@@ -454,3 +463,5 @@ async def check(
         channel=channel,
         decision=assess(attempt),
     )
+    await session.rollback()
+    return result

@@ -6,6 +6,7 @@ Procrastinate job are written in one transaction on one connection (invariant 1)
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,7 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.compliance import content as content_rules
 from parley.compliance import gate
-from parley.compliance.assess import PURPOSES, REPLY_PURPOSES, AttemptContext, assess
+from parley.compliance.assess import (
+    PURPOSES,
+    REPLY_PURPOSES,
+    AttemptContext,
+    assess,
+    us_rules_apply,
+)
 from parley.dispatch import outbox
 from parley.domain.channels import Channel, Direction
 from parley.domain.status import CANCELLABLE, MessageStatus
@@ -298,15 +305,20 @@ async def _apply_content_rules(
     url = None
     if channel is Channel.EMAIL:
         url = await unsubscribe.url_for(container, conn, message_id)
-    result = content_rules.apply_content_rules(
-        content.body,
-        channel,
-        first_communication=first,
-        policy=ctx.policy.disclosure,
-        notice=ctx.policy.opt_out_notice,
-        html=content.html if channel is Channel.EMAIL else None,
-        unsubscribe_url=url,
-    )
+    try:
+        result = content_rules.apply_content_rules(
+            content.body,
+            channel,
+            first_communication=first,
+            policy=ctx.policy.disclosure
+            if us_rules_apply(ctx.location.jurisdiction)
+            else dataclasses.replace(ctx.policy.disclosure, enabled=False),
+            notice=ctx.policy.opt_out_notice,
+            html=content.html if channel is Channel.EMAIL else None,
+            unsubscribe_url=url,
+        )
+    except ValueError as exc:  # malformed HTML would hide the footer
+        raise Invalid.field("htmlBody", str(exc), "unsafe_html") from None
     new = Content(
         subject=content.subject,
         body=result.body,

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     func,
     text,
 )
@@ -125,6 +126,9 @@ class ContactPoint(Base):
     # Where the address came from (Reg F 1006.6(d)(4): employer-provided emails).
     source: Mapped[str] = mapped_column(String(30), default="borrower_provided")
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Phones: the time zones (and countries) the number points to, computed once when the
+    # number is stored (compliance.zones.PhoneSignal) — the gate reads it on every send.
+    phone_tz: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created()
 
 
@@ -517,3 +521,11 @@ class InstanceSecret(Base):
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _created()
+
+
+@event.listens_for(ContactPoint, "before_insert")
+def _phone_signal_on_insert(mapper: Any, connection: Any, target: ContactPoint) -> None:
+    if target.kind == "phone" and target.phone_tz is None and target.value:
+        from parley.compliance.zones import phone_signal
+
+        target.phone_tz = phone_signal(target.value).as_record()

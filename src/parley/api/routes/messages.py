@@ -14,6 +14,7 @@ from parley.api.deps import ContainerDep, PrincipalDep, SessionDep, SupervisorDe
 from parley.api.schemas.messages import (
     ComplianceDecisionOut,
     ComplianceReport,
+    ComplianceSummary,
     DeliveryEventOut,
     DeliveryReport,
     MessageCreate,
@@ -47,7 +48,32 @@ async def _template_keys(session: SessionDep, messages: list[Message]) -> dict[u
     return dict(rows.all())
 
 
-def _out(m: Message, keys: dict[uuid.UUID, str]) -> MessageOut:
+async def _compliance(session: SessionDep, m: Message) -> ComplianceSummary | None:
+    """The latest gate decision on a message, in short (the full record: /compliance)."""
+    d = await session.scalar(
+        select(ComplianceDecision)
+        .where(
+            ComplianceDecision.message_id == m.id,
+            ComplianceDecision.organization_id == m.organization_id,
+        )
+        .order_by(ComplianceDecision.id.desc())
+        .limit(1)
+    )
+    if d is None:
+        return None
+    reasons = [
+        r.get("reason") or r.get("rule")
+        for r in d.rules
+        if r.get("outcome") == d.outcome and d.outcome != "allow"
+    ]
+    return ComplianceSummary(
+        stage=d.stage, outcome=d.outcome, reasons=reasons, defer_until=d.defer_until
+    )
+
+
+def _out(
+    m: Message, keys: dict[uuid.UUID, str], compliance: ComplianceSummary | None = None
+) -> MessageOut:
     return MessageOut(
         message_id=m.id,
         case_id=m.case_id,
@@ -77,7 +103,10 @@ def _out(m: Message, keys: dict[uuid.UUID, str]) -> MessageOut:
         delivered_at=m.delivered_at,
         received_at=m.received_at,
         sent_by=m.sent_by_name,
+        purpose=m.purpose,
+        flags=list(m.flags or []),
         created_at=m.created_at,
+        compliance=compliance,
     )
 
 
@@ -110,9 +139,12 @@ async def send_message(
             send_at=body.send_at,
             provider_account_id=body.provider_account_id,
             borrower_id=body.borrower_id,
+            purpose=body.purpose,
         ),
     )
-    return _out(message, await _template_keys(session, [message]))
+    return _out(
+        message, await _template_keys(session, [message]), await _compliance(session, message)
+    )
 
 
 def _bound(value: str | None, name: str, end: bool) -> datetime | None:
@@ -182,7 +214,7 @@ async def get_message(
     message_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> MessageOut:
     m = await svc.get(session, principal.organization_id, message_id)
-    return _out(m, await _template_keys(session, [m]))
+    return _out(m, await _template_keys(session, [m]), await _compliance(session, m))
 
 
 @router.get("/api/messages/{message_id}/delivery-report", response_model=DeliveryReport)

@@ -9,10 +9,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, status
 from pydantic import Field
 
-from parley.api.deps import AdminDep, SessionDep
+from parley.api.deps import AdminDep, ContainerDep, SessionDep, SupervisorDep
 from parley.api.schemas.common import CamelModel, RequestModel
 from parley.domain.channels import Channel
 from parley.services import provider_accounts as svc
+from parley.services.errors import Invalid
 
 router = APIRouter(prefix="/api/provider-accounts", tags=["provider accounts"])
 
@@ -94,3 +95,44 @@ async def update_account(
 ) -> AccountOut:
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     return _out(await svc.update_account(session, principal.organization_id, account_id, changes))
+
+
+class SimulatedInbound(RequestModel):
+    from_: str = Field(alias="from", min_length=3, max_length=320)
+    body: str = Field(min_length=1, max_length=5000)
+    subject: str | None = Field(default=None, max_length=200)
+
+
+class SimulatedInboundOut(CamelModel):
+    provider_message_id: str
+    status: str = "posted"
+
+
+@router.post("/{account_id}/simulate-inbound", response_model=SimulatedInboundOut, status_code=202)
+async def simulate_inbound(
+    account_id: uuid.UUID,
+    body: SimulatedInbound,
+    session: SessionDep,
+    principal: SupervisorDep,
+    container: ContainerDep,
+) -> SimulatedInboundOut:
+    """Sandbox accounts only: play the borrower. The sandbox posts a signed inbound message
+    to this installation's own webhook, exactly as a provider would (so opt-out replies,
+    threading and the inbox can be tried in the demo)."""
+    account = await svc.get(session, principal.organization_id, account_id)
+    if account.provider != "sandbox":
+        raise Invalid.field("accountId", "only sandbox accounts can simulate inbound messages")
+    row = await container.providers.account(str(account.id))
+    if row is None or not row.enabled:
+        raise Invalid.field("accountId", "the account is disabled")
+    provider = await container.providers.get(row)
+    sender = getattr(provider, "simulate_inbound", None)
+    if sender is None:
+        raise Invalid.field("accountId", "this provider cannot simulate inbound messages")
+    message_id = await sender(
+        sender=body.from_,
+        body=body.body,
+        recipient=str((account.config or {}).get("from_number") or ""),
+        subject=body.subject,
+    )
+    return SimulatedInboundOut(provider_message_id=message_id)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from parley.api.deps import PrincipalDep, SessionDep, SupervisorDep
 from parley.api.schemas.templates import (
@@ -64,7 +64,10 @@ async def create_template(
 
 @router.get("/{template_id}", response_model=TemplateOut)
 async def get_template(
-    template_id: str, session: SessionDep, principal: PrincipalDep, version: int | None = None
+    template_id: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    version: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
 ) -> TemplateOut:
     t, v = await svc.get(session, principal.organization_id, template_id, version=version)
     return _out(t, v)

@@ -25,6 +25,8 @@ class MessageCreate(RequestModel):
     send_at: datetime | None = None
     provider_account_id: uuid.UUID | None = None
     borrower_id: uuid.UUID | None = None
+    # Why it is sent: some rules allow exceptions (a legal notice despite do-not-contact).
+    purpose: Literal["collection", "legal_notice", "payment_confirmation"] = "collection"
 
     @field_validator("to")
     @classmethod
@@ -35,6 +37,13 @@ class MessageCreate(RequestModel):
 
     def recipient(self) -> str | None:
         return self.to[0] if isinstance(self.to, list) else self.to
+
+
+class ComplianceSummary(CamelModel):
+    stage: str
+    outcome: str
+    reasons: list[str]
+    defer_until: datetime | None = None
 
 
 class MessageOut(CamelModel):
@@ -67,7 +76,12 @@ class MessageOut(CamelModel):
     received_at: datetime | None = None
     sent_by: str | None = None
     has_attachments: bool = False
+    purpose: str = "collection"
+    # Markers for an agent, e.g. "opt_out_detected" on a reply that revoked consent.
+    flags: list[str] = Field(default_factory=list)
     created_at: datetime
+    # The latest compliance decision, in short (single-message responses only).
+    compliance: ComplianceSummary | None = None
 
 
 class MessageList(CamelModel):

@@ -51,7 +51,7 @@ class PreviewRequest(RequestModel):
     case_id: uuid.UUID
     borrower_id: uuid.UUID | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=2_147_483_647)
 
 
 class PreviewOut(CamelModel):
