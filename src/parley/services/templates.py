@@ -104,12 +104,19 @@ async def create(
     name: str,
     channel: Channel,
     parts: TemplateParts,
+    elements: dict[str, Any] | None = None,
 ) -> tuple[MessageTemplate, MessageTemplateVersion]:
+    """A new template. Voice templates are limited-content voicemails: ``elements`` (the
+    allowed elements) is required and the script is composed from them (see voicemail())."""
     if not KEY_PATTERN.match(key):
         raise Invalid.field("templateId", "use letters, digits, '.', '_' or '-' (max 100)")
-    if channel not in TEMPLATE_CHANNELS:
-        raise Invalid.field("type", "templates exist for email, sms and whatsapp")
-    variables = validate_parts(channel, parts)
+    if channel is Channel.VOICE:
+        parts, elements = voicemail(elements)
+        variables: list[str] = []
+    elif channel not in TEMPLATE_CHANNELS:
+        raise Invalid.field("type", "templates exist for email, sms, whatsapp and voicemail")
+    else:
+        variables = validate_parts(channel, parts)
     template = MessageTemplate(
         organization_id=org_id, key=key, name=name, channel=channel.value, current_version=1
     )
@@ -127,6 +134,7 @@ async def create(
         body=parts.body,
         html_body=parts.html_body,
         variables=variables,
+        elements=elements,
     )
     session.add(version)
     await session.commit()
@@ -140,13 +148,21 @@ async def update(
     *,
     name: str | None,
     parts: TemplateParts | None,
+    elements: dict[str, Any] | None = None,
 ) -> tuple[MessageTemplate, MessageTemplateVersion]:
     template, current = await get(session, org_id, key, lock=True)
     if name is not None:
         template.name = name
     version = current
+    is_voicemail = template.channel == Channel.VOICE.value
+    if is_voicemail and parts is not None:
+        raise Invalid.field("body", "a voicemail template is made of its voicemail elements")
+    if not is_voicemail and elements is not None:
+        raise Invalid.field("voicemail", f"a {template.channel} template has no voicemail")
+    if elements is not None:
+        parts, elements = voicemail(elements)
     if parts is not None:
-        variables = validate_parts(Channel(template.channel), parts)
+        variables = [] if is_voicemail else validate_parts(Channel(template.channel), parts)
         template.current_version += 1
         version = MessageTemplateVersion(
             organization_id=org_id,
@@ -156,10 +172,31 @@ async def update(
             body=parts.body,
             html_body=parts.html_body,
             variables=variables,
+            elements=elements,
         )
         session.add(version)
     await session.commit()
     return template, version
+
+
+def voicemail(elements: dict[str, Any] | None) -> tuple[TemplateParts, dict[str, Any]]:
+    """Check a limited-content voicemail (Reg F 1006.2(j)): only the allowed elements,
+    every problem reported; the script is composed from them and nothing else."""
+    from parley.compliance import content
+
+    if not elements:
+        raise Invalid.field("voicemail", "a voicemail template needs its elements", "required")
+    try:
+        vm = content.from_mapping(elements)
+    except content.VoicemailContentError as exc:
+        errors = [FieldError(f"voicemail.{f}", m) for f, m in exc.errors]
+        raise Invalid("voicemail: " + "; ".join(e.message for e in errors), errors) from None
+    # A script asking for the date and time gets it when the voicemail is left; the
+    # template shows it for a sample moment.
+    from datetime import UTC, datetime
+
+    script = content.render_voicemail(vm, message_time=datetime(2026, 1, 5, 15, 0, tzinfo=UTC))
+    return TemplateParts(None, script, None), dict(elements)
 
 
 async def get(

@@ -190,6 +190,8 @@ class MessageTemplateVersion(Base):
     body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str | None] = mapped_column(Text)
     variables: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+    # Limited-content voicemail templates: the allowed elements the script is made of.
+    elements: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created()
 
 

@@ -18,6 +18,7 @@ from parley.api.schemas.templates import (
 from parley.domain.channels import Channel
 from parley.services import context as case_context
 from parley.services import templates as svc
+from parley.services.errors import Invalid
 from parley.storage.models import MessageTemplate, MessageTemplateVersion
 
 router = APIRouter(prefix="/api/message-templates", tags=["templates"])
@@ -27,11 +28,12 @@ def _out(t: MessageTemplate, v: MessageTemplateVersion) -> TemplateOut:
     return TemplateOut(
         template_id=t.key,
         name=t.name,
-        type=t.channel,
+        type="voicemail" if t.channel == Channel.VOICE.value else t.channel,
         subject=v.subject,
         body=v.body,
         html_body=v.html_body,
         variables=list(v.variables or []),
+        voicemail=v.elements,
         version=v.version,
         updated_at=v.created_at,
     )
@@ -41,9 +43,10 @@ def _out(t: MessageTemplate, v: MessageTemplateVersion) -> TemplateOut:
 async def list_templates(
     session: SessionDep,
     principal: PrincipalDep,
-    type: Literal["email", "sms", "whatsapp"] | None = None,
+    type: Literal["email", "sms", "whatsapp", "voicemail"] | None = None,
 ) -> TemplateList:
-    rows = await svc.list_all(session, principal.organization_id, Channel(type) if type else None)
+    channel = None if type is None else Channel.VOICE if type == "voicemail" else Channel(type)
+    rows = await svc.list_all(session, principal.organization_id, channel)
     return TemplateList(templates=[_out(t, v) for t, v in rows])
 
 
@@ -51,13 +54,21 @@ async def list_templates(
 async def create_template(
     body: TemplateCreate, session: SessionDep, principal: SupervisorDep
 ) -> TemplateOut:
+    if body.type == "voicemail":
+        if body.body is not None or body.subject is not None or body.html_body is not None:
+            raise Invalid.field("body", "a voicemail template takes `voicemail` elements only")
+    elif body.body is None:
+        raise Invalid.field("body", "is required", "required")
+    elif body.voicemail is not None:
+        raise Invalid.field("voicemail", f"a {body.type} template has no voicemail")
     t, v = await svc.create(
         session,
         principal.organization_id,
         key=body.template_id,
         name=body.name,
-        channel=Channel(body.type),
-        parts=svc.TemplateParts(body.subject, body.body, body.html_body),
+        channel=Channel.VOICE if body.type == "voicemail" else Channel(body.type),
+        parts=svc.TemplateParts(body.subject, body.body or "", body.html_body),
+        elements=body.voicemail,
     )
     return _out(t, v)
 
@@ -89,7 +100,12 @@ async def update_template(
         )
         await session.rollback()
     t, v = await svc.update(
-        session, principal.organization_id, template_id, name=body.name, parts=parts
+        session,
+        principal.organization_id,
+        template_id,
+        name=body.name,
+        parts=parts,
+        elements=body.voicemail,
     )
     return _out(t, v)
 

@@ -10,16 +10,22 @@ from pydantic import Field
 
 from parley.api.schemas.common import CamelModel, RequestModel
 
-TemplateType = Literal["email", "sms", "whatsapp"]
+TemplateType = Literal["email", "sms", "whatsapp", "voicemail"]
 
 
 class TemplateCreate(RequestModel):
+    """``voicemail`` templates are limited-content voicemails (Reg F 1006.2(j)): give
+    ``voicemail`` (businessName, requestToReply, contactNames, callbackNumbers and
+    optionally salutation, includeDateTime, suggestedReplyTimes, anyRepresentative) and
+    no body; every other type takes a body."""
+
     template_id: str = Field(min_length=1, max_length=100)
     name: str = Field(min_length=1, max_length=200)
     type: TemplateType
     subject: str | None = Field(default=None, max_length=998)
-    body: str = Field(min_length=1, max_length=100_000)
+    body: str | None = Field(default=None, min_length=1, max_length=100_000)
     html_body: str | None = Field(default=None, max_length=500_000)
+    voicemail: dict[str, Any] | None = None
 
 
 class TemplateUpdate(RequestModel):
@@ -29,6 +35,7 @@ class TemplateUpdate(RequestModel):
     subject: str | None = Field(default=None, max_length=998)
     body: str | None = Field(default=None, min_length=1, max_length=100_000)
     html_body: str | None = Field(default=None, max_length=500_000)
+    voicemail: dict[str, Any] | None = None
 
 
 class TemplateOut(CamelModel):
@@ -39,6 +46,7 @@ class TemplateOut(CamelModel):
     body: str
     html_body: str | None
     variables: list[str]
+    voicemail: dict[str, Any] | None = None
     version: int
     updated_at: datetime
 

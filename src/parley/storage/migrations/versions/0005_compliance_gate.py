@@ -6,6 +6,7 @@
   (append-only: history is never overwritten).
 - calls: call attempts, gated like messages; the result is set once.
 - messages.purpose / attempted_at / flags; compliance decisions about calls.
+- message_template_versions.elements: limited-content voicemail templates.
 - contact_points.phone_tz: a phone's time-zone signal, computed when it is stored.
 - instance_secrets: signing keys shared by every process (unsubscribe links).
 
@@ -213,6 +214,10 @@ def upgrade() -> None:
     )
     op.add_column("messages", sa.Column("attempted_at", sa.DateTime(timezone=True)))
     op.add_column(
+        "message_template_versions",
+        sa.Column("elements", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    )
+    op.add_column(
         "contact_points",
         sa.Column("phone_tz", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     )
@@ -285,6 +290,7 @@ def downgrade() -> None:
     op.drop_column("messages", "flags")
     op.drop_column("messages", "attempted_at")
     op.drop_column("contact_points", "phone_tz")
+    op.drop_column("message_template_versions", "elements")
     op.drop_column("messages", "purpose")
     op.drop_table("instance_secrets")
     op.drop_index("ix_calls_case_created", table_name="calls")
