@@ -15,11 +15,15 @@ Opt-out (reference/compliance.md, TCPA and Reg F 1006.14(h)): the reply is class
 free-text revocations ("stop texting me") alike. A revocation is written to the consent
 ledger for the channels it covers, messages waiting on them are cancelled, and one
 confirmation is sent — only when the revocation is new (a second STOP confirms
-nothing). A free-text revocation is also flagged on the inbound message for an agent.
+nothing). Replies acting on consent take a per-borrower lock first, so two handled at
+once cannot both confirm. A confirmation that cannot be sent (the account was disabled)
+is dropped with a warning; the revocation stands. A free-text revocation is also flagged
+on the inbound message for an agent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -89,11 +93,19 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
             return 0
         case_id = await _case_for(session, cp)
         if case_id is None:
+            # No case to file the reply on (a message needs one): the raw receipt keeps it,
+            # but an opt-out is still honoured — consent belongs to the contact point.
             log.info("inbound %s from a borrower without a case kept as receipt", item.channel)
+            await _consent_without_case(container, session, org_id, cp, item)
             return 0
         now = container.clock()
         intent = optout.classify_reply(_reply_text(item), channel=item.channel)
         flags = ["opt_out_detected"] if intent.needs_agent_review else []
+        if intent.action is not optout.ReplyAction.NONE:
+            # Before anything else is locked (the thread row below): replies of one
+            # borrower acting on consent are handled one at a time, so two STOPs (say by
+            # text and by WhatsApp) cannot both find "not revoked" and both confirm.
+            await consent.lock_borrower(await raw_connection(session), str(cp.borrower_id))
         thread_id = await threads.for_message(
             session, org_id, case_id, cp.borrower_id, item.channel, item.subject, [cp.value], now
         )
@@ -138,16 +150,65 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
         await session.flush()
         reply = await _act_on_intent(container, session, account, cp, message, intent, now)
         if reply is not None:
+            savepoint = await session.begin_nested()
             try:
                 # Commits everything (inbound message, ledger, confirmation) at once.
                 await message_svc.send(container, session, _system(org_id), case_id, reply)
                 return 1
-            except ServiceError as exc:  # e.g. the account can't send on this channel
+            except ServiceError as exc:  # e.g. the account was disabled meanwhile
+                # The revocation stands without its confirmation: undo only the latter.
                 log.warning("no confirmation sent for inbound %s: %s", message.id, exc.detail)
-                await session.rollback()
-                raise
+                await savepoint.rollback()
         await session.commit()
         return 1
+
+
+async def _consent_without_case(
+    container: Container,
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    cp: ContactPoint,
+    item: InboundMessage,
+) -> None:
+    intent = optout.classify_reply(_reply_text(item), channel=item.channel)
+    if intent.action not in (optout.ReplyAction.OPT_OUT, optout.ReplyAction.OPT_IN):
+        return
+    conn = await raw_connection(session)
+    await consent.lock_borrower(conn, str(cp.borrower_id))
+    scope = set(intent.scope) or {item.channel}
+    states = await _states(conn, cp, scope)
+    change = consent.ConsentChange(
+        organization_id=str(org_id),
+        borrower_id=str(cp.borrower_id),
+        contact_point_id=str(cp.id),
+        address=cp.value,
+        channel=item.channel,
+        action="revoke",
+        source="reply_keyword" if intent.keyword else "reply_text",
+        effective_at=container.clock(),
+        reason=f"borrower replied {intent.matched!r} (no case to file the reply on)"[:1000],
+        evidence={**intent.as_record(), "providerMessageId": item.provider_message_id},
+        recorded_by_name=AUTOMATIC,
+    )
+    if intent.action is optout.ReplyAction.OPT_OUT:
+        fresh = {c for c in scope if states.get(c) != "revoke"}
+        if fresh:
+            await _revoke(conn, change, cp, fresh)
+    else:
+        own = ContactKind(cp.kind)
+        for c in sorted((c for c in scope if states.get(c) == "revoke"), key=lambda c: c.value):
+            mine = own.serves(c)
+            await consent.record(
+                conn,
+                dataclasses.replace(
+                    change,
+                    channel=c,
+                    action="grant",
+                    contact_point_id=str(cp.id) if mine else None,
+                    address=cp.value if mine else None,
+                ),
+            )
+    await session.commit()
 
 
 def _normalize(item: InboundMessage) -> str:

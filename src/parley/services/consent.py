@@ -9,6 +9,7 @@ block them anyway, but cancelling says so on each message's own timeline at once
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,6 +72,23 @@ UPDATE messages m SET status = 'cancelled', status_changed_at = %(now)s
 FROM waiting w WHERE m.id = w.id AND m.status IN ('queued', 'scheduled')
 RETURNING m.id::text, w.status
 """
+
+
+def lock_key(borrower_id: str) -> int:
+    """A stable signed 64-bit advisory-lock key for one borrower's consent changes."""
+    digest = hashlib.blake2b(f"consent:{borrower_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_borrower(conn: psycopg.AsyncConnection, borrower_id: str) -> None:
+    """Serialize consent changes for a borrower until the transaction ends.
+
+    Acting on an opt-out is read-then-write (is the latest entry already a revocation?
+    then record nothing and confirm nothing): two replies or unsubscribe clicks handled at
+    once must not both read "not revoked" and both record and confirm (TCPA: one
+    confirmation). Take it before reading the ledger, inside the writing transaction.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(str(borrower_id)),))
 
 
 async def record(conn: psycopg.AsyncConnection, change: ConsentChange) -> int:

@@ -79,7 +79,8 @@ async def unsubscribe(
 ) -> bool:
     """Revoke email for the contact point the tokened message went to. False: bad token.
 
-    Idempotent: a second use records nothing new while the revocation stands.
+    Idempotent: a second use records nothing new while the revocation stands. Call it
+    inside a transaction on `conn`: the per-borrower consent lock lasts until it ends.
     """
     message_id = read_token(await secret(container, conn), token)
     if message_id is None:
@@ -93,6 +94,8 @@ async def unsubscribe(
     if row is None or row[1] is None:
         return False
     org, borrower, cp, address = row
+    # Clicks and one-click POSTs for one borrower arrive together: one revocation.
+    await consent.lock_borrower(conn, borrower)
     cur = await conn.execute(
         "SELECT action FROM consent_events WHERE borrower_id = %s AND channel = 'email' "
         "AND (contact_point_id = %s OR contact_point_id IS NULL) AND purpose = 'all' "
