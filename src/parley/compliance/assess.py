@@ -20,6 +20,7 @@ Pure: no I/O. The storage side (``parley.services.contactability``) builds conte
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any, Final
@@ -28,6 +29,7 @@ from zoneinfo import ZoneInfo
 from parley.compliance import caps, content, gate, hours, zones
 from parley.compliance.gate import AttemptFacts, Decision, Outcome, RuleVerdict
 from parley.compliance.policy import CompliancePolicy
+from parley.compliance.region_zones import _COUNTRY_ALIASES, _REGION_TABLES
 from parley.domain.channels import Channel
 
 __all__ = [
@@ -80,7 +82,13 @@ class Location:
         country = self.country.strip().upper()
         if country in ("USA", "UNITED STATES"):
             country = "US"
+        country = _COUNTRY_ALIASES.get(country, country)
         region = (self.region or "").strip().upper()
+        # Addresses name the region as a code ("MA"), an ISO 3166-2 code ("US-MA") or in
+        # full ("Massachusetts"); each must select the state's rules (its caps overlay).
+        region = region.removeprefix(country + "-")
+        if country in _REGION_TABLES:
+            region = _REGION_TABLES[country][1].get(region, region)
         return f"{country}-{region}" if region and len(region) <= 3 else country
 
 
@@ -310,11 +318,13 @@ def _assess(ctx: AttemptContext, memo: dict[Any, Any] | None) -> Decision:
         "policy": ctx.policy.as_record(),
     }
     zone_set = _zone_set(ctx)
+    hours_config: tuple[hours.ContactWindow, str | None, str | None] | None = None
     if _is_reply(ctx):
         verdicts.append(RuleVerdict(hours.RULE_NAME, Outcome.ALLOW, "reply_to_borrower"))
     else:
         country, region = _holiday_calendar(ctx.location)
         window = _window(ctx)
+        hours_config = (window, country, region)
         key = ("hours", ctx.now, zone_set.zones, window, country, region)
         hv = memo.get(key) if memo is not None else None
         if hv is None or hv.zones != zone_set:
@@ -364,6 +374,28 @@ def _assess(ctx: AttemptContext, memo: dict[Any, Any] | None) -> Decision:
         purpose=ctx.purpose,
     )
     decision = gate.combine(facts, tuple(verdicts), evidence)
+    if (
+        decision.outcome is Outcome.DEFER
+        and decision.defer_until is not None
+        and hours_config is not None
+        and "frequency" in evidence
+    ):
+        # A cap frees up at a moment that may lie outside contact hours (the 7-day expiry
+        # of a call at 20:30 EST lands at 21:30 EDT across a DST change; the borrower's
+        # own hours may be narrower). Caps never close again as time passes, so the next
+        # moment every rule allows is the first convenient time from there.
+        window, country, region = hours_config
+        later = hours.evaluate_hours(
+            decision.defer_until, zone_set, window, country=country, subdivision=region
+        )
+        if not later.allowed and later.next_allowed_utc is not None:
+            evidence["contactHoursWhenCapsAllow"] = later.as_record()
+            decision = dataclasses.replace(
+                decision,
+                defer_until=later.next_allowed_utc,
+                next_allowed_at=later.next_allowed_utc,
+                evidence=evidence,
+            )
     if ctx.immediate and decision.outcome is Outcome.DEFER:
         # A call placed now cannot wait for the window: refuse it, say when it may be.
         return gate.Decision(

@@ -178,7 +178,9 @@ def _bool(
 
 
 def _object(doc: Mapping[str, Any], key: str, errors: list[tuple[str, str]]) -> Mapping[str, Any]:
-    value = doc.get(key) or {}
+    value = doc.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, Mapping):
         errors.append((key, "must be an object"))
         return {}
@@ -233,6 +235,16 @@ def _channels(value: Any, where: str, errors: list[tuple[str, str]]) -> frozense
     return frozenset(out)
 
 
+# Names of the built-in rules an organization's own cap must not reuse.
+_BUILT_IN_RULES = frozenset(
+    {
+        *(c.name for c in caps.US_FEDERAL.caps),
+        *(c.name for c in caps.US_MA_OVERLAY_CAPS.caps),
+        caps.REG_F_POST_CONVERSATION.name,
+    }
+)
+
+
 def _additional_caps(raw: Any, errors: list[tuple[str, str]]) -> tuple[ScopedCap, ...]:
     if raw is None:
         return ()
@@ -240,6 +252,7 @@ def _additional_caps(raw: Any, errors: list[tuple[str, str]]) -> tuple[ScopedCap
         errors.append(("frequency.additionalCaps", "must be a list"))
         return ()
     out: list[ScopedCap] = []
+    names: set[str] = set()
     for i, item in enumerate(raw):
         where = f"frequency.additionalCaps[{i}]"
         if not isinstance(item, Mapping):
@@ -249,6 +262,12 @@ def _additional_caps(raw: Any, errors: list[tuple[str, str]]) -> tuple[ScopedCap
         name = item.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > 60:
             errors.append((f"{where}.name", "must be a name of 1-60 characters"))
+        elif name in _BUILT_IN_RULES or name in names:
+            # Verdicts name the failing rule, so the gate refuses to combine two rules of
+            # one name: accepting this would make every later contact attempt fail.
+            errors.append((f"{where}.name", f"{name!r} is already the name of another rule"))
+        else:
+            names.add(name)
         channels = _channels(item.get("channels"), f"{where}.channels", errors)
         max_attempts = item.get("maxAttempts")
         if type(max_attempts) is not int or not 1 <= max_attempts <= 1000:

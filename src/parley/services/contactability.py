@@ -32,7 +32,7 @@ from parley.compliance.assess import (
     Preferences,
 )
 from parley.compliance.gate import Decision
-from parley.compliance.policy import CompliancePolicy, PolicyError, parse_policy
+from parley.compliance.policy import CompliancePolicy, parse_policy
 from parley.domain.channels import Channel
 from parley.services.auth import Principal
 
@@ -134,7 +134,8 @@ async def _policies_for(
         if key not in _policies:
             try:
                 _policies[key] = parse_policy(settings)
-            except PolicyError:  # validated on write; a bad row must not open the gate
+            except ValueError:  # PolicyError included. Validated on write; a bad row
+                # (written by an older version) must neither open the gate nor break it.
                 _policies[key] = CompliancePolicy()
             if len(_policies) > 1000:
                 _policies.pop(next(iter(_policies)))

@@ -101,8 +101,11 @@ async def send(
         session, org_id, case_id, req.borrower_id, acting_user_id=principal.user_id
     )
     borrowers = [ctx.borrower] if req.borrower_id is not None else ctx.borrowers
+    to = req.to
+    if to is None and req.contact_point_id is None:
+        to = await _preferred_address(session, org_id, ctx.case.id, channel)
     borrower, contact = await recipients.resolve(
-        session, org_id, borrowers, channel, req.to, contact_point_id=req.contact_point_id
+        session, org_id, borrowers, channel, to, contact_point_id=req.contact_point_id
     )
     if borrower.id != ctx.borrower.id:
         ctx.borrower = borrower
@@ -218,6 +221,20 @@ async def send(
         )
     await session.commit()
     return message
+
+
+async def _preferred_address(
+    session: AsyncSession, org_id: uuid.UUID, case_id: uuid.UUID, channel: Channel
+) -> str | None:
+    """The case preferences' emailAddress / phoneNumber, for a message without `to`."""
+    from parley.services.preferences import current
+
+    prefs = await current(session, org_id, case_id)
+    if prefs is None:
+        return None
+    key = "emailAddress" if channel is Channel.EMAIL else "phoneNumber"
+    value = prefs.document.get(key)
+    return str(value) if value else None
 
 
 def _copies(channel: Channel, req: SendRequest) -> tuple[list[str], list[str]]:

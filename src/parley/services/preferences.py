@@ -15,13 +15,14 @@ What the gate does with them:
   timezone is the borrower's stated location.
 - ``inconvenientTimes``: further stated periods, e.g. at work 09:00-17:00 on weekdays.
 - ``emailAddress`` / ``phoneNumber``: the addresses to use; they must be contact points
-  of a borrower on the case, and become the default recipient for their channel.
+  of a borrower on the case, and are the default recipient for their channel (a message
+  without ``to``; a phone number serves SMS and WhatsApp).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import date, time
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import select
@@ -172,6 +173,7 @@ async def update(
     principal: Principal,
     case_id: uuid.UUID,
     changes: dict[str, Any],
+    now: datetime,
 ) -> CommunicationPreferences:
     org_id = principal.organization_id
     ctx = await case_context.load(session, org_id, case_id, None)
@@ -194,17 +196,22 @@ async def update(
         document=doc,
         changed_by_user_id=principal.user_id,
         changed_by_name=principal.name,
+        changed_at=now,
     )
     session.add(record)
     await session.flush()
     if doc.get("doNotContact") and not (existing and existing.document.get("doNotContact")):
-        await _cancel_waiting(session, org_id, ctx.case.id, doc)
+        await _cancel_waiting(session, org_id, ctx.case.id, doc, now)
     await session.commit()
     return record
 
 
 async def _cancel_waiting(
-    session: AsyncSession, org_id: uuid.UUID, case_id: uuid.UUID, doc: dict[str, Any]
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    case_id: uuid.UUID,
+    doc: dict[str, Any],
+    now: datetime,
 ) -> None:
     """A do-not-contact request cancels what is waiting on the case (exceptions stay)."""
     from parley.compliance.assess import EXCEPTION_PURPOSES, REPLY_PURPOSES
@@ -219,12 +226,12 @@ async def _cancel_waiting(
             AND direction = 'outbound' AND status IN ('queued', 'scheduled')
             AND purpose <> ALL(%(keep)s) FOR UPDATE),
         done AS (
-          UPDATE messages m SET status = 'cancelled', status_changed_at = now()
+          UPDATE messages m SET status = 'cancelled', status_changed_at = %(now)s
           FROM waiting w WHERE m.id = w.id RETURNING m.id, w.status)
         INSERT INTO message_events (organization_id, message_id, event_type, status_before,
           status_after, source, reason, occurred_at)
         SELECT %(org)s, id, 'cancelled', status, 'cancelled', 'parley',
-               'do not contact requested', now() FROM done
+               'do not contact requested', %(now)s FROM done
         """,
-        {"org": org_id, "case": case_id, "keep": keep},
+        {"org": org_id, "case": case_id, "keep": keep, "now": now},
     )

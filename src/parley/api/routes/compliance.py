@@ -102,10 +102,14 @@ async def get_preferences(
 
 @router.put("/api/cases/{caseId}/communication-preferences", response_model=PreferencesOut)
 async def put_preferences(
-    case_id: CaseId, body: PreferencesIn, session: SessionDep, principal: PrincipalDep
+    case_id: CaseId,
+    body: PreferencesIn,
+    session: SessionDep,
+    principal: PrincipalDep,
+    container: ContainerDep,
 ) -> PreferencesOut:
     changes = body.model_dump(by_alias=True, exclude_unset=True, mode="json")
-    record = await pref_svc.update(session, principal, case_id, changes)
+    record = await pref_svc.update(session, principal, case_id, changes, container.clock())
     return _prefs_out(case_id, record)
 
 
