@@ -88,8 +88,11 @@ async def test_three_workers_share_the_queue_and_the_rate_limit(container, datab
         limited_times = sorted(
             m.received_at for m in sink.messages if m.mail_from == "b@scale.test"
         )
-    # A correctness bound, not a speed claim: a slow machine only makes the span longer.
-    # The limited account's 200 messages, paced at 40/s across three processes, cannot
-    # arrive faster than the bucket allows (burst 1): at least (200 - 1) / 40 s.
+    # A correctness bound, not a speed claim. The limited account's 200 messages, paced at
+    # 40/s across three processes (burst 1), get token slots at least (200 - 1) / 40 s
+    # apart from first to last; a message can arrive after its slot but never before it.
+    # Only a late *first* arrival shortens the measured span (by its lag: a loaded machine
+    # delays a send a few hundred ms), so allow 0.5 s of lag. Without the shared bucket the
+    # 200 arrive in well under a second.
     span = limited_times[-1] - limited_times[0]
-    assert span >= (200 - 1) / rate * 0.95, span
+    assert span >= (200 - 1) / rate - 0.5, span
