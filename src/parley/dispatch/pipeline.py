@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -470,8 +471,32 @@ def _decide(row: Row, now: datetime) -> tuple[gate.Decision, str, str]:
 async def _copy_rows(
     conn: psycopg.AsyncConnection, copy_sql: str, rows: list[tuple[Any, ...]], *constant: Any
 ) -> None:
-    """COPY `rows` in, each followed by the `constant` trailing columns."""
+    """COPY `rows` in, each followed by the `constant` trailing columns.
+
+    The rows are formatted as COPY text here and written in one piece: psycopg's
+    `write_row` adapts value by value and was a visible share of a worker's CPU at
+    three rows per message. Values are str, None, int or tz-aware datetime."""
     if rows:
+        tail = "".join("\t" + _copy_field(c) for c in constant) + "\n"
+        data = "".join("\t".join([_copy_field(v) for v in row]) + tail for row in rows)
         async with conn.cursor().copy(copy_sql) as copy:
-            for row in rows:
-                await copy.write_row((*row, *constant))
+            await copy.write(data)
+
+
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _copy_escape(match: re.Match[str]) -> str:
+    return _COPY_ESCAPES[match.group()]
+
+
+def _copy_field(value: Any) -> str:
+    """One field in COPY text format (NULL is \\N; backslash, tab and line breaks escaped)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return _COPY_SPECIAL.sub(_copy_escape, value) if _COPY_SPECIAL.search(value) else value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
