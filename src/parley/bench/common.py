@@ -285,9 +285,10 @@ async def run_parley(
             started = time.perf_counter()
             while True:
                 cur = await conn.execute(
-                    "SELECT count(*) FROM messages WHERE status = ANY(%s) "
+                    # in_flight: status is queued, sending or scheduled (IN_FLIGHT)
+                    "SELECT count(*) FROM messages WHERE in_flight "
                     "AND organization_id = ANY(%s::uuid[])",
-                    (list(IN_FLIGHT), list(orgs)),
+                    (list(orgs),),
                 )
                 left = int((await cur.fetchone() or (0,))[0])
                 elapsed = time.perf_counter() - started
