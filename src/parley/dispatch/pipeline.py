@@ -22,6 +22,7 @@ import asyncio
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,7 @@ class Dispatcher:
 
     async def run(self, message_ids: list[str]) -> None:
         async with self.c.db.pool.connection() as conn:
-            cur = await conn.execute(PEEK_SQL, (message_ids, list(_PENDING)))
+            cur = await conn.execute(PEEK_SQL, (_array(message_ids), list(_PENDING)))
             pending = await cur.fetchall()
             accounts = await self.c.providers.accounts(
                 sorted({a for _, a in pending if a}), conn=conn
@@ -242,7 +243,7 @@ class Dispatcher:
                 await outbox.defer_send(self.c.jobs, conn, deferred_ids, schedule_at=until)
             claimed: list[Row] = []
             if allowed:
-                cur = await conn.execute(CLAIM_SQL, (now, self.job_id, list(allowed)))
+                cur = await conn.execute(CLAIM_SQL, (now, self.job_id, _array(allowed)))
                 for (message_id,) in await cur.fetchall():
                     row = allowed[message_id]
                     events.append(_event(row, "sending", row.status, now))
@@ -312,10 +313,10 @@ class Dispatcher:
                     {
                         "now": now,
                         "job": self.job_id,
-                        "ids": [o.row.id for o in sent],
-                        "pids": [o.result.provider_message_id for o in sent],
-                        "segs": [o.result.segments for o in sent],
-                        "costs": [o.result.cost for o in sent],
+                        "ids": _array(o.row.id for o in sent),
+                        "pids": _array(o.result.provider_message_id for o in sent),
+                        "segs": _array(o.result.segments for o in sent),
+                        "costs": _array(o.result.cost for o in sent),
                     },
                 )
                 for (mid,) in await cur.fetchall():
@@ -335,10 +336,10 @@ class Dispatcher:
                         "status": status,
                         "now": now,
                         "job": self.job_id,
-                        "ids": [o.row.id for o in group],
-                        "codes": [o.result.error_code for o in group],
-                        "details": [o.result.error_detail for o in group],
-                        "ats": ats or [None] * len(group),
+                        "ids": _array(o.row.id for o in group),
+                        "codes": _array(o.result.error_code for o in group),
+                        "details": _array(o.result.error_detail for o in group),
+                        "ats": _array(ats or [None] * len(group)),
                     },
                 )
                 for (mid,) in await cur.fetchall():
@@ -466,6 +467,23 @@ def _decide(row: Row, now: datetime) -> tuple[gate.Decision, str, str]:
         orjson.dumps([v.as_record() for v in decision.verdicts]).decode(),
         orjson.dumps(decision.facts.as_record()).decode(),
     )
+
+
+def _array(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal for a parameter the statement casts (`%s::uuid[]`):
+    one text value instead of a list psycopg adapts element by element (~3% of a
+    worker's CPU). Elements are double-quoted with backslash and quote escaped; None is
+    NULL; datetimes are ISO 8601 with their offset."""
+    return "{" + ",".join([_array_element(v) for v in values]) + "}"
+
+
+def _array_element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    if "\\" in text or '"' in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text + '"'
 
 
 async def _copy_rows(
