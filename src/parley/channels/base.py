@@ -109,10 +109,6 @@ class InboundMessage:
 
 @runtime_checkable
 class ChannelProvider(Protocol):
-    """A provider may also have `max_in_flight: int`, the most sends one instance runs at
-    once (its connection pool or request limit); the dispatcher then runs no more than
-    that many sends of a batch at a time instead of queueing the rest inside `send`."""
-
     name: ClassVar[str]
     channel: Channel  # a class constant for single-channel providers; per instance for sandbox
     capabilities: Capabilities

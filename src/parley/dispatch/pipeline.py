@@ -403,31 +403,29 @@ async def _send_all(
     reservation: ratelimit.Reservation | None,
     start: float,
 ) -> list[SendResult | BaseException]:
-    """Send every row, each no earlier than its token slot, at most `max_in_flight` at a
-    time (the provider's own limit, when it states one): a few lanes take the rows in
-    order, rather than a task per message queueing on the provider's semaphore."""
-    results: list[SendResult | BaseException] = [_NOT_SENT] * len(rows)
-    pending = iter(enumerate(rows))
+    """Send every row concurrently, each no earlier than its token slot.
 
-    async def lane() -> None:
-        for i, row in pending:  # the lanes share one iterator: the next free lane sends
-            if reservation is not None:
-                await ratelimit.wait_for_slot(reservation, i, start)
-            try:
-                results[i] = await provider.send(_outbound(row))
-            except Exception as exc:  # a provider bug: recorded as an unknown outcome
-                results[i] = exc
-
-    limit = getattr(provider, "max_in_flight", None)
-    lanes = min(len(rows), limit) if isinstance(limit, int) and limit > 0 else len(rows)
-    if lanes == 1:
-        await lane()
+    One task per message, queueing in the provider (its pool or semaphore) in the order
+    the batches were claimed: a job's batch finishes, and is recorded, before later
+    batches of other jobs get the provider, so claims, sends and records of the jobs
+    overlap. (A few lanes per batch instead shared the provider round-robin between all
+    running jobs: every batch finished late and together.)"""
+    if reservation is None:
+        sends = [provider.send(_outbound(row)) for row in rows]
     else:
-        await asyncio.gather(*(lane() for _ in range(lanes)))
-    return results
+        sends = [_paced(provider, row, reservation, i, start) for i, row in enumerate(rows)]
+    return await asyncio.gather(*sends, return_exceptions=True)
 
 
-_NOT_SENT = RuntimeError("not sent")  # placeholder; every slot is filled by a lane
+async def _paced(
+    provider: ChannelProvider,
+    row: Row,
+    reservation: ratelimit.Reservation,
+    index: int,
+    start: float,
+) -> SendResult:
+    await ratelimit.wait_for_slot(reservation, index, start)
+    return await provider.send(_outbound(row))
 
 
 def _outbound(row: Row) -> OutboundMessage:

@@ -37,11 +37,6 @@ class SmtpProvider:
         self.settings = settings
         self._pool = SmtpPool(settings)
 
-    @property
-    def max_in_flight(self) -> int:
-        """The most transactions this instance runs at once: one per pooled session."""
-        return self.settings.pool_size
-
     async def send(self, message: OutboundMessage) -> SendResult:
         try:
             email = render(

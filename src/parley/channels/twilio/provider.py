@@ -94,11 +94,6 @@ class TwilioProvider:
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(settings.max_concurrency)
 
-    @property
-    def max_in_flight(self) -> int:
-        """The most requests this account's instance has in flight at once."""
-        return self.settings.max_concurrency
-
     def _client(self) -> aiohttp.ClientSession:
         # Built on first use: a ClientSession belongs to the running event loop.
         if self._session is None or self._session.closed:
