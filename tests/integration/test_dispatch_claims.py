@@ -155,3 +155,24 @@ async def test_a_person_resolves_a_message_needing_review(tenant, container):
     report = (await tenant.client.get(f"/api/messages/{mid}/delivery-report")).json()
     last = report["events"][-1]
     assert last["event"] == "review_resolved" and "Ada Admin" in last["reason"]
+
+
+async def test_provider_text_survives_the_event_copy(tenant, container):
+    """Events are written as COPY text formatted by the dispatcher: a provider's error
+    text with a backslash, tab, line breaks and non-ASCII reaches the row unchanged."""
+    mid, _ = await _message(tenant, container)
+    job = await _fake_job(container, "doing")
+    d = Dispatcher(container, job_id=job)
+    claimed = await d._claim([mid])
+    from parley.channels.base import SendResult
+    from parley.dispatch.pipeline import Outcome
+
+    detail = 'mailbox "x\\y"\tfull\r\nretry later: é €'
+    await d._record([Outcome(claimed[0], SendResult(False, error_code="552", error_detail=detail))])
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT event_type, status_before, status_after, error_code, reason, provider_status "
+            "FROM message_events WHERE message_id = %s ORDER BY id DESC LIMIT 1",
+            (mid,),
+        )
+        assert await cur.fetchone() == ("failed", "sending", "failed", "552", detail, None)

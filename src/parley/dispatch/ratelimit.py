@@ -11,7 +11,6 @@ evenly instead of bursting.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -51,16 +50,9 @@ async def reserve(
     return Reservation(rate=rate, balance_before=float(row[0]), count=n)
 
 
-async def paced(
-    reservation: Reservation | None,
-    index: int,
-    start: float,
-    call: Callable[[], Awaitable[object]],
-) -> object:
-    """Run `call` no earlier than its slot in the reservation (measured from `start`)."""
-    if reservation is not None:
-        loop = asyncio.get_running_loop()
-        wait = start + reservation.delay_for(index) - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-    return await call()
+async def wait_for_slot(reservation: Reservation, index: int, start: float) -> None:
+    """Sleep until send number `index` of the reservation may start (slots are measured
+    from `start`, the event loop time taken when the reservation was made)."""
+    wait = start + reservation.delay_for(index) - asyncio.get_running_loop().time()
+    if wait > 0:
+        await asyncio.sleep(wait)

@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 
 GRACE = timedelta(minutes=2)  # leave room for a job that is about to be picked up
 
+# Both queries say `in_flight` (status is queued, sending or scheduled): the partial
+# index over in-flight messages is defined on that column, not on status (migration 0005).
 ORPHANS_SQL = """
 SELECT m.id::text FROM messages m
-WHERE m.status IN ('queued', 'scheduled')
+WHERE m.in_flight AND m.status IN ('queued', 'scheduled')
   AND coalesce(m.scheduled_at, m.created_at) < %(cutoff)s
   AND m.status_changed_at < %(cutoff)s
   AND NOT EXISTS (
@@ -40,7 +42,7 @@ DEAD_CLAIMS_SQL = """
 UPDATE messages m SET status = 'needs_review', status_changed_at = %(now)s,
        error_code = 'claim_lost',
        error_detail = 'the job sending this message ended without recording the outcome'
-WHERE m.status = 'sending' AND m.status_changed_at < %(cutoff)s
+WHERE m.in_flight AND m.status = 'sending' AND m.status_changed_at < %(cutoff)s
   AND NOT EXISTS (
     SELECT 1 FROM procrastinate_jobs j
     WHERE j.id = m.claim_job_id AND j.status IN ('todo', 'doing'))

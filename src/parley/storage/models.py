@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     Float,
@@ -264,18 +265,11 @@ class Message(Base):
             unique=True,
             postgresql_where=text("provider_message_id IS NOT NULL"),
         ),
-        Index(
-            "ix_messages_attempts",
-            "borrower_id",
-            "case_id",
-            "attempted_at",
-            postgresql_where=text("attempted_at IS NOT NULL"),
-        ),
-        Index(
-            "ix_messages_in_flight",
-            "status",
-            postgresql_where=text("status IN ('queued', 'sending', 'scheduled')"),
-        ),
+        # Keyed and filtered on the generated `in_flight`, never on `status`, so that a
+        # claim (queued -> sending) changes no indexed value and can be a HOT update
+        # (migration 0005); new pages are filled to 70% to leave it room.
+        Index("ix_messages_in_flight", "created_at", postgresql_where=text("in_flight")),
+        {"postgresql_with": {"fillfactor": 70}},
     )
     id: Mapped[uuid.UUID] = _pk()
     organization_id: Mapped[uuid.UUID] = _org()
@@ -286,6 +280,9 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(20))
     direction: Mapped[str] = mapped_column(String(10))
     status: Mapped[str] = mapped_column(String(20))
+    in_flight: Mapped[bool | None] = mapped_column(
+        Boolean, Computed("status IN ('queued', 'sending', 'scheduled')", persisted=True)
+    )
     priority: Mapped[str] = mapped_column(String(10), default="normal")
     to_address: Mapped[str] = mapped_column(String(320))
     from_address: Mapped[str | None] = mapped_column(String(320))

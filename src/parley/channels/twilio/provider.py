@@ -20,12 +20,12 @@ import base64
 import functools
 import logging
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
-from types import SimpleNamespace
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote_plus, urlencode, urlsplit
 
 import aiohttp
 import orjson
@@ -51,7 +51,7 @@ _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class _Progress:
-    """Set by aiohttp tracing once the request line and headers were written."""
+    """Set once the request was handed to the connection (it may reach Twilio)."""
 
     __slots__ = ("written",)
 
@@ -59,12 +59,25 @@ class _Progress:
         self.written = False
 
 
-async def _on_headers_sent(
-    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
-) -> None:
-    progress = context.trace_request_ctx
-    if isinstance(progress, _Progress):
-        progress.written = True
+# The progress of the send running in the current task: aiohttp sends a request in the
+# task that awaits it, so the request class below finds it here.
+_PROGRESS: ContextVar[_Progress | None] = ContextVar("twilio_send_progress", default=None)
+
+
+class _TrackedRequest(aiohttp.ClientRequest):
+    """Marks the current send's progress once aiohttp has the request line, headers and
+    body queued on the connection. Until then nothing can have reached the server; from
+    then on a failure leaves the outcome unknown (the body may be on the wire).
+
+    This replaces an aiohttp TraceConfig, which costs six signal dispatches and their
+    parameter objects per request (~5% of a worker's CPU at thousands of sends/s)."""
+
+    async def send(self, conn: Any) -> aiohttp.ClientResponse:
+        response = await super().send(conn)
+        progress = _PROGRESS.get()
+        if progress is not None:
+            progress.written = True
+        return response
 
 
 class TwilioProvider:
@@ -84,8 +97,6 @@ class TwilioProvider:
     def _client(self) -> aiohttp.ClientSession:
         # Built on first use: a ClientSession belongs to the running event loop.
         if self._session is None or self._session.closed:
-            trace = aiohttp.TraceConfig()
-            trace.on_request_headers_sent.append(_on_headers_sent)
             timeout = self.settings.timeout
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
@@ -93,7 +104,7 @@ class TwilioProvider:
                 ),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
                 headers={"Authorization": self._authorization, "Accept": "application/json"},
-                trace_configs=[trace],
+                request_class=_TrackedRequest,
                 raise_for_status=False,
             )
         return self._session
@@ -119,7 +130,8 @@ class TwilioProvider:
         sender = message.sender or self.settings.from_number
         callback = message.status_callback_url or self.settings.status_callback_url
         shared = self._shared_fields(sender, callback)
-        to_body = urlencode((("To", message.to), ("Body", message.body)))
+        # What urlencode() writes for these two pairs, without its per-pair generality.
+        to_body = "To=" + quote_plus(message.to) + "&Body=" + quote_plus(message.body)
         return (to_body + shared).encode("utf-8")
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - a few (sender, callback) pairs per account
@@ -140,12 +152,10 @@ class TwilioProvider:
         progress = _Progress()
         async with self._slots:
             session = self._client()
+            token = _PROGRESS.set(progress)
             try:
                 async with session.post(
-                    self.settings.messages_url,
-                    data=body,
-                    headers=_FORM,
-                    trace_request_ctx=progress,
+                    self.settings.messages_url, data=body, headers=_FORM
                 ) as response:
                     payload = await response.read()
                     return response_result(
@@ -173,6 +183,8 @@ class TwilioProvider:
                     error_code=kind,
                     error_detail=f"no response after the request was sent: {exc!r}",
                 )
+            finally:
+                _PROGRESS.reset(token)
 
     # -- webhooks ------------------------------------------------------------------
 

@@ -230,12 +230,9 @@ def upgrade() -> None:
             nullable=False,
         ),
     )
-    op.create_index(
-        "ix_messages_attempts",
-        "messages",
-        ["borrower_id", "case_id", "attempted_at"],
-        postgresql_where=sa.text("attempted_at IS NOT NULL"),
-    )
+    # No index on attempted_at: setting it is part of the claim, which must stay a HOT
+    # update (0006). The caps read a borrower's few messages through
+    # ix_messages_borrower_created.
 
     op.add_column("compliance_decisions", sa.Column("call_id", sa.Uuid(), nullable=True))
     op.alter_column("compliance_decisions", "message_id", nullable=True)
@@ -286,7 +283,6 @@ def downgrade() -> None:
     op.drop_constraint("ck_compliance_decisions_subject", "compliance_decisions")
     op.drop_column("compliance_decisions", "call_id")
     op.alter_column("compliance_decisions", "message_id", nullable=False)
-    op.drop_index("ix_messages_attempts", table_name="messages")
     op.drop_column("messages", "flags")
     op.drop_column("messages", "attempted_at")
     op.drop_column("contact_points", "phone_tz")
