@@ -39,9 +39,10 @@ Massachusetts (940 CMR 7.04(1)(f))
 overlay counts :attr:`Channel.VOICE`, :attr:`Channel.SMS` and :attr:`Channel.WHATSAPP`
 (a WhatsApp message goes to the person's phone number and is read as a text message
 there; counting it is the conservative reading). Email does not count. The regulation
-has no exclusion like Reg F's: every attempt counts, whatever its result or consent
-(``excludes_unconnected=False``, ``honors_prior_consent_exclusion=False``; the SJC read
-"initiating a communication" to cover unanswered calls in Armata v. Target Corp., 2018).
+counts communications *initiated* and has no exclusion like Reg F's, so every attempt
+counts, whatever its result or consent (``excludes_unconnected=False``,
+``honors_prior_consent_exclusion=False``): the conservative reading, and the one the
+Massachusetts SJC took for unanswered calls (Armata v. Target Corp., 2018).
 Personal numbers (residence, cell, other personal) share one budget of 2 per 7 days and
 other numbers (e.g. work) one budget of 2 per 30 days, both per debt; aggregating all
 numbers of a kind (``scope="person_debt"``) is stricter than a per-number reading.
@@ -56,12 +57,12 @@ calendar date, in any plausible zone, lies within the ``W/1 day`` consecutive lo
 ending with today (``date(s) >= date(now) - (days - 1)``).
 
 Why this guarantees that no period ever holds more than ``max_attempts`` counted
-attempts: suppose some period P did -- a half-open span of length W, or a run of
-``days`` consecutive local calendar days in a plausible zone. Take the last of those
-attempts, at t. Every other one lies in P and no later than t, so it lies in (t - W, t]
-(P is shorter than W after its first attempt) or, for calendar periods, its local date
-is at least date(t) - (days - 1); either way it was in t's lookback, so when t was
-evaluated at least ``max_attempts`` counted attempts were found and t was refused.
+attempts placed while the rule applied: suppose some period P did -- a span [x, x + W),
+or a run of ``days`` consecutive local calendar days in a plausible zone. Let t be the
+last of them to be placed. Every other one, s, was placed before t and lies in P: if P
+is a span, x <= s <= t < x + W, so t - W < s; if P is a run of days, date(s) >=
+date(t) - (days - 1). Either way s was in t's lookback, so t saw at least
+``max_attempts`` counted attempts and was refused -- a contradiction.
 
 The calendar part is not redundant: a run of 7 local days that contains a fall-back DST
 change lasts 7 x 24 h + 1 h, so a purely rolling 7 x 24 h lookback would let an 8th call
@@ -79,10 +80,12 @@ instant, with no further attempts, every rule passes, and no earlier instant doe
 Local days and DST
 ------------------
 Dates are local dates in each plausible zone (:mod:`zoneinfo`; no fixed offsets). The
-start of a local day is the first instant whose local date is that day: midnight, or
-the transition itself where midnight is skipped (e.g. America/Havana in March). Where
-every candidate zone would give a different answer the latest one is used, so a block
-lasts until it has ended in every plausible zone.
+start of a local day is the first instant whose local date is that day: midnight (the
+first one where the clock is set back across it within the day, e.g. America/Havana in
+November), or the transition itself where midnight is skipped (Havana in March). Should
+a clock ever be set back from one date into the previous one, the later midnight is
+used. With several plausible zones a day-based period ends at the latest of the
+per-zone instants: it lasts until it has ended in every plausible zone.
 
 Conservative handling of incomplete facts
 -----------------------------------------
@@ -575,6 +578,18 @@ class CapCount:
     def name(self) -> str:
         return self.rule.name
 
+    @property
+    def max_attempts(self) -> int:
+        return self.rule.max_attempts
+
+    @property
+    def window(self) -> timedelta:
+        return self.rule.window
+
+    @property
+    def scope(self) -> CapScope:
+        return self.rule.scope
+
     def as_record(self) -> dict[str, Any]:
         return {
             **self.rule.as_record(),
@@ -721,7 +736,7 @@ def _expiry(at: datetime, rule: CapRule, zones: Sequence[ZoneInfo]) -> datetime:
 def _exclusion(rule: CapRule, past: PastAttempt, contact_point_id: str | None) -> str | None:
     if rule.scope == "number" and not _same_point(past.contact_point_id, contact_point_id):
         return EXCLUDED_OTHER_CONTACT_POINT
-    if False:
+    if rule.excludes_unconnected and past.result in UNCONNECTED_RESULTS:
         return EXCLUDED_DID_NOT_CONNECT
     if rule.honors_prior_consent_exclusion and past.prior_consent:
         return EXCLUDED_PRIOR_CONSENT
@@ -756,6 +771,7 @@ def _evaluate_cap(
         counted_by.setdefault(index, []).append(rule.name)
         expiries.append(expiry)
         indices.append(index)
+    # counted + 1 <= max: the lookback (module docstring) plus the new attempt itself.
     counted = len(expiries)
     allowed = not applies or counted < rule.max_attempts
     next_allowed = None

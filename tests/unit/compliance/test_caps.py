@@ -8,6 +8,7 @@ in America/New_York: 10 March (02:00 EST -> 03:00 EDT) and 3 November (02:00 EDT
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -51,8 +52,10 @@ H = timedelta(hours=1)
 D = timedelta(days=1)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def call(
@@ -149,7 +152,7 @@ def test_the_window_is_rolling_half_open() -> None:
 
 @pytest.mark.parametrize("result", sorted(UNCONNECTED_RESULTS))
 def test_calls_that_do_not_connect_are_not_counted(result: AttemptResult) -> None:
-    history = calls_every_20h(6) + [call(START + 5 * D, result)]
+    history = [*calls_every_20h(6), call(START + 5 * D, result)]
     verdict = check(START + 6 * D, history)
     assert verdict.allowed
     assert verdict.cap("reg_f_call_frequency").counted == 6
@@ -163,7 +166,7 @@ def test_the_unconnected_set_is_exactly_busy_not_in_service_network_failure() ->
 
 
 def test_calls_placed_with_prior_consent_are_not_counted() -> None:
-    history = calls_every_20h(6) + [call(START + 5 * D, R.CONVERSATION, consent=True)]
+    history = [*calls_every_20h(6), call(START + 5 * D, R.CONVERSATION, consent=True)]
     verdict = check(START + 6 * D, history, policy=FrequencyPolicy(caps=(REG_F_CALL_FREQUENCY,)))
     assert verdict.allowed
     assert verdict.cap("reg_f_call_frequency").counted == 6
@@ -175,7 +178,7 @@ def test_calls_placed_with_prior_consent_are_not_counted() -> None:
 )
 def test_unanswered_voicemail_pending_and_conversations_count(result: AttemptResult) -> None:
     policy = FrequencyPolicy(caps=(REG_F_CALL_FREQUENCY,))
-    history = calls_every_20h(6) + [call(START + 5 * D, result)]
+    history = [*calls_every_20h(6), call(START + 5 * D, result)]
     verdict = check(START + 6 * D, history, policy=policy)
     assert not verdict.allowed
     assert verdict.reasons == ("reg_f_call_frequency",)
@@ -212,7 +215,7 @@ def test_a_new_call_with_prior_consent_is_not_subject_to_reg_f() -> None:
 
 def test_future_dated_history_is_counted() -> None:
     now = START + 6 * D
-    history = calls_every_20h(6) + [call(now + 3 * H)]
+    history = [*calls_every_20h(6), call(now + 3 * H)]
     verdict = check(now, history)
     assert verdict.reasons == ("reg_f_call_frequency",)
     assert verdict.attempts[-1].future_dated
@@ -303,8 +306,18 @@ def test_day_start_where_midnight_is_skipped() -> None:
     assert not check(utc(2024, 3, 10, 4, 59, 59), history, zones=(HAVANA,)).allowed
 
 
+def test_day_start_where_midnight_happens_twice() -> None:
+    # Havana falls back at 01:00 CDT -> 00:00 CST on Sun 3 November 2024: 00:00-01:00 is
+    # lived twice, both times on 3 November, so the day starts at the first 00:00 (CDT).
+    history = [call(utc(2024, 10, 27, 16), R.CONVERSATION)]  # Sun 27 Oct 12:00 CDT
+    verdict = check(utc(2024, 11, 2, 12), history, zones=(HAVANA,))
+    assert verdict.next_allowed_utc == utc(2024, 11, 3, 4)
+    assert verdict.next_allowed_utc.astimezone(HAVANA).isoformat() == "2024-11-03T00:00:00-04:00"
+    assert check(utc(2024, 11, 3, 4, 30), history, zones=(HAVANA,)).allowed
+
+
 def test_the_tightest_failing_rule_sets_next_allowed() -> None:
-    history = calls_every_20h(6) + [call(START + 5 * D, R.CONVERSATION)]
+    history = [*calls_every_20h(6), call(START + 5 * D, R.CONVERSATION)]
     verdict = check(START + 5 * D + H, history)
     assert verdict.reasons == ("reg_f_call_frequency", "reg_f_post_conversation")
     assert verdict.reason == "reg_f_call_frequency,reg_f_post_conversation"
@@ -345,7 +358,10 @@ def test_ma_counts_unconnected_and_consented_calls_and_ignores_email() -> None:
 
 
 def test_ma_other_numbers_allow_two_per_thirty_days() -> None:
-    work = [call(START, point="work", kind="other"), call(START + 10 * D, point="work", kind="other")]
+    work = [
+        call(START, point="work", kind="other"),
+        call(START + 10 * D, point="work", kind="other"),
+    ]
     third = check(START + 25 * D, work, point="work", kind="other", policy=US_MA)
     assert third.reasons == ("ma_telephone_other",)
     assert third.next_allowed_utc == START + 30 * D
@@ -412,7 +428,9 @@ def test_the_seventh_call_in_one_local_day_is_flagged() -> None:
 
 
 def test_bunching_thresholds_are_configurable() -> None:
-    rule = BunchingRule(unanswered_calls=3, unanswered_within=timedelta(minutes=10), calls_per_day=3)
+    rule = BunchingRule(
+        unanswered_calls=3, unanswered_within=timedelta(minutes=10), calls_per_day=3
+    )
     policy = FrequencyPolicy(bunching=rule)
     history = [call(START), call(START + timedelta(minutes=6))]
     verdict = check(START + timedelta(minutes=9), history, policy=policy)
@@ -454,7 +472,7 @@ def test_combine_refuses_two_different_rules_with_one_name() -> None:
     [
         lambda: CapRule("x", frozenset({VOICE}), 0, D),
         lambda: CapRule("x", frozenset({VOICE}), -1, D),
-        lambda: CapRule("x", frozenset({VOICE}), True, D),  # type: ignore[arg-type]
+        lambda: CapRule("x", frozenset({VOICE}), True, D),
         lambda: CapRule("x", frozenset({VOICE}), 2, timedelta(0)),
         lambda: CapRule("x", frozenset({VOICE}), 2, -D),
         lambda: CapRule("x", frozenset(), 2, D),
@@ -472,9 +490,9 @@ def test_combine_refuses_two_different_rules_with_one_name() -> None:
         lambda: PastAttempt(START, VOICE, "cell", "personal", "hung_up"),  # type: ignore[arg-type]
     ],
 )
-def test_invalid_configuration_raises_value_error(make: object) -> None:
+def test_invalid_configuration_raises_value_error(make: Callable[[], object]) -> None:
     with pytest.raises(ValueError):
-        make()  # type: ignore[operator]
+        make()
 
 
 def test_now_must_be_aware_and_zones_given() -> None:
