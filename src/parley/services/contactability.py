@@ -32,7 +32,7 @@ from parley.compliance.assess import (
     Preferences,
 )
 from parley.compliance.gate import Decision
-from parley.compliance.policy import CompliancePolicy, parse_policy
+from parley.compliance.policy import DEFAULT_POLICY, CompliancePolicy, parse_policy
 from parley.domain.channels import Channel
 from parley.services.auth import Principal
 
@@ -128,7 +128,9 @@ async def _policies_for(
         "WHERE organization_id = ANY(%s::uuid[])",
         (list(set(org_ids)),),
     )
-    out = {org: CompliancePolicy() for org in org_ids}
+    # Absent a row: the defaults (one shared instance: building a policy validates its
+    # notice and disclosure texts, which is not free).
+    out = dict.fromkeys(set(org_ids), DEFAULT_POLICY)
     for org, version, settings in await cur.fetchall():
         key = (org, version)
         if key not in _policies:
@@ -136,7 +138,7 @@ async def _policies_for(
                 _policies[key] = parse_policy(settings)
             except ValueError:  # PolicyError included. Validated on write; a bad row
                 # (written by an older version) must neither open the gate nor break it.
-                _policies[key] = CompliancePolicy()
+                _policies[key] = DEFAULT_POLICY
             if len(_policies) > 1000:
                 _policies.pop(next(iter(_policies)))
         out[org] = _policies[key]
