@@ -71,10 +71,15 @@ SELECT r.idx, b.timezone, b.address->>'country', b.address->>'region',
 FROM unnest(%(idx)s::int[], %(cases)s::uuid[], %(borrowers)s::uuid[], %(cps)s::uuid[],
             %(channels)s::text[], %(purposes)s::text[], %(orgs)s::uuid[])
      AS r(idx, case_id, borrower_id, cp_id, channel, purpose, org_id)
-JOIN cases c ON c.id = r.case_id AND c.organization_id = r.org_id
-JOIN borrowers b ON b.id = r.borrower_id AND b.organization_id = r.org_id
-JOIN contact_points cp ON cp.id = r.cp_id AND cp.borrower_id = b.id
-JOIN organizations o ON o.id = r.org_id
+-- Each lookup by primary key, one row at a time: with estimates off (fresh tables, the
+-- unnest) the planner otherwise picked an organization-wide index scan per row.
+CROSS JOIN LATERAL (SELECT id, status FROM cases
+                    WHERE id = r.case_id AND organization_id = r.org_id) c
+CROSS JOIN LATERAL (SELECT id, timezone, address, do_not_contact FROM borrowers
+                    WHERE id = r.borrower_id AND organization_id = r.org_id) b
+CROSS JOIN LATERAL (SELECT id, kind, value, label, source FROM contact_points
+                    WHERE id = r.cp_id AND borrower_id = b.id) cp
+CROSS JOIN LATERAL (SELECT default_timezone FROM organizations WHERE id = r.org_id) o
 LEFT JOIN LATERAL (
   SELECT p.value, p.phone_tz FROM contact_points p
   WHERE p.borrower_id = b.id AND p.kind = 'phone'
