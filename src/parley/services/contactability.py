@@ -71,15 +71,17 @@ SELECT r.idx, b.timezone, b.address->>'country', b.address->>'region',
 FROM unnest(%(idx)s::int[], %(cases)s::uuid[], %(borrowers)s::uuid[], %(cps)s::uuid[],
             %(channels)s::text[], %(purposes)s::text[], %(orgs)s::uuid[])
      AS r(idx, case_id, borrower_id, cp_id, channel, purpose, org_id)
--- Each lookup by primary key, one row at a time: with estimates off (fresh tables, the
--- unnest) the planner otherwise picked an organization-wide index scan per row.
+-- Each lookup by primary key, one row at a time (LIMIT 1 keeps the planner from flattening
+-- them): with estimates off (fresh tables, the unnest) it otherwise picked an
+-- organization-wide index scan of cases per row.
 CROSS JOIN LATERAL (SELECT id, status FROM cases
-                    WHERE id = r.case_id AND organization_id = r.org_id) c
+                    WHERE id = r.case_id AND organization_id = r.org_id LIMIT 1) c
 CROSS JOIN LATERAL (SELECT id, timezone, address, do_not_contact FROM borrowers
-                    WHERE id = r.borrower_id AND organization_id = r.org_id) b
+                    WHERE id = r.borrower_id AND organization_id = r.org_id LIMIT 1) b
 CROSS JOIN LATERAL (SELECT id, kind, value, label, source FROM contact_points
-                    WHERE id = r.cp_id AND borrower_id = b.id) cp
-CROSS JOIN LATERAL (SELECT default_timezone FROM organizations WHERE id = r.org_id) o
+                    WHERE id = r.cp_id AND borrower_id = b.id LIMIT 1) cp
+CROSS JOIN LATERAL (SELECT default_timezone FROM organizations
+                    WHERE id = r.org_id LIMIT 1) o
 LEFT JOIN LATERAL (
   SELECT p.value, p.phone_tz FROM contact_points p
   WHERE p.borrower_id = b.id AND p.kind = 'phone'
