@@ -955,3 +955,27 @@ async def test_an_empty_list_is_not_a_contact_hours_setting(federal, container, 
     r = await federal.client.put("/api/compliance/policy", json={"contactHours": []})
     assert r.status_code == 422, r.text
     assert [e["field"] for e in r.json()["errors"]] == ["contactHours"]
+
+
+async def test_a_contact_point_or_borrower_with_consent_records_is_kept(tenant, container, clock):
+    b = await borrower(container, tenant.organization_id)
+    r = await tenant.client.post(
+        f"/api/borrowers/{b['borrower_id']}/consents",
+        json={"channel": "sms", "action": "revoke", "contactPointId": b["phone_id"]},
+    )
+    assert r.status_code == 201, r.text
+    gone = await tenant.client.delete(f"/api/contact-points/{b['phone_id']}")
+    assert gone.status_code == 409, gone.text
+    assert "consent" in gone.json()["detail"]
+    # A borrower on no case with only a ledger entry: kept too (409, not a 500).
+    async with container.db.session() as s:
+        lone = Borrower(organization_id=tenant.organization_id, first_name="Lee", last_name="Ray")
+        s.add(lone)
+        await s.commit()
+        lone_id = lone.id
+    r = await tenant.client.post(
+        f"/api/borrowers/{lone_id}/consents", json={"channel": "email", "action": "revoke"}
+    )
+    assert r.status_code == 201, r.text
+    gone = await tenant.client.delete(f"/api/borrowers/{lone_id}")
+    assert gone.status_code == 409, gone.text

@@ -24,7 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.services import contacts
 from parley.services.contacts import ContactPointInput
 from parley.services.errors import Conflict, FieldError, Invalid, NotFound
-from parley.storage.models import Borrower, CaseBorrower, ContactPoint, Message, Thread
+from parley.storage.models import (
+    Borrower,
+    Call,
+    CaseBorrower,
+    ConsentEvent,
+    ContactPoint,
+    Message,
+    Thread,
+)
 
 NAME_MAX = 100
 EXTERNAL_REF_MAX = 100
@@ -305,11 +313,13 @@ async def delete(session: AsyncSession, org_id: uuid.UUID, borrower_id: uuid.UUI
         exists().where(Message.borrower_id == borrower.id),
         exists().where(Message.contact_point_id.in_(own_points)),
         exists().where(Thread.borrower_id == borrower.id),
+        exists().where(Call.borrower_id == borrower.id),
+        exists().where(ConsentEvent.borrower_id == borrower.id),
     ):
         if await session.scalar(select(referenced)):
             raise Conflict(
-                "messages were exchanged with this borrower; the communication "
-                "record keeps them (set doNotContact instead)"
+                "messages, calls or consent records refer to this borrower; the "
+                "communication record keeps them (set doNotContact instead)"
             )
     if await session.scalar(select(exists().where(CaseBorrower.borrower_id == borrower.id))):
         raise Conflict("the borrower is linked to cases, whose record needs it")

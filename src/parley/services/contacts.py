@@ -329,11 +329,19 @@ async def change(
 
 async def remove(session: AsyncSession, org_id: uuid.UUID, cp_id: uuid.UUID) -> None:
     cp = await _get(session, org_id, cp_id)
-    used = await session.scalar(select(exists().where(Message.contact_point_id == cp.id)))
+    from parley.storage.models import Call, ConsentEvent
+
+    used = False
+    for referenced in (
+        exists().where(Message.contact_point_id == cp.id),
+        exists().where(Call.contact_point_id == cp.id),
+        exists().where(ConsentEvent.contact_point_id == cp.id),
+    ):
+        used = used or bool(await session.scalar(select(referenced)))
     if used:
         raise Conflict(
-            "messages were exchanged with this contact point; the communication "
-            "record keeps it (mark another one primary instead)"
+            "messages, calls or consent records refer to this contact point; the "
+            "communication record keeps it (mark another one primary instead)"
         )
     await session.delete(cp)
     await session.flush()
