@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,21 +15,13 @@ import httpx
 import pytest
 
 from parley.dispatch.pipeline import Dispatcher
-from parley.storage.models import Borrower, Case, CaseBorrower, ContactPoint
 from tests.support import factories
+from tests.support.compliance import Clock, us_borrower
 from tests.support.live import live_api
 
 NY = ZoneInfo("America/New_York")
 NOW = datetime(2025, 6, 12, 10, 0, tzinfo=NY).astimezone(UTC)
 CONCURRENT_CALLS = 50
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -41,40 +32,7 @@ def clock(container: Any, monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 async def borrower(container: Any, org_id: uuid.UUID, *, region: str, phone: str) -> dict[str, str]:
-    async with container.db.session() as s:
-        b = Borrower(
-            organization_id=org_id,
-            first_name="Pat",
-            last_name="Doe",
-            timezone="America/New_York",
-            address={"country": "US", "region": region},
-        )
-        s.add(b)
-        await s.flush()
-        s.add(
-            ContactPoint(
-                organization_id=org_id,
-                borrower_id=b.id,
-                kind="phone",
-                value=phone,
-                label="mobile",
-                is_primary=True,
-            )
-        )
-        case = Case(
-            organization_id=org_id,
-            case_number=f"C-{uuid.uuid4().hex[:8]}",
-            creditor="Harbor Bank",
-            original_amount=Decimal("900.00"),
-            outstanding_amount=Decimal("900.00"),
-            currency="USD",
-            status="open",
-        )
-        s.add(case)
-        await s.flush()
-        s.add(CaseBorrower(case_id=case.id, borrower_id=b.id, organization_id=org_id))
-        await s.commit()
-        return {"borrower_id": str(b.id), "case_id": str(case.id)}
+    return await us_borrower(container, org_id, region=region, phone=phone)
 
 
 async def _counted_calls(container: Any, case_id: str, since: datetime) -> int:

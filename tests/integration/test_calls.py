@@ -9,37 +9,21 @@ call rows (placed or blocked, ``placed_at``) and the decision recorded with each
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from parley.dispatch.pipeline import Dispatcher
-from parley.storage.models import Borrower, Case, CaseBorrower, ContactPoint
+from parley.storage.models import Case
 from tests.conftest import make_tenant
 from tests.support import factories
+from tests.support.compliance import Clock, at, ts, us_borrower
 
 NY = ZoneInfo("America/New_York")
 LA = ZoneInfo("America/Los_Angeles")
 DAY = timedelta(days=1)
-
-
-def at(zone: ZoneInfo, *args: int) -> datetime:
-    return datetime(*args, tzinfo=zone).astimezone(UTC)  # type: ignore[misc]
-
-
-def ts(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -57,44 +41,7 @@ async def borrower(
     region: str = "NY",
     phone: str = "+12125550123",
 ) -> dict[str, Any]:
-    async with container.db.session() as s:
-        b = Borrower(
-            organization_id=org_id,
-            first_name="Pat",
-            last_name="Doe",
-            timezone=timezone,
-            address={"country": "US", "region": region},
-        )
-        s.add(b)
-        await s.flush()
-        mobile = ContactPoint(
-            organization_id=org_id,
-            borrower_id=b.id,
-            kind="phone",
-            value=phone,
-            label="mobile",
-            is_primary=True,
-        )
-        s.add(mobile)
-        case = Case(
-            organization_id=org_id,
-            case_number=f"C-{uuid.uuid4().hex[:8]}",
-            creditor="Harbor Bank",
-            original_amount=Decimal("900.00"),
-            outstanding_amount=Decimal("900.00"),
-            currency="USD",
-            status="open",
-        )
-        s.add(case)
-        await s.flush()
-        s.add(CaseBorrower(case_id=case.id, borrower_id=b.id, organization_id=org_id))
-        await s.commit()
-        return {
-            "borrower_id": str(b.id),
-            "case_id": str(case.id),
-            "phone_id": str(mobile.id),
-            "phone": phone,
-        }
+    return await us_borrower(container, org_id, timezone=timezone, region=region, phone=phone)
 
 
 async def place(t: Any, case_id: str, **body: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,29 +17,13 @@ import psycopg
 import pytest
 
 from parley.dispatch.pipeline import Dispatcher
-from parley.storage.models import Borrower, Case, CaseBorrower, ContactPoint
+from parley.storage.models import Borrower
 from tests.conftest import make_tenant
 from tests.support import factories
+from tests.support.compliance import Clock, at, ts, us_borrower
 
 NY = ZoneInfo("America/New_York")
 LA = ZoneInfo("America/Los_Angeles")
-
-
-def at(zone: ZoneInfo, *args: int) -> datetime:
-    """A wall-clock time in ``zone``, as an aware UTC instant."""
-    return datetime(*args, tzinfo=zone).astimezone(UTC)  # type: ignore[misc]
-
-
-def ts(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -70,50 +53,16 @@ async def borrower(
     case_status: str = "open",
 ) -> dict[str, Any]:
     """A US borrower with an explicit time zone, one email and one mobile number, and a case."""
-    async with container.db.session() as s:
-        b = Borrower(
-            organization_id=org_id,
-            first_name="Pat",
-            last_name="Doe",
-            timezone=timezone,
-            preferred_language="en_US",
-            address={"country": "US", "region": region},
-        )
-        s.add(b)
-        await s.flush()
-        mail = ContactPoint(
-            organization_id=org_id, borrower_id=b.id, kind="email", value=email, is_primary=True
-        )
-        mobile = ContactPoint(
-            organization_id=org_id,
-            borrower_id=b.id,
-            kind="phone",
-            value=phone,
-            label="mobile",
-            is_primary=True,
-        )
-        s.add_all([mail, mobile])
-        case = Case(
-            organization_id=org_id,
-            case_number=f"C-{uuid.uuid4().hex[:8]}",
-            creditor="Harbor Bank",
-            original_amount=Decimal("1500.00"),
-            outstanding_amount=Decimal("1234.50"),
-            currency="USD",
-            status=case_status,
-        )
-        s.add(case)
-        await s.flush()
-        s.add(CaseBorrower(case_id=case.id, borrower_id=b.id, organization_id=org_id))
-        await s.commit()
-        return {
-            "borrower_id": str(b.id),
-            "case_id": str(case.id),
-            "email_id": str(mail.id),
-            "phone_id": str(mobile.id),
-            "email": email,
-            "phone": phone,
-        }
+    return await us_borrower(
+        container,
+        org_id,
+        timezone=timezone,
+        region=region,
+        phone=phone,
+        email=email,
+        case_status=case_status,
+        amount="1500.00",
+    )
 
 
 async def send(t: Any, case_id: str, **body: Any) -> dict[str, Any]:
