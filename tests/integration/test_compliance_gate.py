@@ -562,6 +562,7 @@ async def test_revoking_sms_consent_blocks_and_cancels_and_a_grant_restores(
             "action": "revoke",
             "contactPointId": data["phone_id"],
             "reason": "said 'stop texting me' on a call",
+            "limitToChannel": True,  # texts only, as the borrower said
         },
     )
     assert r.status_code == 201, r.text
@@ -928,3 +929,42 @@ async def test_a_contact_point_or_borrower_with_consent_records_is_kept(tenant, 
     assert r.status_code == 201, r.text
     gone = await tenant.client.delete(f"/api/borrowers/{lone_id}")
     assert gone.status_code == 409, gone.text
+
+
+async def test_an_agent_revocation_covers_every_phone_channel_unless_limited(
+    tenant, container, clock
+):
+    await factories.sandbox_accounts(container, tenant.organization_id, callbacks=False)
+    b = await borrower(container, tenant.organization_id)
+    r = await tenant.client.post(
+        f"/api/borrowers/{b['borrower_id']}/consents",
+        json={"channel": "voice", "action": "revoke", "contactPointId": b["phone_id"]},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["channel"] == "voice"
+    history = (await tenant.client.get(f"/api/borrowers/{b['borrower_id']}/consents")).json()
+    assert sorted(c["channel"] for c in history["consents"]) == ["sms", "voice", "whatsapp"]
+    assert (await send(tenant, b["case_id"], messageType="sms"))["status"] == "blocked"
+    # Limited to one channel: only that one.
+    other = await borrower(container, tenant.organization_id, phone="+12125550177")
+    r = await tenant.client.post(
+        f"/api/borrowers/{other['borrower_id']}/consents",
+        json={"channel": "voice", "action": "revoke", "limitToChannel": True},
+    )
+    assert r.status_code == 201, r.text
+    history = (await tenant.client.get(f"/api/borrowers/{other['borrower_id']}/consents")).json()
+    assert [c["channel"] for c in history["consents"]] == ["voice"]
+    assert (await send(tenant, other["case_id"], messageType="sms"))["status"] == "queued"
+
+
+async def test_a_consent_change_cannot_be_dated_in_the_future(tenant, container, clock):
+    b = await borrower(container, tenant.organization_id)
+    later = (clock.now + timedelta(days=3)).isoformat()
+    r = await tenant.client.post(
+        f"/api/borrowers/{b['borrower_id']}/consents",
+        json={"channel": "sms", "action": "revoke", "effectiveAt": later},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "effectiveAt"
+    rows = (await tenant.client.get(f"/api/borrowers/{b['borrower_id']}/consents")).json()
+    assert rows["consents"] == []

@@ -236,7 +236,9 @@ def _employer_email(ctx: AttemptContext) -> RuleVerdict:
         source=cp.source,
         label=cp.label,
         consumer_used_for_debt=cp.used_by_consumer_for_debt,
-        consumer_consented=cp.consumer_consented or ctx.consent.state == "granted",
+        # Consent to *that* address (1006.22(f)(3)), not a borrower-wide grant.
+        consumer_consented=cp.consumer_consented
+        or (ctx.consent.state == "granted" and ctx.consent.scope == "contact_point"),
     )
     if reason and not _is_reply(ctx):
         return RuleVerdict(name, Outcome.BLOCK, reason)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, text
@@ -98,7 +99,6 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
             log.info("inbound %s from a borrower without a case kept as receipt", item.channel)
             await _consent_without_case(container, session, org_id, cp, item)
             return 0
-        now = container.clock()
         intent = optout.classify_reply(_reply_text(item), channel=item.channel)
         flags = ["opt_out_detected"] if intent.needs_agent_review else []
         if intent.action is not optout.ReplyAction.NONE:
@@ -106,6 +106,8 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
             # borrower acting on consent are handled one at a time, so two STOPs (say by
             # text and by WhatsApp) cannot both find "not revoked" and both confirm.
             await consent.lock_borrower(await raw_connection(session), str(cp.borrower_id))
+        # Read after the lock: a change the previous holder recorded is never "later".
+        now = container.clock()
         thread_id = await threads.for_message(
             session, org_id, case_id, cp.borrower_id, item.channel, item.subject, [cp.value], now
         )
@@ -175,8 +177,9 @@ async def _consent_without_case(
         return
     conn = await raw_connection(session)
     await consent.lock_borrower(conn, str(cp.borrower_id))
+    now = container.clock()
     scope = set(intent.scope) or {item.channel}
-    states = await _states(conn, cp, scope)
+    states = await _states(conn, cp, scope, now)
     change = consent.ConsentChange(
         organization_id=str(org_id),
         borrower_id=str(cp.borrower_id),
@@ -185,7 +188,7 @@ async def _consent_without_case(
         channel=item.channel,
         action="revoke",
         source="reply_keyword" if intent.keyword else "reply_text",
-        effective_at=container.clock(),
+        effective_at=now,
         reason=f"borrower replied {intent.matched!r} (no case to file the reply on)"[:1000],
         evidence={**intent.as_record(), "providerMessageId": item.provider_message_id},
         recorded_by_name=AUTOMATIC,
@@ -344,7 +347,7 @@ async def _act_on_intent(
         return _reply(message, cp, account, text_, "help_reply", uuid.uuid4())
     scope = set(intent.scope) or {channel}
     if intent.action is optout.ReplyAction.OPT_OUT:
-        states = await _states(conn, cp, scope)
+        states = await _states(conn, cp, scope, now)
         fresh = {c for c in scope if states.get(c) != "revoke"}
         if not fresh:
             return None  # already revoked: no second confirmation
@@ -354,7 +357,7 @@ async def _act_on_intent(
         text_ = optout.confirmation_text(intent, organization=org_name)
         return _reply(message, cp, account, text_, "opt_out_confirmation", confirmation_id)
     # OPT_IN
-    states = await _states(conn, cp, scope)
+    states = await _states(conn, cp, scope, now)
     fresh = {c for c in scope if states.get(c) == "revoke"}
     if not fresh:
         return None
@@ -375,14 +378,17 @@ async def _act_on_intent(
     return _reply(message, cp, account, text_, "opt_in_confirmation", uuid.uuid4())
 
 
-async def _states(conn: Any, cp: ContactPoint, scope: set[Channel]) -> dict[Channel, str]:
+async def _states(
+    conn: Any, cp: ContactPoint, scope: set[Channel], now: datetime
+) -> dict[Channel, str]:
     out: dict[Channel, str] = {}
     for channel in scope:
         cur = await conn.execute(
             "SELECT action FROM consent_events WHERE borrower_id = %s AND channel = %s "
             "AND (contact_point_id = %s OR contact_point_id IS NULL) AND purpose = 'all' "
-            "AND action IN ('revoke', 'grant') ORDER BY effective_at DESC, id DESC LIMIT 1",
-            (cp.borrower_id, channel.value, cp.id),
+            "AND action IN ('revoke', 'grant') AND effective_at <= %s "
+            "ORDER BY effective_at DESC, id DESC LIMIT 1",
+            (cp.borrower_id, channel.value, cp.id, now),
         )
         row = await cur.fetchone()
         out[channel] = row[0] if row else "none"

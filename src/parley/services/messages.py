@@ -137,7 +137,7 @@ async def send(
     (attempt_ctx,) = await contactability.load_contexts(conn, [attempt], decide_at, lock=False)
     decision = assess(attempt_ctx)
     content, content_record = await _apply_content_rules(
-        container, conn, channel, content, attempt_ctx, message_id, ctx.case.id
+        container, conn, channel, content, attempt_ctx, message_id, ctx.case.id, borrower.id
     )
     sms_encoding, segments = _check_length(channel, content)
 
@@ -306,16 +306,21 @@ async def _apply_content_rules(
     ctx: AttemptContext,
     message_id: uuid.UUID,
     case_id: uuid.UUID,
+    borrower_id: uuid.UUID,
 ) -> tuple[Content, dict[str, Any]]:
     """Add what the law requires in the message itself, when the text lacks it: the
     debt-collector disclosure and the opt-out notice (Reg F 1006.6(e), 1006.18(e)).
     Replies the borrower asked for (opt-out confirmation, HELP) carry neither."""
     if ctx.purpose in REPLY_PURPOSES:
         return content, {"applied": False, "why": "reply_to_borrower"}
+    # The first communication with this borrower about this debt carries the full
+    # disclosure: until one has actually gone out (a queued or later-blocked message
+    # does not count), every message does.
     cur = await conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE case_id = %s AND direction = 'outbound' "
-        "AND status NOT IN ('blocked', 'cancelled'))",
-        (case_id,),
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE case_id = %s AND borrower_id = %s "
+        "AND direction = 'outbound' AND status IN ('sending', 'sent', 'delivered', 'read', "
+        "'opened', 'clicked', 'needs_review', 'bounced'))",
+        (case_id, borrower_id),
     )
     row = await cur.fetchone()
     first = not (row and row[0])

@@ -34,7 +34,7 @@ from parley.services import context as case_context
 from parley.services import recipients
 from parley.services.auth import Principal
 from parley.services.errors import FieldError, Invalid
-from parley.storage.models import CommunicationPreferences
+from parley.storage.models import Case, CommunicationPreferences
 
 FIELDS = (
     "preferredChannel",
@@ -177,6 +177,8 @@ async def update(
 ) -> CommunicationPreferences:
     org_id = principal.organization_id
     ctx = await case_context.load(session, org_id, case_id, None)
+    # Versions are numbered per case: concurrent changes take turns (not a unique-key 500).
+    await session.execute(select(Case.id).where(Case.id == ctx.case.id).with_for_update())
     existing = await current(session, org_id, ctx.case.id)
     doc = validate(changes, dict(existing.document) if existing else {})
     for key, channel in (("emailAddress", Channel.EMAIL), ("phoneNumber", Channel.SMS)):

@@ -99,8 +99,9 @@ async def unsubscribe(
     cur = await conn.execute(
         "SELECT action FROM consent_events WHERE borrower_id = %s AND channel = 'email' "
         "AND (contact_point_id = %s OR contact_point_id IS NULL) AND purpose = 'all' "
-        "AND action IN ('revoke', 'grant') ORDER BY effective_at DESC, id DESC LIMIT 1",
-        (borrower, cp),
+        "AND action IN ('revoke', 'grant') AND effective_at <= %s "
+        "ORDER BY effective_at DESC, id DESC LIMIT 1",
+        (borrower, cp, container.clock()),
     )
     latest = await cur.fetchone()
     if latest and latest[0] == "revoke":

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -37,6 +37,9 @@ from parley.storage.db import raw_connection
 from parley.storage.models import CompliancePolicy, ConsentEvent, ContactPoint
 
 router = APIRouter(tags=["compliance"])
+
+FUTURE_SKEW = timedelta(minutes=5)
+PHONE_MEDIA = [Channel.SMS, Channel.WHATSAPP, Channel.VOICE]
 
 CaseId = Annotated[uuid.UUID, Path(alias="caseId")]
 BorrowerId = Annotated[uuid.UUID, Path(alias="borrowerId")]
@@ -187,10 +190,11 @@ async def record_consent(
     now = container.clock()
     effective = body.effective_at or now
     if effective.tzinfo is None:
-        raise Invalid(
-            "effectiveAt: must include a timezone",
-            [FieldError("effectiveAt", "must include a timezone")],
-        )
+        raise Invalid.field("effectiveAt", "must include a timezone")
+    if effective > now + FUTURE_SKEW:
+        # The ledger records what the borrower said, when they said it; a change dated in
+        # the future would sit unseen by the gate while replies found it "already" done.
+        raise Invalid.field("effectiveAt", "cannot be in the future")
     change = consent_svc.ConsentChange(
         organization_id=str(org_id),
         borrower_id=str(borrower.id),
@@ -206,8 +210,12 @@ async def record_consent(
     )
     conn = await raw_connection(session)
     if body.action == "revoke":
-        ids, _ = await consent_svc.revoke(conn, change, [channel])
-        event_id = ids[0]
+        # TCPA: revoking calls revokes texts and vice versa unless the borrower limits it.
+        scope = [channel] if body.limit_to_channel or channel not in PHONE_MEDIA else PHONE_MEDIA
+        await consent_svc.lock_borrower(conn, str(borrower.id))
+        ids, _ = await consent_svc.revoke(conn, change, scope)
+        # revoke() records the channels in name order; answer with the one asked about.
+        event_id = ids[sorted(c.value for c in scope).index(channel.value)]
     else:
         event_id = await consent_svc.record(conn, change)
     await session.commit()

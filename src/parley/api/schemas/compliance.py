@@ -83,6 +83,9 @@ class ConsentIn(RequestModel):
     purpose: str = Field(default="all", max_length=30)
     reason: str | None = Field(default=None, max_length=1000)
     effective_at: datetime | None = None
+    # A revocation on sms, whatsapp or voice covers all three (TCPA) unless the borrower
+    # limited it to the one channel.
+    limit_to_channel: bool = False
 
 
 class ConsentOut(CamelModel):

@@ -213,6 +213,11 @@ def upgrade() -> None:
         ),
     )
     op.add_column("messages", sa.Column("attempted_at", sa.DateTime(timezone=True)))
+    # Messages that already went out are attempts the caps must see from day one.
+    op.execute(
+        "UPDATE messages SET attempted_at = coalesce(sent_at, status_changed_at) "
+        "WHERE direction = 'outbound' AND attempts > 0"
+    )
     op.add_column(
         "message_template_versions",
         sa.Column("elements", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
