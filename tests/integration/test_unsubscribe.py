@@ -307,3 +307,14 @@ async def test_tampered_or_foreign_tokens_are_404_and_write_nothing(
     assert await _consent(container) == []
     assert await _status(tenant, first["messageId"]) == "queued"
     assert (await _mail(tenant, data, "Still allowed"))["status"] == "queued"
+
+
+async def test_the_pages_button_is_recorded_as_the_link_not_one_click(
+    tenant: Any, container: Any, anonymous: Any
+) -> None:
+    data = await _sandbox_setup(tenant, container)
+    first = await _mail(tenant, data)
+    _, token = _token_of(first["body"])
+    r = await anonymous.post(f"/unsubscribe/{token}")  # the page's form: no one-click body
+    assert r.status_code == 200, r.text
+    assert [row[2] for row in await _consent(container)] == ["unsubscribe_link"]

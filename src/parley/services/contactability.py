@@ -106,7 +106,11 @@ WHERE (m.borrower_id, m.case_id) IN (SELECT * FROM unnest(%(b)s::uuid[], %(c)s::
   AND m.direction = 'outbound' AND m.attempted_at > %(since)s
   AND m.id <> ALL(%(exclude)s::uuid[])
 UNION ALL
-SELECT k.borrower_id::text, k.case_id::text, 'voice', k.placed_at,
+-- A conversation's 7-day period runs from when it happened (the call's end), an attempt
+-- counts from when it was placed.
+SELECT k.borrower_id::text, k.case_id::text, 'voice',
+       CASE WHEN k.result = 'conversation' THEN coalesce(k.ended_at, k.placed_at)
+            ELSE k.placed_at END,
        k.contact_point_id::text, p.label, coalesce(k.result, 'pending'), k.prior_consent
 FROM calls k LEFT JOIN contact_points p ON p.id = k.contact_point_id
 WHERE (k.borrower_id, k.case_id) IN (SELECT * FROM unnest(%(b)s::uuid[], %(c)s::uuid[]))

@@ -61,10 +61,11 @@ async def _compliance(session: SessionDep, m: Message) -> ComplianceSummary | No
     )
     if d is None:
         return None
+    # The rules that held it back (a block can also come from a defer with no time).
     reasons = [
         r.get("reason") or r.get("rule")
         for r in d.rules
-        if r.get("outcome") == d.outcome and d.outcome != "allow"
+        if d.outcome != "allow" and r.get("outcome") in ("block", "defer")
     ]
     return ComplianceSummary(
         stage=d.stage, outcome=d.outcome, reasons=reasons, defer_until=d.defer_until

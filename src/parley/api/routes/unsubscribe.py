@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from parley.api.deps import ContainerDep
@@ -42,9 +42,13 @@ async def confirm_page(token: str, container: ContainerDep) -> HTMLResponse:
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-async def unsubscribe(token: str, container: ContainerDep) -> HTMLResponse:
+async def unsubscribe(token: str, request: Request, container: ContainerDep) -> HTMLResponse:
+    # A mail client's one-click POST carries "List-Unsubscribe=One-Click" (RFC 8058); the
+    # page's button does not: the ledger records which it was.
+    body = (await request.body())[:200]
+    source = "list_unsubscribe" if b"List-Unsubscribe=One-Click" in body else "unsubscribe_link"
     async with container.db.pool.connection() as conn, conn.transaction():
-        done = await svc.unsubscribe(container, conn, token, source="list_unsubscribe")
+        done = await svc.unsubscribe(container, conn, token, source=source)
     if not done:
         return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
     return _page("Unsubscribed", "<p>You will not receive further emails at this address.</p>")
