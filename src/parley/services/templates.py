@@ -182,20 +182,20 @@ async def update(
 def voicemail(elements: dict[str, Any] | None) -> tuple[TemplateParts, dict[str, Any]]:
     """Check a limited-content voicemail (Reg F 1006.2(j)): only the allowed elements,
     every problem reported; the script is composed from them and nothing else."""
-    from parley.compliance import content
+    from parley.compliance import voicemail as vm_rules
 
     if not elements:
         raise Invalid.field("voicemail", "a voicemail template needs its elements", "required")
     try:
-        vm = content.from_mapping(elements)
-    except content.VoicemailContentError as exc:
+        vm = vm_rules.from_mapping(elements)
+    except vm_rules.VoicemailContentError as exc:
         errors = [FieldError(f"voicemail.{f}", m) for f, m in exc.errors]
         raise Invalid("voicemail: " + "; ".join(e.message for e in errors), errors) from None
     # A script asking for the date and time gets it when the voicemail is left; the
     # template shows it for a sample moment.
     from datetime import UTC, datetime
 
-    script = content.render_voicemail(vm, message_time=datetime(2026, 1, 5, 15, 0, tzinfo=UTC))
+    script = vm_rules.render_voicemail(vm, message_time=datetime(2026, 1, 5, 15, 0, tzinfo=UTC))
     return TemplateParts(None, script, None), dict(elements)
 
 

@@ -22,29 +22,31 @@ from hypothesis import strategies as st
 
 from parley.compliance.content import (
     CONTACT_POINT_SOURCES,
-    DEBT_COLLECTION_PHRASES,
-    DEBT_COLLECTION_WORDS,
     DEFAULT_DISCLOSURE_POLICY,
     DEFAULT_OPT_OUT_NOTICE,
     EMPLOYER_EMAIL_ADDRESS,
     INITIAL_DISCLOSURE,
-    REQUEST_TO_REPLY_PHRASES,
     SUBSEQUENT_DISCLOSURE,
-    VOICEMAIL_FIELDS,
     ContentResult,
     DisclosurePolicy,
-    LimitedContentVoicemail,
     OptOutNotice,
-    VoicemailContentError,
     apply_content_rules,
     employer_email_verdict,
     ensure_disclosure,
     ensure_email_opt_out,
     ensure_opt_out_notice,
-    from_mapping,
     has_disclosure,
     has_opt_out_notice,
     html_visible_text,
+)
+from parley.compliance.voicemail import (
+    DEBT_COLLECTION_PHRASES,
+    DEBT_COLLECTION_WORDS,
+    REQUEST_TO_REPLY_PHRASES,
+    VOICEMAIL_FIELDS,
+    LimitedContentVoicemail,
+    VoicemailContentError,
+    from_mapping,
     render_voicemail,
 )
 from parley.domain.channels import Channel
