@@ -360,7 +360,8 @@ _MEDIA_WORD: Final = (
 # "... by phone or email" after a match: widens the span the media are read from.
 _QUALIFIER: Final = re.compile(
     r"(?: (?:me|us|again|anymore|any more|ever|please|at all))*"
-    r"(?: (?:by|via|through|on|over|with|to|at)(?: (?:my|this|the|your|a|these|those|all))? "
+    r"(?: (?:by|via|through|on|over|with|to|at|of|from)"
+    r"(?: (?:my|this|the|your|a|these|those|all))? "
     + _MEDIA_WORD
     + r"\b(?:(?: ,)?(?: (?:or|and|nor))?(?: (?:by|via|on|to|at))?(?: (?:my|this|the))? "
     + _MEDIA_WORD
@@ -563,7 +564,13 @@ _PERMIT_RULES: Final[tuple[_Rule, ...]] = (
 _LIMIT_TO_NAMED: Final = re.compile(
     rf"\bonly (?:stop|quit|cancel|block)\b|\b(?:stop|quit|cease|cancel|block) only\b"
     rf"|\b{_STOP_VERB}(?: the)? (?:{_NOUNS}|{_VING}) only\b"
+    # "opt out of calls only": the medium it names, and only that one.
+    rf"|\b(?:opt(?:ing|ed)? out|unsubscribe(?: me)?) (?:of|from)(?: {_DET})? {_NOUNS} only\b"
 )
+
+# Replies that only say which medium to use ("email only please"): no revocation Parley
+# can scope safely on its own, so an agent is asked to look.
+_PREFERENCE_ONLY: Final = frozenset({"permit_only", "permit_only_before", "permit_prefer"})
 
 
 _LOOKBEHIND: Final = 120  # characters; longer than any negation or veto phrase
@@ -672,9 +679,17 @@ def classify_reply(text: str, *, channel: Channel) -> ReplyIntent:
         )
 
     revocations = _hits(_REVOCATION_RULES, sentences, lambda span: _revoked_kinds(span, channel))
-    if not revocations:
-        return NO_INTENT
     permits = _hits(_PERMIT_RULES, sentences, _kinds_in)
+    if not revocations:
+        stated = [hit for hit in permits if hit.rule in _PREFERENCE_ONLY]
+        if stated:
+            return ReplyIntent(
+                action=ReplyAction.NONE,
+                needs_agent_review=True,
+                matched=_evidence(stated, text),
+                rules=tuple(dict.fromkeys(hit.rule for hit in stated)),
+            )
+        return NO_INTENT
     limited = any(_LIMIT_TO_NAMED.search(sentence.text) is not None for sentence in sentences)
     return ReplyIntent(
         action=ReplyAction.OPT_OUT,

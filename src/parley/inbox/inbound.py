@@ -100,7 +100,13 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
             await _consent_without_case(container, session, org_id, cp, item)
             return 0
         intent = optout.classify_reply(_reply_text(item), channel=item.channel)
-        flags = ["opt_out_detected"] if intent.needs_agent_review else []
+        flags = (
+            []
+            if not intent.needs_agent_review
+            else ["opt_out_detected"]
+            if intent.action is optout.ReplyAction.OPT_OUT
+            else ["contact_preference_stated"]  # "email only please": for an agent
+        )
         if intent.action is not optout.ReplyAction.NONE:
             # Before anything else is locked (the thread row below): replies of one
             # borrower acting on consent are handled one at a time, so two STOPs (say by

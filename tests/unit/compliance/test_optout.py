@@ -530,3 +530,29 @@ def test_odd_input_does_not_raise() -> None:
         normalize(text)
         classify_reply(text, channel=SMS)
         classify_reply(text, channel=EMAIL)
+
+
+@pytest.mark.parametrize(
+    ("text", "scope"),
+    [
+        ("opt out of calls only", {Channel.VOICE}),
+        ("I want to opt out of calls only", {Channel.VOICE}),
+        ("opt out of emails only", {Channel.EMAIL}),
+        ("please opt me out of texts", {Channel.SMS, Channel.WHATSAPP, Channel.VOICE}),
+    ],
+)
+def test_an_opt_out_naming_one_medium_only_revokes_that_medium(
+    text: str, scope: set[Channel]
+) -> None:
+    # Review finding: "calls only" used to read as permission to call, so the named
+    # medium was the one left open.
+    intent = classify_reply(text, channel=SMS)
+    assert intent.action is OPT_OUT
+    assert intent.scope == frozenset(scope), sorted(intent.scope)
+
+
+@pytest.mark.parametrize("text", ["email only please", "contact me by email only"])
+def test_a_stated_medium_without_a_revocation_is_flagged_for_an_agent(text: str) -> None:
+    intent = classify_reply(text, channel=SMS)
+    assert intent.action is NONE and intent.scope == frozenset()
+    assert intent.needs_agent_review and intent.matched
