@@ -370,14 +370,12 @@ async def _act_on_intent(
     for c in sorted(fresh, key=lambda c: c.value):
         await consent.record(
             conn,
-            consent.ConsentChange(
-                **{
-                    **{n: getattr(change, n) for n in consent.ConsentChange.__slots__},
-                    "channel": c,
-                    "action": "grant",
-                    "contact_point_id": str(cp.id) if ContactKind(cp.kind).serves(c) else None,
-                    "address": cp.value if ContactKind(cp.kind).serves(c) else None,
-                },
+            dataclasses.replace(
+                change,
+                channel=c,
+                action="grant",
+                contact_point_id=str(cp.id) if ContactKind(cp.kind).serves(c) else None,
+                address=cp.value if ContactKind(cp.kind).serves(c) else None,
             ),
         )
     text_ = optout.confirmation_text(intent, organization=org_name)
@@ -387,18 +385,7 @@ async def _act_on_intent(
 async def _states(
     conn: Any, cp: ContactPoint, scope: set[Channel], now: datetime
 ) -> dict[Channel, str]:
-    out: dict[Channel, str] = {}
-    for channel in scope:
-        cur = await conn.execute(
-            "SELECT action FROM consent_events WHERE borrower_id = %s AND channel = %s "
-            "AND (contact_point_id = %s OR contact_point_id IS NULL) AND purpose = 'all' "
-            "AND action IN ('revoke', 'grant') AND effective_at <= %s "
-            "ORDER BY effective_at DESC, id DESC LIMIT 1",
-            (cp.borrower_id, channel.value, cp.id, now),
-        )
-        row = await cur.fetchone()
-        out[channel] = row[0] if row else "none"
-    return out
+    return {c: await consent.latest_action(conn, cp.borrower_id, cp.id, c, now) for c in scope}
 
 
 async def _revoke(
@@ -410,14 +397,11 @@ async def _revoke(
     kind = ContactKind(cp.kind)
     own = {c for c in channels if kind.serves(c)}
     other = channels - own
-    fields = {n: getattr(change, n) for n in consent.ConsentChange.__slots__}
     if own:
         await consent.revoke(conn, change, own)
     if other:
         await consent.revoke(
-            conn,
-            consent.ConsentChange(**{**fields, "contact_point_id": None, "address": None}),
-            other,
+            conn, dataclasses.replace(change, contact_point_id=None, address=None), other
         )
 
 

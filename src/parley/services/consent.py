@@ -9,6 +9,7 @@ block them anyway, but cancelling says so on each message's own timeline at once
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -165,9 +166,7 @@ async def revoke(
         ids.append(
             await record(
                 conn,
-                ConsentChange(
-                    **{**_fields(change), "channel": channel, "action": "revoke"},
-                ),
+                dataclasses.replace(change, channel=channel, action="revoke"),
             )
         )
     cancelled = await cancel_waiting(
@@ -182,5 +181,23 @@ async def revoke(
     return ids, cancelled
 
 
-def _fields(change: ConsentChange) -> dict[str, Any]:
-    return {name: getattr(change, name) for name in ConsentChange.__slots__}
+LATEST_SQL = """
+SELECT action FROM consent_events
+WHERE borrower_id = %s AND channel = %s AND (contact_point_id = %s OR contact_point_id IS NULL)
+  AND purpose = 'all' AND action IN ('revoke', 'grant') AND effective_at <= %s
+ORDER BY effective_at DESC, id DESC LIMIT 1
+"""
+
+
+async def latest_action(
+    conn: psycopg.AsyncConnection,
+    borrower_id: Any,
+    contact_point_id: Any,
+    channel: Channel,
+    now: datetime,
+) -> str:
+    """The ledger's state for a contact point and channel at `now`: revoke, grant or none
+    (the same entry the gate consults; take `lock_borrower` first when acting on it)."""
+    cur = await conn.execute(LATEST_SQL, (borrower_id, channel.value, contact_point_id, now))
+    row = await cur.fetchone()
+    return str(row[0]) if row else "none"

@@ -96,15 +96,8 @@ async def unsubscribe(
     org, borrower, cp, address = row
     # Clicks and one-click POSTs for one borrower arrive together: one revocation.
     await consent.lock_borrower(conn, borrower)
-    cur = await conn.execute(
-        "SELECT action FROM consent_events WHERE borrower_id = %s AND channel = 'email' "
-        "AND (contact_point_id = %s OR contact_point_id IS NULL) AND purpose = 'all' "
-        "AND action IN ('revoke', 'grant') AND effective_at <= %s "
-        "ORDER BY effective_at DESC, id DESC LIMIT 1",
-        (borrower, cp, container.clock()),
-    )
-    latest = await cur.fetchone()
-    if latest and latest[0] == "revoke":
+    latest = await consent.latest_action(conn, borrower, cp, Channel.EMAIL, container.clock())
+    if latest == "revoke":
         return True
     await consent.revoke(
         conn,
