@@ -215,17 +215,25 @@ class Dispatcher:
             # The gate at send time (invariant 3), with every fact read now, under the
             # per-(borrower, case) locks the frequency caps need; the claim below
             # records the attempts before this transaction releases them.
+            # Equal contexts share one Decision object (assess's memo): its evidence is
+            # encoded once, not once per message.
+            encoded: dict[int, tuple[str, str]] = {}
             for row, decision in zip(
                 candidates, await self._decide_all(conn, candidates, now), strict=True
             ):
+                evidence = encoded.get(id(decision))
+                if evidence is None:
+                    evidence = encoded[id(decision)] = (
+                        _json(decision.rules_record()),
+                        _json(decision.facts_record()),
+                    )
                 decisions.append(
                     (
                         row.organization_id,
                         row.id,
                         decision.outcome.value,
                         decision.defer_until,
-                        _json(decision.rules_record()),
-                        _json(decision.facts_record()),
+                        *evidence,
                     )
                 )
                 reason = ", ".join(decision.reasons) or None
