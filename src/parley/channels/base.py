@@ -8,7 +8,7 @@ events. Providers never touch the database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -96,6 +96,23 @@ class DeliveryEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundMedia:
+    """A file that came with an inbound message (WhatsApp media, MMS, email attachment).
+
+    Either `content` holds the bytes (email attachments, parsed from the MIME body) or
+    `provider_media_id`/`url` say where the provider keeps them (fetched by the inbox).
+    """
+
+    content_type: str
+    filename: str | None = None
+    size: int | None = None
+    content: bytes | None = None
+    provider_media_id: str | None = None
+    url: str | None = None
+    caption: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     channel: Channel
     sender: str
@@ -105,6 +122,35 @@ class InboundMessage:
     occurred_at: datetime
     subject: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # What kind of inbound item this is: text, media, button (template button reply),
+    # quick_reply (interactive reply), email, voicemail, ...
+    kind: str = "text"
+    media: Sequence[InboundMedia] = ()
+    # A button or quick reply's payload id, as our outbound message defined it.
+    reply_payload: str | None = None
+    # Email threading (RFC 5322): the Message-IDs this message answers.
+    in_reply_to: str | None = None
+    references: Sequence[str] = ()
+    cc: Sequence[str] = ()
+    # WhatsApp: the provider message id the borrower replied to (context.id).
+    context_message_id: str | None = None
+
+
+# Where a long-lived provider connection (SMPP bind, IMAP mailbox) hands what it received:
+# the listener supervisor stores each batch as a receipt and processes it like a webhook.
+EventSink = Callable[[Sequence["DeliveryEvent | InboundMessage"], bytes], Awaitable[None]]
+
+
+@runtime_checkable
+class ListeningProvider(Protocol):
+    """A provider that also receives over a connection it keeps open (DESIGN.md section 5).
+
+    `run` keeps the connection up (reconnecting with backoff) until cancelled and calls
+    `sink(items, raw)` for everything received, `raw` being the bytes as received (a PDU,
+    an RFC 5322 message) so that the receipt can be stored and replayed.
+    """
+
+    async def run(self, sink: EventSink) -> None: ...
 
 
 @runtime_checkable

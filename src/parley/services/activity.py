@@ -1,0 +1,47 @@
+"""Domain activity: the one place a committed change tells the outside world about itself.
+
+Call :func:`emit` on the connection of the transaction that makes the change (a message
+received, a status change, a conversation assigned, a call completed). Because it runs
+inside that transaction, nothing is announced that is later rolled back, and nothing
+committed goes unannounced:
+
+- live updates: ``pg_notify`` on :data:`CHANNEL`, which PostgreSQL delivers at commit
+  to every API process LISTENing (the SSE stream, ``GET /api/events/stream``);
+- outbound webhooks to the customer's systems: deliveries are queued for the
+  organization's subscriptions to the event type (``parley.webhooks_out``).
+
+Event types: ``message.created``, ``message.received``, ``message.status_changed``,
+``conversation.updated``, ``conversation.assigned``, ``call.status_changed``,
+``call.completed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import psycopg
+
+CHANNEL = "parley_activity"
+# NOTIFY payloads are limited to 8000 bytes; a live update carries ids and a summary,
+# clients fetch the rest.
+MAX_NOTIFY_BYTES = 7900
+
+
+async def emit(
+    conn: psycopg.AsyncConnection[Any],
+    organization_id: str,
+    event_type: str,
+    data: dict[str, Any],
+) -> None:
+    """Announce `event_type` for one organization, within the caller's transaction."""
+    payload = orjson.dumps({"org": organization_id, "type": event_type, "data": data})
+    if len(payload) > MAX_NOTIFY_BYTES:
+        payload = orjson.dumps(
+            {"org": organization_id, "type": event_type, "data": _ids_only(data)}
+        )
+    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload.decode()))
+
+
+def _ids_only(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k.endswith("Id") or k in ("status", "channel")}
