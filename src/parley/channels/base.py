@@ -51,6 +51,9 @@ class OutboundMessage:
     headers: Mapping[str, str] = field(default_factory=dict)  # extra headers (email)
     status_callback_url: str | None = None
     rfc822_message_id: str | None = None  # email: the Message-ID we assign
+    # WhatsApp: the structured part (template, media, quick replies) stored with the
+    # message; None for plain text (see parley.channels.whatsapp.payloads).
+    whatsapp: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ PROVIDERS: dict[str, str] = {
     "sandbox": "parley.channels.sandbox",
     "smtp": "parley.channels.smtp",
     "twilio": "parley.channels.twilio",
+    "whatsapp_cloud": "parley.channels.whatsapp",
 }
 
 
