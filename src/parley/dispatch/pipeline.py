@@ -50,7 +50,7 @@ from parley.dispatch.statements import (
 )
 from parley.domain.channels import Channel
 from parley.domain.status import MessageStatus
-from parley.services import contactability, unsubscribe
+from parley.services import contactability, unsubscribe, whatsapp_window
 
 if TYPE_CHECKING:
     from parley.bootstrap import Container
@@ -84,6 +84,7 @@ class Row:
     purpose: str
     claim_job_id: int | None
     claim_job_status: str | None
+    whatsapp: dict[str, Any] | None = None  # template / media / quick replies
     headers: dict[str, str] | None = None
 
 
@@ -256,6 +257,7 @@ class Dispatcher:
                     (now, until, deferred_ids),
                 )
                 await outbox.defer_send(self.c.jobs, conn, deferred_ids, schedule_at=until)
+            await _close_whatsapp_outside_window(conn, allowed, events, now)
             claimed: list[Row] = []
             if allowed:
                 cur = await conn.execute(CLAIM_SQL, (now, self.job_id, now, _array(allowed)))
@@ -429,6 +431,35 @@ class Dispatcher:
             log.warning("%d outcomes not recorded: their claim was taken over meanwhile", lost)
 
 
+async def _close_whatsapp_outside_window(
+    conn: psycopg.AsyncConnection, allowed: dict[str, Row], events: list[Any], now: datetime
+) -> None:
+    """WhatsApp session messages need the 24-hour window open when they are sent, not
+    only when created (it may have closed while they waited): those fail permanently
+    here, never reaching the provider. Our rule, so it holds for every provider."""
+    rows = [r for r in allowed.values() if r.channel == "whatsapp"]
+    if not rows:
+        return
+    closed = await whatsapp_window.closed_for(
+        conn, [(r.id, r.organization_id, r.to_address, r.whatsapp) for r in rows], now
+    )
+    if not closed:
+        return
+    code = whatsapp_window.CLOSED_CODE
+    await conn.execute(
+        FAIL_UNSENT_SQL,
+        {
+            "now": now,
+            "ids": list(closed),
+            "codes": [code] * len(closed),
+            "details": [*closed.values()],
+        },
+    )
+    for message_id, detail in closed.items():
+        row = allowed.pop(message_id)
+        events.append(_event(row, "failed", row.status, now, code=code, reason=detail))
+
+
 def _event(
     row: Row,
     event: str,
@@ -502,6 +533,7 @@ def _outbound(row: Row) -> OutboundMessage:
         bcc=tuple(row.bcc or ()),
         rfc822_message_id=row.rfc822_message_id,
         headers=row.headers or {},
+        whatsapp=row.whatsapp,
     )
 
 

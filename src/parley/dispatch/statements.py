@@ -10,7 +10,7 @@ SELECT m.id::text, m.organization_id::text, m.status, m.channel, m.to_address,
        m.from_address, m.cc, m.bcc, m.subject, m.body, m.html_body,
        m.provider_account_id::text, m.rfc822_message_id, m.attempts, m.priority,
        m.case_id::text, m.borrower_id::text, m.contact_point_id::text, m.purpose,
-       m.claim_job_id, j.status::text
+       m.claim_job_id, j.status::text, m.whatsapp
 FROM messages m
 LEFT JOIN procrastinate_jobs j ON j.id = m.claim_job_id
 WHERE m.id = ANY(%s::uuid[])

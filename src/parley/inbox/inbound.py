@@ -36,7 +36,7 @@ from parley.channels.base import InboundMessage, WebhookRequest
 from parley.compliance import optout
 from parley.compliance.reply_text import strip_email_quote
 from parley.domain.channels import Channel, ContactKind, contact_kind_for
-from parley.services import consent, threads
+from parley.services import consent, threads, whatsapp_window
 from parley.services import messages as message_svc
 from parley.services.auth import Principal, Role
 from parley.services.errors import ServiceError
@@ -156,6 +156,15 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
             )
         )
         await session.flush()
+        if item.channel is Channel.WHATSAPP:  # opens or refreshes the 24-hour window
+            await whatsapp_window.record_inbound(
+                await raw_connection(session),
+                org_id,
+                cp.value,
+                item.occurred_at,
+                item.provider_message_id,
+                now,
+            )
         reply = await _act_on_intent(container, session, account, cp, message, intent, now)
         if reply is not None:
             savepoint = await session.begin_nested()

@@ -25,6 +25,7 @@ from parley.channels.base import (
     WebhookVerificationError,
 )
 from parley.domain.status import EventType, MessageStatus, status_after_event
+from parley.services import whatsapp_templates
 
 if TYPE_CHECKING:
     from parley.bootstrap import Container
@@ -76,6 +77,7 @@ async def ingest(
         if row is None:
             return IngestResult(duplicate=True, events=len(items), unmatched=0)
         unmatched = await _apply_all(conn, account.id, items)
+        await whatsapp_templates.on_receipt(conn, account, request.body, container.clock())
         if unmatched:
             await _retry_later(container, conn, row[0], 0)
         if any(isinstance(item, InboundMessage) for item in items):

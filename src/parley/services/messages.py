@@ -28,7 +28,14 @@ from parley.compliance.assess import (
 from parley.dispatch import outbox
 from parley.domain.channels import Channel, Direction
 from parley.domain.status import CANCELLABLE, MessageStatus
-from parley.services import contactability, provider_accounts, recipients, threads, unsubscribe
+from parley.services import (
+    contactability,
+    provider_accounts,
+    recipients,
+    threads,
+    unsubscribe,
+    whatsapp,
+)
 from parley.services import context as case_context
 from parley.services import templates as template_svc
 from parley.services.auth import Principal
@@ -70,6 +77,11 @@ class SendRequest:
     # Set by Parley itself (an opt-out confirmation is allowed by its revocation only).
     message_id: uuid.UUID | None = None
     contact_point_id: uuid.UUID | None = None
+    # WhatsApp only (services/whatsapp.py): an approved template, a media link, or
+    # quick-reply buttons.
+    whatsapp_template: dict[str, Any] | None = None
+    media: dict[str, Any] | None = None
+    quick_replies: list[str] | None = None
 
 
 @dataclass
@@ -95,6 +107,8 @@ async def send(
         raise Invalid.field("messageType", "must be email, sms or whatsapp") from None
     if channel is Channel.VOICE:
         raise Invalid.field("messageType", "calls are placed with the calls API, not messages")
+    if channel is not Channel.WHATSAPP:
+        whatsapp.reject_outside_whatsapp(req, channel.value)
     if req.purpose not in PURPOSES:
         raise Invalid.field("purpose", "must be one of " + ", ".join(sorted(PURPOSES)))
     ctx = await case_context.load(
@@ -110,11 +124,18 @@ async def send(
     if borrower.id != ctx.borrower.id:
         ctx.borrower = borrower
     cc, bcc = _copies(channel, req)
-    content = await _content(session, org_id, channel, req, ctx)
     account = await provider_accounts.resolve_for_send(
         session, org_id, channel, req.provider_account_id
     )
+    wa = None
+    if channel is Channel.WHATSAPP:
+        wa = await whatsapp.prepare(session, account, req)
+        if wa.body is not None:
+            req = dataclasses.replace(req, body=wa.body)
+    content = await _content(session, org_id, channel, req, ctx)
     now = container.clock()
+    if wa is not None:
+        await whatsapp.check_window(session, account, org_id, contact.value, wa, now)
     if req.send_at is not None and req.send_at.tzinfo is None:
         raise Invalid.field("sendAt", "must include a timezone (RFC 3339, e.g. ...Z)")
     if req.send_at is not None and req.send_at > now + MAX_SCHEDULE_AHEAD:
@@ -136,9 +157,12 @@ async def send(
     decide_at = schedule_at or now
     (attempt_ctx,) = await contactability.load_contexts(conn, [attempt], decide_at, lock=False)
     decision = assess(attempt_ctx)
+    written = content.body
     content, content_record = await _apply_content_rules(
         container, conn, channel, content, attempt_ctx, message_id, ctx.case.id, borrower.id
     )
+    if wa is not None:
+        whatsapp.check_content(wa, written, content.body)
     sms_encoding, segments = _check_length(channel, content)
 
     if decision.outcome is gate.Outcome.BLOCK:
@@ -188,6 +212,7 @@ async def send(
         status_changed_at=now,
         created_at=now,
         purpose=req.purpose,
+        whatsapp=wa.payload if wa is not None else None,
     )
     session.add(message)
     await session.flush()

@@ -316,6 +316,8 @@ class Message(Base):
     # Markers for an agent, set when the message is recorded (e.g. an inbound reply that
     # revoked consent in free text: ["opt_out_detected"]).
     flags: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default=text("'[]'"))
+    # WhatsApp: template + parameters, media link or quick replies (channels/whatsapp).
+    whatsapp: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error_code: Mapped[str | None] = mapped_column(String(50))
     error_detail: Mapped[str | None] = mapped_column(Text)
     sent_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
@@ -528,3 +530,40 @@ def _phone_signal_on_insert(mapper: Any, connection: Any, target: ContactPoint) 
         from parley.compliance.zones import phone_signal
 
         target.phone_tz = phone_signal(target.value).as_record()
+
+
+# -- WhatsApp (channels/whatsapp, services/whatsapp*.py) -----------------------------
+
+
+class WhatsAppTemplate(Base):
+    """A message template of a WhatsApp provider account, as synced from Meta."""
+
+    __tablename__ = "whatsapp_templates"
+    __table_args__ = (UniqueConstraint("provider_account_id", "name", "language"),)
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org()
+    provider_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("provider_accounts.id"))
+    name: Mapped[str] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str | None] = mapped_column(String(30))
+    # APPROVED, PENDING, REJECTED, PAUSED, DISABLED: only APPROVED ones can be sent.
+    status: Mapped[str] = mapped_column(String(20))
+    provider_template_id: Mapped[str | None] = mapped_column(String(50))
+    components: Mapped[list[Any]] = mapped_column(JSONB)
+    body_text: Mapped[str | None] = mapped_column(Text)
+    body_parameter_count: Mapped[int] = mapped_column(Integer)
+    rejected_reason: Mapped[str | None] = mapped_column(Text)
+    synced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WhatsAppWindow(Base):
+    """When a borrower number last wrote on WhatsApp: the 24-hour window runs from it."""
+
+    __tablename__ = "whatsapp_windows"
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id"), primary_key=True
+    )
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_inbound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_provider_message_id: Mapped[str | None] = mapped_column(String(200))

@@ -106,6 +106,7 @@ def _out(
         sent_by=m.sent_by_name,
         purpose=m.purpose,
         flags=list(m.flags or []),
+        whatsapp=m.whatsapp,
         created_at=m.created_at,
         compliance=compliance,
     )
@@ -141,6 +142,11 @@ async def send_message(
             provider_account_id=body.provider_account_id,
             borrower_id=body.borrower_id,
             purpose=body.purpose,
+            whatsapp_template=body.whatsapp_template.model_dump()
+            if body.whatsapp_template
+            else None,
+            media=body.media.model_dump() if body.media else None,
+            quick_replies=body.quick_replies,
         ),
     )
     return _out(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from parley.api.deps import ContainerDep
 from parley.api.problems import problem
 from parley.channels.base import WebhookRequest, WebhookVerificationError
-from parley.inbox import receipts
+from parley.inbox import handshake, receipts
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +59,21 @@ async def provider_webhook(
         content=b'{"ok":true,"duplicate":%s}' % (b"true" if result.duplicate else b"false"),
         media_type="application/json",
     )
+
+
+@router.get("/webhooks/{provider}/{account_id}", include_in_schema=False)
+async def provider_webhook_handshake(
+    provider: str, account_id: str, request: Request, container: ContainerDep
+) -> Response:
+    """A provider's subscription check (Meta: hub.mode/hub.verify_token/hub.challenge)."""
+    try:
+        uuid.UUID(account_id)
+        answer = await handshake.challenge(
+            container, provider, account_id, dict(request.query_params)
+        )
+    except (ValueError, receipts.UnknownWebhookAccount):
+        return problem(404, "Not found", "unknown webhook endpoint")
+    except WebhookVerificationError as exc:
+        log.warning("rejected %s webhook handshake for account %s: %s", provider, account_id, exc)
+        return problem(403, "Forbidden", "webhook verification failed")
+    return Response(content=answer, media_type="text/plain")

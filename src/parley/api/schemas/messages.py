@@ -11,6 +11,23 @@ from pydantic import Field, field_validator
 from parley.api.schemas.common import CamelModel, RequestModel
 
 
+class WhatsAppTemplateRef(RequestModel):
+    """An approved template of the sending WhatsApp account's library."""
+
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(min_length=2, max_length=20)
+    parameters: list[str] = Field(default_factory=list, max_length=100)
+
+
+class MediaLink(RequestModel):
+    """A WhatsApp image or document sent by link (Meta fetches it)."""
+
+    type: Literal["image", "document"]
+    url: str = Field(min_length=8, max_length=2000)
+    caption: str | None = Field(default=None, min_length=1, max_length=1024)
+    filename: str | None = Field(default=None, min_length=1, max_length=240)
+
+
 class MessageCreate(RequestModel):
     message_type: Literal["email", "sms", "whatsapp"]
     to: str | list[str] | None = None
@@ -27,6 +44,10 @@ class MessageCreate(RequestModel):
     borrower_id: uuid.UUID | None = None
     # Why it is sent: some rules allow exceptions (a legal notice despite do-not-contact).
     purpose: Literal["collection", "legal_notice", "payment_confirmation"] = "collection"
+    # WhatsApp only: at most one of these (see docs/api.md).
+    whatsapp_template: WhatsAppTemplateRef | None = None
+    media: MediaLink | None = None
+    quick_replies: list[str] | None = Field(default=None, max_length=10)
 
     @field_validator("to")
     @classmethod
@@ -79,6 +100,8 @@ class MessageOut(CamelModel):
     purpose: str = "collection"
     # Markers for an agent, e.g. "opt_out_detected" on a reply that revoked consent.
     flags: list[str] = Field(default_factory=list)
+    # WhatsApp: the template, media link or quick replies sent with the message.
+    whatsapp: dict[str, Any] | None = None
     created_at: datetime
     # The latest compliance decision, in short (single-message responses only).
     compliance: ComplianceSummary | None = None

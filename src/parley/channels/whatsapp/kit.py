@@ -101,7 +101,7 @@ async def wired(mode: str | None = None, **overrides: Any) -> AsyncIterator[KitH
     async with WebhookReceiver() as receiver:
         webhook_url = f"{receiver.base_url}/webhooks/{NAME}/{ACCOUNT_ID}"
         async with WhatsAppApiPeer(webhook_url=webhook_url) as peer:
-            if mode in _SCRIPTED:
+            if mode is not None and mode in _SCRIPTED:
                 status, code = _SCRIPTED[mode]
                 peer.fail_next(status, code)
             elif mode == "dropped_after_request":

@@ -178,7 +178,7 @@ class WhatsAppCloudProvider:
                 raise TemplateListError(f"cannot reach the Graph API: {exc!r}") from None
             data = _json_object(payload)
             if status >= 300:
-                error = data.get("error") if isinstance(data.get("error"), dict) else {}
+                error = _obj(data.get("error"))
                 raise TemplateListError(
                     f"Graph API answered {status}: {error.get('message') or 'no message'} "
                     f"(code {error.get('code')})"
@@ -187,8 +187,8 @@ class WhatsAppCloudProvider:
                 template = _remote_template(item)
                 if template is not None:
                     out.append(template)
-            paging = data.get("paging") if isinstance(data.get("paging"), dict) else {}
-            cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+            paging = _obj(data.get("paging"))
+            cursors = _obj(paging.get("cursors"))
             after = cursors.get("after")
             if not paging.get("next") or not after:
                 return out
@@ -245,12 +245,12 @@ def response_result(status: int, payload: bytes) -> SendResult:
             error_code="no_message_id",
             error_detail="the Graph API accepted the request but returned no message id",
         )
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    error = _obj(data.get("error"))
     code = error.get("code")
     error_code = str(code) if code is not None else str(status)
     kind = errors.classify(str(code) if code is not None else None, status)
     message = error.get("message") if isinstance(error.get("message"), str) else None
-    details = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
+    details = _obj(error.get("error_data"))
     extra = details.get("details") if isinstance(details.get("details"), str) else None
     detail = f"{kind.category}: {message or kind.description}" + (f" ({extra})" if extra else "")
     return SendResult(
@@ -293,3 +293,7 @@ def create(context: ProviderContext) -> WhatsAppCloudProvider:
     if context.channel != Channel.WHATSAPP:
         raise ProviderConfigError(f"channel: whatsapp_cloud serves whatsapp, not {context.channel}")
     return WhatsAppCloudProvider(parse_settings(context))
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -98,7 +98,7 @@ def parse(request: WebhookRequest) -> list[DeliveryEvent | InboundMessage]:
     data = document(request.body)
     items: list[DeliveryEvent | InboundMessage] = []
     for value in _changes(data, "messages"):
-        metadata = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
+        metadata = _obj(value.get("metadata"))
         business = _e164(str(metadata.get("display_phone_number") or ""))
         for status in _dicts(value.get("statuses")):
             event = _status(status)
@@ -157,7 +157,7 @@ def _inbound(message: dict[str, Any], business: str) -> InboundMessage | None:
         text = message.get("text")
         body = str(text.get("body") or "") if isinstance(text, dict) else ""
     elif kind in MEDIA_TYPES:
-        part = message.get(kind) if isinstance(message.get(kind), dict) else {}
+        part = _obj(message.get(kind))
         caption = part.get("caption") if isinstance(part.get("caption"), str) else None
         body = caption or ""
         media.append(
@@ -171,20 +171,18 @@ def _inbound(message: dict[str, Any], business: str) -> InboundMessage | None:
         if kind not in ("image", "document"):
             kind = "media"  # audio, video, sticker: kept as media for an agent to open
     elif kind == "button":  # a template's quick-reply button
-        button = message.get("button") if isinstance(message.get("button"), dict) else {}
+        button = _obj(message.get("button"))
         body = str(button.get("text") or "")
         reply_payload = str(button["payload"]) if button.get("payload") is not None else None
     elif kind == "interactive":  # a reply to our interactive buttons or list
-        interactive = message.get("interactive")
-        interactive = interactive if isinstance(interactive, dict) else {}
-        reply = interactive.get(str(interactive.get("type") or ""))
-        reply = reply if isinstance(reply, dict) else {}
+        interactive = _obj(message.get("interactive"))
+        reply = _obj(interactive.get(str(interactive.get("type") or "")))
         body = str(reply.get("title") or "")
         reply_payload = str(reply["id"]) if reply.get("id") is not None else None
     else:
         body = f"[unsupported WhatsApp message type: {kind}]"
         kind = "unsupported"
-    context = message.get("context") if isinstance(message.get("context"), dict) else {}
+    context = _obj(message.get("context"))
     context_id = context.get("id") if isinstance(context.get("id"), str) else None
     return InboundMessage(
         channel=Channel.WHATSAPP,
@@ -250,3 +248,7 @@ def _time(value: Any) -> datetime:
         return datetime.fromtimestamp(int(str(value)), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return datetime.now(UTC)
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
