@@ -284,31 +284,33 @@ def test_subscription_challenge() -> None:
 async def test_peer_enforces_the_window_like_meta() -> None:
     """Meta accepts a free-form message outside the window and fails it later (131047);
     templates go through. (Parley refuses such messages before they get here.)"""
-    async with WebhookReceiver() as receiver:
-        async with WhatsAppApiPeer(
+    async with (
+        WebhookReceiver() as receiver,
+        WhatsAppApiPeer(
             webhook_url=receiver.base_url + "/hook",
             enforce_window=True,
             templates=[PeerTemplate("hello", "en_US", body="Hi {{1}}")],
-        ) as peer:
-            provider = kit.build(peer.base_url, receiver.base_url)
-            try:
-                text = await provider.send(_message())
-                spec = {"type": "template", "name": "hello", "language": "en_US"}
-                template = await provider.send(_message(whatsapp={**spec, "parameters": ["A"]}))
-                wrong = await provider.send(_message(whatsapp={**spec, "parameters": []}))
-                assert text.accepted and template.accepted
-                assert wrong.error_code == "132000" and not wrong.retryable
-                count = await peer.deliver_callbacks()
-                async with asyncio.timeout(10):
-                    requests = await receiver.wait_for(count)
-                events = [e for r in requests for e in provider.parse_webhook(r)]
-                by_message = {(e.provider_message_id, e.event_type) for e in events}
-                assert (text.provider_message_id, EventType.FAILED) in by_message
-                assert (template.provider_message_id, EventType.DELIVERED) in by_message
-                (failed,) = [e for e in events if e.event_type is EventType.FAILED]
-                assert failed.error_code == "131047"
-            finally:
-                await provider.aclose()
+        ) as peer,
+    ):
+        provider = kit.build(peer.base_url, receiver.base_url)
+        try:
+            text = await provider.send(_message())
+            spec = {"type": "template", "name": "hello", "language": "en_US"}
+            template = await provider.send(_message(whatsapp={**spec, "parameters": ["A"]}))
+            wrong = await provider.send(_message(whatsapp={**spec, "parameters": []}))
+            assert text.accepted and template.accepted
+            assert wrong.error_code == "132000" and not wrong.retryable
+            count = await peer.deliver_callbacks()
+            async with asyncio.timeout(10):
+                requests = await receiver.wait_for(count)
+            events = [e for r in requests for e in provider.parse_webhook(r)]
+            by_message = {(e.provider_message_id, e.event_type) for e in events}
+            assert (text.provider_message_id, EventType.FAILED) in by_message
+            assert (template.provider_message_id, EventType.DELIVERED) in by_message
+            (failed,) = [e for e in events if e.event_type is EventType.FAILED]
+            assert failed.error_code == "131047"
+        finally:
+            await provider.aclose()
 
 
 async def test_template_listing_follows_cursors_and_reports_errors() -> None:
