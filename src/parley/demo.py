@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from parley.domain.channels import Channel
 from parley.services import messages as message_svc
-from parley.services import provider_accounts
+from parley.services import provider_accounts, whatsapp_templates
 from parley.services import templates as template_svc
 from parley.services.auth import Principal, Role, issue_token
 from parley.storage.models import (
@@ -181,6 +181,16 @@ TEMPLATES = [
 ]
 
 
+# Outside the 24-hour customer-service window WhatsApp takes approved templates only.
+WHATSAPP_TEMPLATE = {
+    "name": "balance_reminder",
+    "language": "en_US",
+    "body": "Hello, a reminder about account {{1}}: {{2}} is due. This is an attempt to "
+    "collect a debt and any information obtained will be used for that purpose. This "
+    "communication is from a debt collector. Reply STOP to opt out.",
+}
+
+
 @dataclass
 class DemoInfo:
     organization_id: uuid.UUID
@@ -260,7 +270,7 @@ async def _load(container: Container, session) -> Organization:  # type: ignore[
     session.add_all([admin, supervisor, *agents])
     await session.flush()
     for channel in (Channel.EMAIL, Channel.SMS, Channel.WHATSAPP):
-        await provider_accounts.create(
+        account = await provider_accounts.create(
             session,
             org.id,
             name=f"sandbox-{channel.value}",
@@ -280,6 +290,10 @@ async def _load(container: Container, session) -> Organization:  # type: ignore[
             rate_per_second=None,
             burst=None,
         )
+        if channel is Channel.WHATSAPP:  # what Meta would have approved for a real account
+            await whatsapp_templates.record_local(
+                session, org.id, account.id, now=datetime.now(UTC), **WHATSAPP_TEMPLATE
+            )
     for key, name, channel, subject, body in TEMPLATES:
         await template_svc.create(
             session,
@@ -530,10 +544,15 @@ async def _history(
             "sms-reminder": "sms",
             "whatsapp-reminder": "whatsapp",
         }[template]
-        await message_svc.send(
-            container,
-            session,
-            principal,
-            case.id,
-            message_svc.SendRequest(message_type=channel, template_id=template),
-        )
+        request = message_svc.SendRequest(message_type=channel, template_id=template)
+        if channel == "whatsapp":  # no borrower has written yet: the window is closed
+            amount = f"{case.outstanding_amount} {case.currency}"
+            request = message_svc.SendRequest(
+                message_type=channel,
+                whatsapp_template={
+                    "name": WHATSAPP_TEMPLATE["name"],
+                    "language": WHATSAPP_TEMPLATE["language"],
+                    "parameters": [case.case_number, amount],
+                },
+            )
+        await message_svc.send(container, session, principal, case.id, request)

@@ -232,6 +232,7 @@ async def test_stop_reply_revokes_cancels_confirms_once_and_blocks(
     scheduled_sms = await _send(
         tenant, case_id, messageType="sms", body="Reminder two.", sendAt=later
     )
+    await factories.open_whatsapp_window(container, tenant.organization_id, PHONE)
     queued_wa = await _send(tenant, case_id, messageType="whatsapp", body="Reminder three.")
     queued_mail = await _send(
         tenant, case_id, messageType="email", subject="Your account", body="Hello."

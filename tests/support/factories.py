@@ -168,3 +168,12 @@ async def twilio_account(container: Any, org_id: uuid.UUID, peer: Any) -> uuid.U
         },
         secrets_={"auth_token": DEFAULT_AUTH_TOKEN},
     )
+
+
+async def open_whatsapp_window(container: Any, org_id: uuid.UUID, phone: str) -> None:
+    """The borrower at `phone` wrote on WhatsApp just now (free-form replies allowed)."""
+    from parley.services import whatsapp_window
+
+    now = container.clock()
+    async with container.db.pool.connection() as conn:
+        await whatsapp_window.record_inbound(conn, org_id, phone, now, None, now)

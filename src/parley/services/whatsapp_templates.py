@@ -60,13 +60,18 @@ def render(text: str, parameters: list[str]) -> str:
 
 
 async def _whatsapp_account(
-    session: AsyncSession, org_id: uuid.UUID, account_id: uuid.UUID
+    session: AsyncSession, org_id: uuid.UUID, account_id: uuid.UUID, *, syncable: bool = False
 ) -> ProviderAccount:
     account = await provider_accounts.get(session, org_id, account_id)  # 404 across tenants
-    if account.provider != PROVIDER:
+    if account.channel != "whatsapp":
+        raise Invalid.field(
+            "providerAccountId", f"is a {account.channel} account; templates are WhatsApp's"
+        )
+    if syncable and account.provider != PROVIDER:
         raise Invalid.field(
             "providerAccountId",
-            f"is a {account.provider} account; template libraries belong to {PROVIDER} accounts",
+            f"is a {account.provider} account; only {PROVIDER} accounts sync templates "
+            "from a WhatsApp Business Account",
         )
     return account
 
@@ -77,7 +82,7 @@ async def sync(
     """Replace the account's library with what Meta lists now."""
     from parley.channels.whatsapp.provider import TemplateListError, WhatsAppCloudProvider
 
-    account = await _whatsapp_account(session, org_id, account_id)
+    account = await _whatsapp_account(session, org_id, account_id, syncable=True)
     row = await container.providers.account(str(account.id))
     if row is None:
         raise Invalid.field("providerAccountId", "unknown provider account")
@@ -124,6 +129,37 @@ async def sync(
         await session.execute(delete(WhatsAppTemplate).where(WhatsAppTemplate.id.in_(gone)))
     await session.commit()
     return await list_for(session, org_id, account_id)
+
+
+async def record_local(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    account_id: uuid.UUID,
+    *,
+    name: str,
+    language: str,
+    body: str,
+    now: datetime,
+    category: str = "UTILITY",
+) -> WhatsAppTemplate:
+    """Add an APPROVED template to an account that has no WhatsApp Business Account to
+    sync from (a sandbox account, e.g. in the demo), so template sends can be tried."""
+    template = WhatsAppTemplate(
+        organization_id=org_id,
+        provider_account_id=account_id,
+        name=name,
+        language=language,
+        category=category,
+        status="APPROVED",
+        components=[{"type": "BODY", "text": body}],
+        body_text=body,
+        body_parameter_count=parameter_count(body),
+        synced_at=now,
+        status_updated_at=now,
+    )
+    session.add(template)
+    await session.flush()
+    return template
 
 
 async def list_for(
