@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 
 from parley.domain.channels import Channel
@@ -398,7 +399,8 @@ async def test_media_and_quick_replies_inside_the_window(world: World) -> None:
     await refused("quickReplies", body="Pick", quickReplies=["a", "b", "c", "d"])
     await refused("quickReplies.0", body="Pick", quickReplies=["This title is far too long"])
     await refused("quickReplies.1", body="Pick", quickReplies=["Yes", "yes"])
-    await refused("media.url", body="x", media={**_document(), "url": "ftp://files/x.pdf"})
+    for url in ("ftp://files/x.pdf", "https://[::1/x.pdf", "https://files/a b.pdf"):
+        await refused("media.url", body="x", media={**_document(), "url": url})
     await refused("media.filename", body="x", media={**_document(), "type": "image"})
     await refused("quickReplies", body="x", media=_document(), quickReplies=["Pay now"])
     await refused("quickReplies", messageType="sms", body="Pick", quickReplies=["Yes"])
@@ -480,3 +482,16 @@ async def _age_window(world: World, *, hours: int, minutes: int = 0) -> None:
             "hours => %s, mins => %s)",
             (hours, minutes),
         )
+
+
+async def test_the_stored_whatsapp_payload_is_append_only(world: World) -> None:
+    await world.inbound("text", text="hi")
+    message = await world.send(body="Pick one", quickReplies=["Pay now"])
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+        async with world.container.db.pool.connection() as conn:
+            await conn.execute(
+                'UPDATE messages SET whatsapp = \'{"type": "text"}\' WHERE id = %s',
+                (message["messageId"],),
+            )
+    await settle(world.container)  # delivery-state updates still go through
+    assert len(world.peer.messages) == 1

@@ -136,8 +136,12 @@ def _media(req: SendRequest) -> WhatsAppContent:
     media = req.media or {}
     kind = media["type"]
     url = str(media["url"])
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        valid = False
+    if not valid or any(c.isspace() for c in url):
         raise Invalid.field("media.url", "must be a public http(s) link Meta can fetch")
     filename = media.get("filename")
     if filename is not None and kind != "document":
@@ -194,13 +198,21 @@ async def check_window(
         suggestion = f"send one of the approved templates instead: {listed}"
     else:
         suggestion = f"send an approved template instead; account {account.name!r} has none synced"
-    field = {"text": "body"}.get(content.kind, content.kind)
-    field = {"interactive": "quickReplies", "image": "media", "document": "media"}.get(field, field)
+    field = _REQUEST_FIELD[content.kind]
     errors = [
         FieldError(field, window.explain(phone), whatsapp_window.CLOSED_CODE),
         FieldError("whatsappTemplate", suggestion, "template_required"),
     ]
     raise Invalid(f"{window.explain(phone)}; {suggestion}", errors)
+
+
+# The request field that made a message a session message, for the error.
+_REQUEST_FIELD = {
+    "text": "body",
+    "image": "media",
+    "document": "media",
+    "interactive": "quickReplies",
+}
 
 
 def check_content(content: WhatsAppContent, before: str, after: str) -> None:
