@@ -9,6 +9,8 @@ signed webhooks back to the business.
   "code", "error_data": {"messaging_product", "details"}, "fbtrace_id"}}`.
 - `GET /{version}/{waba_id}/message_templates?limit=&after=`: the templates in
   `self.templates`, paged with cursors like the Graph API.
+- `GET /{version}/{media_id}`: an inbound media item's metadata (`url`, `mime_type`,
+  `sha256`, `file_size`); `GET /whatsapp-media/{media_id}` (bearer auth): its bytes.
 - `fail_next(status, code)` / `drop_next()`: script exact answers, or accept a message
   and close the connection without answering.
 - With `enforce_window=True`, a free-form message to a number that has not written in
@@ -26,6 +28,7 @@ any kind; `send_template_status()` a template review result.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -149,6 +152,7 @@ class WhatsAppApiPeer(Peer):
         self.messages: list[PeerMessage] = []
         self.stats = PeerStats()
         self.template_requests: list[dict[str, str]] = []
+        self.media: dict[str, tuple[bytes, str]] = {}  # media id -> (content, mime type)
         self._script: list[_Scripted] = []
         self._runner: web.AppRunner | None = None
         self._client: aiohttp.ClientSession | None = None
@@ -163,6 +167,8 @@ class WhatsAppApiPeer(Peer):
         app = web.Application()
         app.router.add_post("/{version}/{phone_number_id}/messages", self._create)
         app.router.add_get("/{version}/{waba_id}/message_templates", self._templates)
+        app.router.add_get("/whatsapp-media/{media_id}", self._media_download)
+        app.router.add_get("/{version}/{media_id}", self._media_metadata)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=0.5
         )
@@ -339,6 +345,33 @@ class WhatsAppApiPeer(Peer):
             )
         return web.json_response(body)
 
+    async def _media_metadata(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _error(401, 190, "Invalid OAuth access token.", "OAuthException")
+        media_id = request.match_info["media_id"]
+        item = self.media.get(media_id)
+        if item is None:
+            return _error(404, 100, f"Unsupported get request: unknown media {media_id}")
+        content, mime_type = item
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "url": f"{self.base_url}/whatsapp-media/{media_id}",
+                "mime_type": mime_type,
+                "sha256": hashlib.sha256(content).hexdigest(),
+                "file_size": len(content),
+                "id": media_id,
+            }
+        )
+
+    async def _media_download(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _error(401, 190, "Invalid OAuth access token.", "OAuthException")
+        item = self.media.get(request.match_info["media_id"])
+        if item is None:
+            return web.Response(status=404)
+        return web.Response(body=item[0], content_type=item[1].split(";")[0])
+
     # -- webhooks to the business ----------------------------------------------------
 
     def envelope(self, value: dict[str, Any], field_name: str = "messages") -> dict[str, Any]:
@@ -429,6 +462,7 @@ class WhatsAppApiPeer(Peer):
         context_id: str | None = None,
         name: str = "Pat Doe",
         url: str | None = None,
+        content: bytes | None = None,
     ) -> tuple[str, int]:
         """POST a customer's message of `kind` (text, image, document, button,
         interactive, audio, ...); returns (wamid, HTTP status). Opens the window."""
@@ -450,11 +484,14 @@ class WhatsAppApiPeer(Peer):
                 "button_reply": {"id": payload or "reply", "title": text},
             }
         else:
+            media_id = str(uuid.uuid4().int)[:16]
+            data = content if content is not None else f"{kind} {media_id}".encode()
             media: dict[str, Any] = {
-                "id": str(uuid.uuid4().int)[:16],
+                "id": media_id,
                 "mime_type": mime_type or _default_mime(kind),
-                "sha256": uuid.uuid4().hex,
+                "sha256": hashlib.sha256(data).hexdigest(),
             }
+            self.media[media_id] = (data, media["mime_type"])
             if caption is not None:
                 media["caption"] = caption
             if filename is not None:

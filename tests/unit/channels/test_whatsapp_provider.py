@@ -24,6 +24,8 @@ from parley.channels.testing import WebhookFixture
 from parley.channels.whatsapp import errors, kit, payloads, webhooks
 from parley.channels.whatsapp.config import parse_settings
 from parley.channels.whatsapp.provider import (
+    MediaContent,
+    MediaFetchError,
     TemplateListError,
     WhatsAppCloudProvider,
     response_result,
@@ -351,3 +353,29 @@ def test_window_is_open_for_24_hours_after_the_last_inbound_message() -> None:
     assert whatsapp_window.is_session_message(None)
     assert whatsapp_window.is_session_message({"type": "image"})
     assert not whatsapp_window.is_session_message({"type": "template"})
+
+
+async def test_inbound_media_is_downloaded_by_its_media_id() -> None:
+    async with (
+        WebhookReceiver() as receiver,
+        WhatsAppApiPeer(webhook_url=receiver.base_url + "/hook") as peer,
+    ):
+        provider = kit.build(peer.base_url, receiver.base_url)
+        assert isinstance(provider, WhatsAppCloudProvider)
+        try:
+            pdf = b"%PDF-1.7 statement"
+            await peer.send_inbound("+12025550123", "document", filename="s.pdf", content=pdf)
+            (request,) = receiver.requests
+            (item,) = provider.parse_webhook(request)
+            (media,) = item.media
+            assert media.provider_media_id is not None
+            fetched = await provider.fetch_media(media.provider_media_id)
+            assert fetched == MediaContent(pdf, "application/pdf")
+            with pytest.raises(MediaFetchError, match="404"):
+                await provider.fetch_media("999")
+            with pytest.raises(MediaFetchError, match="numeric"):
+                await provider.fetch_media("../messages")
+            with pytest.raises(MediaFetchError, match="larger"):
+                await provider.fetch_media(media.provider_media_id, max_bytes=4)
+        finally:
+            await provider.aclose()

@@ -15,6 +15,7 @@ the message, so the outcome is unknown (a blind retry could message the borrower
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 from collections.abc import Mapping
@@ -68,6 +69,16 @@ class _TrackedRequest(aiohttp.ClientRequest):
         if progress is not None:
             progress.written = True
         return response
+
+
+class MediaFetchError(Exception):
+    """An inbound media item could not be downloaded from Meta."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaContent:
+    content: bytes
+    content_type: str
 
 
 class TemplateListError(Exception):
@@ -159,6 +170,41 @@ class WhatsAppCloudProvider:
                 )
             finally:
                 _PROGRESS.reset(token)
+
+    # -- inbound media -------------------------------------------------------------
+
+    async def fetch_media(self, media_id: str, max_bytes: int = 100 * 1024 * 1024) -> MediaContent:
+        """Download an inbound media item by Meta's media id: its metadata gives a
+        short-lived URL (bearer auth too) and the SHA-256 the bytes must match."""
+        if not media_id.isdigit():
+            raise MediaFetchError("media ids are numeric")
+        session = self._client()
+        url = f"{self.settings.base_url}/{self.settings.api_version}/{media_id}"
+        try:
+            async with session.get(url) as response:
+                meta = _json_object(await response.read())
+                if response.status >= 300:
+                    error = _obj(meta.get("error"))
+                    raise MediaFetchError(
+                        f"Graph API answered {response.status}: {error.get('message')}"
+                    )
+            link, digest = meta.get("url"), meta.get("sha256")
+            if not isinstance(link, str) or not link:
+                raise MediaFetchError("the media metadata carried no url")
+            async with session.get(link) as response:
+                if response.status >= 300:
+                    raise MediaFetchError(f"media download answered {response.status}")
+                if (response.content_length or 0) > max_bytes:
+                    raise MediaFetchError(f"media larger than {max_bytes} bytes")
+                content = await response.content.read(max_bytes + 1)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise MediaFetchError(f"cannot download media {media_id}: {exc!r}") from None
+        if len(content) > max_bytes:
+            raise MediaFetchError(f"media larger than {max_bytes} bytes")
+        if isinstance(digest, str) and hashlib.sha256(content).hexdigest() != digest.lower():
+            raise MediaFetchError("downloaded media does not match its SHA-256")
+        mime = meta.get("mime_type")
+        return MediaContent(content, mime if isinstance(mime, str) else "application/octet-stream")
 
     # -- templates -----------------------------------------------------------------
 
