@@ -7,6 +7,7 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -245,6 +246,9 @@ async def test_text_inside_the_window_is_sent_and_its_statuses_come_back(world: 
 
 async def test_a_message_waiting_past_the_window_fails_at_send_time(world: World) -> None:
     await world.inbound("text", text="hello")
+    later = (datetime.now(UTC) + timedelta(hours=25)).isoformat()
+    r = await world.post(messageType="whatsapp", body="Later", sendAt=later)
+    assert r.status_code == 422 and "whatsapp_window_closed" in r.text  # closed by then
     message = await world.send(body="We got your message.")
     await _age_window(world, hours=24, minutes=1)  # it waited; the window closed meanwhile
     await settle(world.container)
