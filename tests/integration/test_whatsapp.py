@@ -248,7 +248,8 @@ async def test_a_message_waiting_past_the_window_fails_at_send_time(world: World
     await world.inbound("text", text="hello")
     later = (datetime.now(UTC) + timedelta(hours=25)).isoformat()
     r = await world.post(messageType="whatsapp", body="Later", sendAt=later)
-    assert r.status_code == 422 and "whatsapp_window_closed" in r.text  # closed by then
+    assert r.status_code == 422 and "whatsapp_window_closed" in r.text
+    assert "before sendAt" in r.json()["detail"]
     message = await world.send(body="We got your message.")
     await _age_window(world, hours=24, minutes=1)  # it waited; the window closed meanwhile
     await settle(world.container)
@@ -280,6 +281,9 @@ async def test_template_library_sync_pages_and_only_approved_templates_send(
         params={"status": "PENDING"},
     )
     assert [t["name"] for t in pending.json()["templates"]] == ["settlement_offer"]
+    closed = await world.post(messageType="whatsapp", body="Hello")
+    assert closed.status_code == 422
+    assert "bulk_019 (en_US) and 103 more" in closed.json()["detail"]  # 123 approved
 
     async def refused(template: dict[str, Any], field: str, code: str) -> None:
         r = await world.post(messageType="whatsapp", whatsappTemplate=template)

@@ -138,9 +138,8 @@ async def send(
         raise Invalid.field("sendAt", "must include a timezone (RFC 3339, e.g. ...Z)")
     if req.send_at is not None and req.send_at > now + MAX_SCHEDULE_AHEAD:
         raise Invalid.field("sendAt", "can be at most one year ahead")
-    if wa is not None:  # open now, and still open at sendAt
-        at = max(now, req.send_at or now)
-        await whatsapp.check_window(session, account, org_id, contact.value, wa, at)
+    if wa is not None:
+        await whatsapp.check_window(session, account, org_id, contact.value, wa, now, req.send_at)
     schedule_at = req.send_at if req.send_at and req.send_at > now else None
     message_id = req.message_id or uuid.uuid4()
 

@@ -35,6 +35,7 @@ MAX_QUICK_REPLIES = 3
 MAX_BUTTON_TITLE = 20
 MAX_CAPTION = 1024  # image/document captions and interactive body text
 MAX_TEMPLATE_PARAMETER = 1024
+MAX_LISTED = 20  # approved templates named in a window-closed error
 FIELDS = ("whatsappTemplate", "media", "quickReplies")
 
 
@@ -184,26 +185,42 @@ async def check_window(
     phone: str,
     content: WhatsAppContent,
     now: datetime,
+    send_at: datetime | None = None,
 ) -> None:
-    """Refuse a session message outside the 24-hour window, naming the templates usable."""
+    """Refuse a session message outside the 24-hour window (now, or at its `sendAt`),
+    naming the approved templates that could be sent instead."""
     if not content.is_session:
         return
     conn = await raw_connection(session)
     window = await whatsapp_window.state(conn, organization_id, phone, now)
-    if window.is_open:
+    if window.is_open and (send_at is None or send_at < (window.closes_at or now)):
         return
+    problem = window.explain(phone)
+    if window.is_open:
+        problem = (
+            f"the WhatsApp customer-service window with {phone} closes at "
+            f"{_rfc3339(window.closes_at)}, before sendAt {_rfc3339(send_at)}"
+        )
     templates = await whatsapp_templates.approved(session, account.id)
     if templates:
-        listed = ", ".join(f"{name} ({language})" for name, language in templates)
+        listed = ", ".join(f"{name} ({language})" for name, language in templates[:MAX_LISTED])
+        if len(templates) > MAX_LISTED:
+            listed += (
+                f" and {len(templates) - MAX_LISTED} more (GET /api/provider-accounts/"
+                f"{account.id}/whatsapp-templates?status=APPROVED)"
+            )
         suggestion = f"send one of the approved templates instead: {listed}"
     else:
         suggestion = f"send an approved template instead; account {account.name!r} has none synced"
-    field = _REQUEST_FIELD[content.kind]
     errors = [
-        FieldError(field, window.explain(phone), whatsapp_window.CLOSED_CODE),
+        FieldError(_REQUEST_FIELD[content.kind], problem, whatsapp_window.CLOSED_CODE),
         FieldError("whatsappTemplate", suggestion, "template_required"),
     ]
-    raise Invalid(f"{window.explain(phone)}; {suggestion}", errors)
+    raise Invalid(f"{problem}; {suggestion}", errors)
+
+
+def _rfc3339(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 # The request field that made a message a session message, for the error.
