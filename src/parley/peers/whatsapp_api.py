@@ -57,6 +57,7 @@ API_VERSION = "v21.0"
 WINDOW = timedelta(hours=24)
 
 _WA_ID = re.compile(r"[1-9]\d{6,14}\Z")
+_MEDIA_KINDS = frozenset({"image", "document", "audio", "video", "sticker"})
 _SESSION_TYPES = frozenset({"text", "image", "document", "interactive", "audio", "video"})
 
 
@@ -463,9 +464,12 @@ class WhatsAppApiPeer(Peer):
         name: str = "Pat Doe",
         url: str | None = None,
         content: bytes | None = None,
+        part: dict[str, Any] | None = None,
     ) -> tuple[str, int]:
-        """POST a customer's message of `kind` (text, image, document, button,
-        interactive, audio, ...); returns (wamid, HTTP status). Opens the window."""
+        """POST a customer's message of `kind`: text, button, interactive, a media kind
+        (image, document, audio, video, sticker; `content` is what the media download
+        serves), or any other kind with its object given as `part` (location, reaction,
+        ...). Returns (wamid, HTTP status). Opens the window."""
         wa_id = from_.lstrip("+")
         wamid = "wamid." + uuid.uuid4().hex.upper()
         message: dict[str, Any] = {
@@ -483,6 +487,8 @@ class WhatsAppApiPeer(Peer):
                 "type": "button_reply",
                 "button_reply": {"id": payload or "reply", "title": text},
             }
+        elif kind not in _MEDIA_KINDS:
+            message[kind] = part or {}
         else:
             media_id = str(uuid.uuid4().int)[:16]
             data = content if content is not None else f"{kind} {media_id}".encode()

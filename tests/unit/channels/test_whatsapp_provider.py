@@ -377,5 +377,9 @@ async def test_inbound_media_is_downloaded_by_its_media_id() -> None:
                 await provider.fetch_media("../messages")
             with pytest.raises(MediaFetchError, match="larger"):
                 await provider.fetch_media(media.provider_media_id, max_bytes=4)
+            location = {"latitude": 38.9, "longitude": -77.0, "name": "Branch office"}
+            await peer.send_inbound("+12025550123", "location", part=location)
+            (unsupported,) = provider.parse_webhook(receiver.requests[-1])
+            assert unsupported.kind == "unsupported" and unsupported.raw["location"] == location
         finally:
             await provider.aclose()
