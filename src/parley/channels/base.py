@@ -36,6 +36,15 @@ class Capabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with an outbound message (email: a MIME part)."""
+
+    filename: str
+    content_type: str
+    content: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """Everything a provider needs to send one message; rendered before it gets here."""
 
@@ -51,6 +60,7 @@ class OutboundMessage:
     headers: Mapping[str, str] = field(default_factory=dict)  # extra headers (email)
     status_callback_url: str | None = None
     rfc822_message_id: str | None = None  # email: the Message-ID we assign
+    attachments: Sequence[Attachment] = ()
 
 
 @dataclass(frozen=True, slots=True)

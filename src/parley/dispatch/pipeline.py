@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import psycopg
 
-from parley.channels.base import ChannelProvider, OutboundMessage, SendResult
+from parley.channels.base import Attachment, ChannelProvider, OutboundMessage, SendResult
 from parley.compliance import caps, gate
 from parley.compliance.assess import AttemptContext, assess
-from parley.dispatch import outbox, ratelimit
+from parley.dispatch import email_send, outbox, ratelimit
 from parley.dispatch.providers import AccountRow
 from parley.dispatch.retry import RetryPolicy
 from parley.dispatch.statements import (
@@ -85,6 +85,7 @@ class Row:
     claim_job_id: int | None
     claim_job_status: str | None
     headers: dict[str, str] | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(slots=True)
@@ -154,7 +155,7 @@ class Dispatcher:
             first = reservation.delay_for(0)
             if first > 0:
                 await asyncio.sleep(first)
-        claimed = await self._claim(ids)
+        claimed = await self._claim(ids, account)
         if not claimed:
             return
         results = await _send_all(provider, claimed, reservation, start)
@@ -180,7 +181,7 @@ class Dispatcher:
 
     # -- gate and claim ---------------------------------------------------------------
 
-    async def _claim(self, ids: list[str]) -> list[Row]:
+    async def _claim(self, ids: list[str], account: AccountRow | None = None) -> list[Row]:
         now = self.c.clock()
         events: list[tuple[Any, ...]] = []
         decisions: list[tuple[Any, ...]] = []
@@ -267,6 +268,8 @@ class Dispatcher:
                     if row.channel == "email":
                         row.headers = await _list_unsubscribe(self.c, conn, row.id)
                     claimed.append(row)
+            # Attachments and tracking links are added to emails at send time.
+            await email_send.prepare(self.c, conn, claimed, account)
             await _copy_rows(conn, EVENTS_COPY, events, "parley")
             await _copy_rows(conn, DECISIONS_COPY, decisions, "send")
         return claimed
@@ -502,6 +505,7 @@ def _outbound(row: Row) -> OutboundMessage:
         bcc=tuple(row.bcc or ()),
         rfc822_message_id=row.rfc822_message_id,
         headers=row.headers or {},
+        attachments=row.attachments,
     )
 
 

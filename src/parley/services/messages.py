@@ -28,7 +28,14 @@ from parley.compliance.assess import (
 from parley.dispatch import outbox
 from parley.domain.channels import Channel, Direction
 from parley.domain.status import CANCELLABLE, MessageStatus
-from parley.services import contactability, provider_accounts, recipients, threads, unsubscribe
+from parley.services import (
+    contactability,
+    documents,
+    provider_accounts,
+    recipients,
+    threads,
+    unsubscribe,
+)
 from parley.services import context as case_context
 from parley.services import templates as template_svc
 from parley.services.auth import Principal
@@ -36,6 +43,7 @@ from parley.services.errors import Conflict, FieldError, Invalid, NotFound
 from parley.storage.db import raw_connection
 from parley.storage.models import (
     ComplianceDecision,
+    Document,
     Message,
     MessageEvent,
     MessageTemplate,
@@ -70,6 +78,7 @@ class SendRequest:
     # Set by Parley itself (an opt-out confirmation is allowed by its revocation only).
     message_id: uuid.UUID | None = None
     contact_point_id: uuid.UUID | None = None
+    attachments: list[uuid.UUID] = field(default_factory=list)  # document ids (email)
 
 
 @dataclass
@@ -110,6 +119,7 @@ async def send(
     if borrower.id != ctx.borrower.id:
         ctx.borrower = borrower
     cc, bcc = _copies(channel, req)
+    attached = await _attachments(session, org_id, ctx.case.id, channel, req)
     content = await _content(session, org_id, channel, req, ctx)
     account = await provider_accounts.resolve_for_send(
         session, org_id, channel, req.provider_account_id
@@ -191,6 +201,8 @@ async def send(
     )
     session.add(message)
     await session.flush()
+    if attached:
+        await documents.link(session, org_id, message_id, attached)
     session.add(
         MessageEvent(
             organization_id=org_id,
@@ -221,6 +233,20 @@ async def send(
         )
     await session.commit()
     return message
+
+
+async def _attachments(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    case_id: uuid.UUID,
+    channel: Channel,
+    req: SendRequest,
+) -> list[Document]:
+    if not req.attachments:
+        return []
+    if channel is not Channel.EMAIL:
+        raise Invalid.field("attachments", "only email messages carry attachments")
+    return await documents.for_outbound_email(session, org_id, case_id, req.attachments)
 
 
 async def _preferred_address(

@@ -577,6 +577,15 @@ class MessageAttachment(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
 
 
+# Email threading looks messages up by the Message-ID a reply names (inbox/email_replies).
+Index(
+    "ix_messages_rfc822_id",
+    Message.organization_id,
+    Message.rfc822_message_id,
+    postgresql_where=text("rfc822_message_id IS NOT NULL"),
+)
+
+
 class ImapCursor(Base):
     """How far an account's IMAP listener has read a folder (per UIDVALIDITY)."""
 

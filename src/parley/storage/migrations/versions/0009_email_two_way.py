@@ -85,6 +85,12 @@ def upgrade() -> None:
             "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
     )
+    op.create_index(
+        "ix_messages_rfc822_id",
+        "messages",
+        ["organization_id", "rfc822_message_id"],
+        postgresql_where=sa.text("rfc822_message_id IS NOT NULL"),
+    )
     # The communication record is append-only (invariant 6): an attachment link stays.
     op.execute(
         "CREATE TRIGGER message_attachments_no_delete BEFORE DELETE ON message_attachments "
@@ -93,6 +99,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_rfc822_id", table_name="messages")
     op.execute("DROP TRIGGER IF EXISTS message_attachments_no_delete ON message_attachments")
     op.drop_table("imap_cursors")
     op.drop_table("message_attachments")
