@@ -138,7 +138,7 @@ def running_dovecot() -> Iterator[Dovecot]:
     port = _free_port()
     conf = root / "dovecot.conf"
     conf.write_text(_config(root, port))
-    process = subprocess.Popen(  # noqa: S603 - our own binary and config
+    process = subprocess.Popen(
         [binary, "-F", "-c", str(conf)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
