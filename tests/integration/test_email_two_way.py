@@ -248,9 +248,11 @@ def _reply(
         head
         + 'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
         + f"--m\r\nContent-Type: text/plain\r\n\r\n{body}\r\n"
-        + '--m\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="receipt.pdf"\r\n'
+        + "--m\r\nContent-Type: application/pdf\r\n"
+        + 'Content-Disposition: attachment; filename="receipt.pdf"\r\n'
         + f"Content-Transfer-Encoding: base64\r\n\r\n{encoded}--m\r\n"
-        + 'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="virus.exe"\r\n'
+        + "Content-Type: application/octet-stream\r\n"
+        + 'Content-Disposition: attachment; filename="virus.exe"\r\n'
         + "Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--m--\r\n"
     ).encode()
 

@@ -56,11 +56,10 @@ async def thread_for_reply(
 
 
 async def join_thread(session: AsyncSession, thread_id: uuid.UUID, now: datetime) -> None:
-    table = Thread.__table__
     await session.execute(
-        update(table)
-        .where(table.c.id == thread_id)
-        .values(message_count=table.c.message_count + 1, last_message_at=now)
+        update(Thread)
+        .where(Thread.id == thread_id)
+        .values(message_count=Thread.message_count + 1, last_message_at=now)
     )
 
 

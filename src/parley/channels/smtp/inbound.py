@@ -142,7 +142,8 @@ def _original_message_id(original: Message | None, per_message: Message) -> str 
     if original is not None:
         if original.get_content_type() == "message/rfc822":
             inner = original.get_payload()
-            headers = inner[0] if isinstance(inner, list) and inner else None
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                headers = inner[0]
         else:
             body = original.get_payload(decode=True)
             if isinstance(body, bytes):

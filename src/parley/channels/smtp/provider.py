@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import logging
 from email import message_from_bytes, policy
+from email.message import Message
 from typing import ClassVar
 
 from parley.channels.base import (
@@ -139,6 +140,8 @@ def inbound_email_bytes(request: WebhookRequest) -> bytes | None:
     if not form.is_multipart():
         return None
     for part in form.get_payload():
+        if not isinstance(part, Message):
+            continue
         if part.get_param("name", header="content-disposition") == "email":
             payload = part.get_payload(decode=True)
             return payload if isinstance(payload, bytes) else None
