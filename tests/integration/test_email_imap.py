@@ -20,7 +20,7 @@ import pytest
 from parley.channels.base import DeliveryEvent, InboundMessage
 from parley.channels.smtp.imap import MemoryCursor
 from parley.domain.channels import Channel
-from parley.inbox import inbound, receipts
+from parley.inbox import imap_cursor, inbound, receipts
 from parley.inbox.imap_cursor import DatabaseCursor
 from parley.peers.smtp_sink import SmtpSink
 from tests.support import factories
@@ -174,6 +174,27 @@ async def test_a_restart_neither_skips_nor_redelivers(
         await _until(lambda: len(third.items) == 3)
 
 
+async def test_cursor_starts_over_when_uidvalidity_changes(tenant: Any, container: Any) -> None:
+    account_id = await factories.account(
+        container,
+        tenant.organization_id,
+        "smtp",
+        Channel.EMAIL,
+        config={"host": "127.0.0.1", "from_address": "c@acme.test"},
+    )
+    account = await container.providers.account(str(account_id))
+    cursor = DatabaseCursor(container.db, account)
+    assert await cursor.load("INBOX", 7) == 0
+    await cursor.save("INBOX", 7, 41)
+    await cursor.save("INBOX", 7, 42)
+    assert await cursor.load("INBOX", 7) == 42
+    assert await cursor.load("Archive", 7) == 0
+    assert await cursor.load("INBOX", 8) == 0  # renumbered folder: from the start
+    await cursor.save("INBOX", 8, 3)
+    assert await cursor.load("INBOX", 7) == 0
+    assert await cursor.load("INBOX", 8) == 3
+
+
 async def test_wrong_password_keeps_retrying_without_delivering(dovecot: Dovecot) -> None:
     from parley.channels.registry import spec
     from parley.channels.testing import kit_provider
@@ -254,7 +275,7 @@ async def test_reply_and_bounce_from_the_mailbox_reach_the_case(
 
     account = await container.providers.account(str(account_id))
     provider = await container.providers.get(account)
-    provider.cursor = DatabaseCursor(container.db, account)
+    imap_cursor.attach(container.db, account, provider)
     task = asyncio.create_task(provider.run(processing_sink(container, account)))
     try:
 

@@ -42,3 +42,10 @@ class DatabaseCursor:
                 "updated_at = now()",
                 (self._account_id, folder, self._organization_id, uidvalidity, last_uid),
             )
+
+
+def attach(db: Database, account: AccountRow, provider: object) -> None:
+    """Give a listening provider with a UID cursor (smtp) its stored position; the
+    listener supervisor calls this before `provider.run(sink)`."""
+    if hasattr(provider, "cursor"):
+        provider.cursor = DatabaseCursor(db, account)
