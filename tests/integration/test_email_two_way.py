@@ -376,3 +376,32 @@ async def test_auto_reply_is_recorded_but_does_not_opt_out(tenant: Any, containe
         container, "SELECT source_message_id FROM consent_events WHERE action = 'revoke'"
     )
     assert len(revocations) == 1  # the STOP, not the out-of-office
+
+
+async def test_delayed_dsn_records_a_deferral_without_changing_the_status(
+    tenant: Any, container: Any
+) -> None:
+    data = await factories.borrower_with_case(container, tenant.organization_id)
+    async with SmtpSink() as sink:
+        account_id = await _smtp_account(container, tenant.organization_id, sink.port)
+        sent = await _outbound(tenant, container, data, sink.port)
+    dsn = (
+        "From: MAILER-DAEMON@mx.acme.test\r\nTo: collections@acme.test\r\n"
+        f"Subject: Delayed Mail\r\nDate: {formatdate(usegmt=True)}\r\n"
+        "Message-ID: <delay-42@mx.acme.test>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="d"\r\n\r\n'
+        "--d\r\nContent-Type: text/plain\r\n\r\nStill trying.\r\n"
+        "--d\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.acme.test\r\n\r\n"
+        "Final-Recipient: rfc822; pat.doe@example.com\r\nAction: delayed\r\nStatus: 4.4.1\r\n"
+        "Diagnostic-Code: smtp; 451 4.4.1 try again later\r\n\r\n"
+        f"--d\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {sent['rfc822']}\r\n\r\n"
+        "--d--\r\n"
+    ).encode()
+    r = await tenant.client.post(f"/webhooks/smtp/{account_id}", content=dsn, headers=_signed(dsn))
+    assert r.status_code == 200, r.text
+    report = (await tenant.client.get(f"/api/messages/{sent['messageId']}/delivery-report")).json()
+    assert report["status"] == "sent"
+    (deferral,) = [e for e in report["events"] if e["event"] == "deferred"]
+    assert deferral["reason"] == "4.4.1 451 4.4.1 try again later"
+    assert deferral["source"] == "provider"
