@@ -127,6 +127,22 @@ async def test_idle_delivers_a_new_message_without_waiting_for_a_poll(dovecot: D
     assert b"Reply number 2." in sink.raws[1]
 
 
+async def test_implicit_tls_with_certificate_checks() -> None:
+    with running_dovecot(tls=True) as server:
+        server.append(_mail(1))
+        # Control: the self-signed certificate is refused while certificates are checked.
+        checked = _provider(server, imap_tls=True, validate_certs=True, imap_idle=False)
+        refused = Collector()
+        async with listening(checked, refused) as task:
+            await asyncio.sleep(1.0)  # a connection attempt or two (not a timing assertion)
+            assert not task.done()
+        assert refused.items == []
+        trusting = _provider(server, imap_tls=True, validate_certs=False, imap_idle=True)
+        sink = Collector()
+        async with listening(trusting, sink):
+            await _until(lambda: sink.ids() == ["<reply-1@mail.example.com>"])
+
+
 async def test_polling_without_idle_delivers_new_mail(dovecot: Dovecot) -> None:
     provider = _provider(dovecot, imap_poll_interval=1, imap_idle=False)
     sink = Collector()

@@ -4,8 +4,9 @@
 can; tests that need it call `require_dovecot()`, which skips loudly without it -- and
 fails under ``CI=true``, where a skipped IMAP test would hide a broken set-up.
 
-The server listens on 127.0.0.1 with plaintext login (no TLS), one user from a
-passwd-file, and a Maildir in the temporary directory. Run as root, dovecot still
+The server listens on 127.0.0.1 -- plaintext, or implicit TLS with a self-signed
+certificate made by `openssl` -- with one user from a passwd-file and a Maildir in the
+temporary directory. Run as root, dovecot still
 refuses to run its login and mail processes as root, so those take its packaged
 `dovenull` and `dovecot` users; otherwise everything runs as the current user.
 """
@@ -18,6 +19,7 @@ import os
 import pwd
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -64,9 +66,18 @@ class Dovecot:
     user: str
     password: str
     root: Path
+    tls: bool = False
 
     def client(self) -> imaplib.IMAP4:
-        imap = imaplib.IMAP4(self.host, self.port, timeout=10)
+        if self.tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE  # our own self-signed test certificate
+            imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                self.host, self.port, ssl_context=context, timeout=10
+            )
+        else:
+            imap = imaplib.IMAP4(self.host, self.port, timeout=10)
         imap.login(self.user, self.password)
         return imap
 
@@ -80,7 +91,35 @@ class Dovecot:
             imap.logout()
 
 
-def _config(root: Path, port: int) -> str:
+def _self_signed(root: Path) -> str:
+    """Dovecot settings for implicit TLS with a fresh self-signed certificate."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("SKIPPED LOUDLY: the IMAP TLS test needs the openssl command")
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "1",
+            "-keyout",
+            str(root / "key.pem"),
+            "-out",
+            str(root / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return f"ssl = required\nssl_cert = <{root}/cert.pem\nssl_key = <{root}/key.pem\n"
+
+
+def _config(root: Path, port: int, tls: bool) -> str:
     if os.geteuid() == 0:
         internal, login = "dovecot", "dovenull"
         mail = pwd.getpwnam("dovecot")
@@ -91,13 +130,15 @@ def _config(root: Path, port: int) -> str:
     home.mkdir()
     os.chown(home, mail.pw_uid, mail.pw_gid)
     (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
+    ssl_settings = _self_signed(root) if tls else "ssl = no\n"
+    plain_port, tls_port = (0, port) if tls else (port, 0)
     return f"""
+{ssl_settings}
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal}
@@ -116,10 +157,11 @@ service imap-login {{
   chroot =
   inet_listener imap {{
     address = 127.0.0.1
-    port = {port}
+    port = {plain_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -129,7 +171,7 @@ service anvil {{
 
 
 @contextlib.contextmanager
-def running_dovecot() -> Iterator[Dovecot]:
+def running_dovecot(*, tls: bool = False) -> Iterator[Dovecot]:
     binary = require_dovecot()
     # Not pytest's tmp_path: its parents are private to us, and dovecot's unprivileged
     # processes must reach their sockets.
@@ -137,7 +179,7 @@ def running_dovecot() -> Iterator[Dovecot]:
     root.chmod(0o755)
     port = _free_port()
     conf = root / "dovecot.conf"
-    conf.write_text(_config(root, port))
+    conf.write_text(_config(root, port, tls))
     process = subprocess.Popen(
         [binary, "-F", "-c", str(conf)],
         stdout=subprocess.DEVNULL,
@@ -153,7 +195,7 @@ def running_dovecot() -> Iterator[Dovecot]:
                 err = process.stderr.read().decode() if process.stderr else ""
                 raise RuntimeError(f"dovecot did not start: {err}\n{log}")
             time.sleep(0.05)
-        yield Dovecot("127.0.0.1", port, USER, PASSWORD, root)
+        yield Dovecot("127.0.0.1", port, USER, PASSWORD, root, tls)
     finally:
         process.terminate()
         try:
