@@ -225,11 +225,11 @@ def _automatic(msg: EmailMessage, subject: str | None) -> str | None:
     auto_submitted = str(msg.get("Auto-Submitted") or "").strip().lower()
     if auto_submitted and auto_submitted != "no":
         return f"Auto-Submitted: {auto_submitted}"
-    for name in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"):
-        if msg.get(name) is not None and name != "X-Auto-Response-Suppress":
+    for name in ("X-Autoreply", "X-Autorespond"):
+        if msg.get(name) is not None:
             return name
     precedence = str(msg.get("Precedence") or "").strip().lower()
-    if precedence in ("auto_reply", "bulk", "junk", "list"):
+    if precedence in ("auto_reply", "bulk", "junk"):
         return f"Precedence: {precedence}"
     if subject and _AUTO_SUBJECT.match(subject):
         return "subject"
@@ -299,7 +299,9 @@ def _first_address(values: list[Any]) -> str | None:
     found = _addresses(values)
     if found:
         return found[0]
-    return parseaddr(str(values[0]))[1] or None if values else None
+    if not values:
+        return None
+    return parseaddr(str(values[0]))[1] or None
 
 
 def _first_msgid(value: str) -> str | None:
