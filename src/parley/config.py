@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # Succeeded dispatch jobs are kept this long, then pruned (messages keep every event).
     job_retention_hours: int = 168
     max_request_bytes: int = 1_048_576
+    # Document uploads (25 MB files plus multipart framing) and inbound-parse emails
+    # (attachments base64-encoded) get a larger request limit than the rest of the API.
+    max_upload_request_bytes: int = 26_500_000
+    max_inbound_email_bytes: int = 50_000_000
     idempotency_ttl_hours: int = 48
     log_level: str = "INFO"
 

@@ -75,7 +75,7 @@ def _sample_request(name: str) -> tuple[WebhookRequest, dict[str, str]]:
         method="POST",
         url=f"https://parley.example.com/webhooks/{name}/acct",
         headers={"content-type": "application/json"},
-        body=b'{"message_id":"x","status":"delivered"}',
+        body=b'{"message_id":"x1","status":"delivered"}',  # a '1' to tamper with
     )
     return request, dict(kit.SECRETS)
 

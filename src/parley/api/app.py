@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 from fastapi import FastAPI
 
@@ -23,6 +24,8 @@ ROUTERS = [
     "parley.api.routes.calls",
     "parley.api.routes.unsubscribe",
     "parley.api.routes.whatsapp",
+    "parley.api.routes.documents",
+    "parley.api.routes.tracking",
 ]
 
 
@@ -38,6 +41,16 @@ def create_app(container: Container) -> FastAPI:
         app.include_router(importlib.import_module(path).router)
     # Outermost first: the size limit bounds what idempotency buffers.
     app.add_middleware(Idempotency, container=container)
-    app.add_middleware(BodyLimit, max_bytes=container.settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=container.settings.max_request_bytes,
+        larger=[
+            (
+                re.compile(r"/api/cases/[^/]+/documents\Z"),
+                container.settings.max_upload_request_bytes,
+            ),
+            (re.compile(r"/webhooks/smtp/"), container.settings.max_inbound_email_bytes),
+        ],
+    )
     app.add_middleware(NulGuard)
     return app

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -49,22 +51,31 @@ async def _send_problem(
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: Sequence[tuple[re.Pattern[str], int]] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Paths allowed bigger bodies (document uploads, inbound emails): (pattern, limit).
+        self.larger = tuple(larger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        max_bytes = next((n for p, n in self.larger if p.match(path)), self.max_bytes)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        if length is not None and length.isdigit() and int(length) > max_bytes:
             await _send_problem(
                 send,
                 413,
                 "Content too large",
-                f"Request bodies are limited to {self.max_bytes} bytes",
+                f"Request bodies are limited to {max_bytes} bytes",
             )
             return
         # Read the body here (it is bounded), so a chunked upload without Content-Length
@@ -77,12 +88,12 @@ class BodyLimit:
                 return
             body = message.get("body", b"")
             received += len(body)
-            if received > self.max_bytes:
+            if received > max_bytes:
                 await _send_problem(
                     send,
                     413,
                     "Content too large",
-                    f"Request bodies are limited to {self.max_bytes} bytes",
+                    f"Request bodies are limited to {max_bytes} bytes",
                 )
                 return
             chunks.append(body)

@@ -36,6 +36,15 @@ class Capabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with an outbound message (email: a MIME part)."""
+
+    filename: str
+    content_type: str
+    content: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """Everything a provider needs to send one message; rendered before it gets here."""
 
@@ -54,6 +63,7 @@ class OutboundMessage:
     # WhatsApp: the structured part (template, media, quick replies) stored with the
     # message; None for plain text (see parley.channels.whatsapp.payloads).
     whatsapp: Mapping[str, Any] | None = None
+    attachments: Sequence[Attachment] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import psycopg
 
-from parley.channels.base import ChannelProvider, OutboundMessage, SendResult
+from parley.channels.base import Attachment, ChannelProvider, OutboundMessage, SendResult
 from parley.compliance import caps, gate
 from parley.compliance.assess import AttemptContext, assess
-from parley.dispatch import outbox, ratelimit
+from parley.dispatch import email_send, outbox, ratelimit
 from parley.dispatch.providers import AccountRow
 from parley.dispatch.retry import RetryPolicy
 from parley.dispatch.statements import (
@@ -86,6 +86,7 @@ class Row:
     claim_job_status: str | None
     whatsapp: dict[str, Any] | None = None  # template / media / quick replies
     headers: dict[str, str] | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(slots=True)
@@ -155,7 +156,7 @@ class Dispatcher:
             first = reservation.delay_for(0)
             if first > 0:
                 await asyncio.sleep(first)
-        claimed = await self._claim(ids)
+        claimed = await self._claim(ids, account)
         if not claimed:
             return
         results = await _send_all(provider, claimed, reservation, start)
@@ -181,7 +182,7 @@ class Dispatcher:
 
     # -- gate and claim ---------------------------------------------------------------
 
-    async def _claim(self, ids: list[str]) -> list[Row]:
+    async def _claim(self, ids: list[str], account: AccountRow | None = None) -> list[Row]:
         now = self.c.clock()
         events: list[tuple[Any, ...]] = []
         decisions: list[tuple[Any, ...]] = []
@@ -269,6 +270,8 @@ class Dispatcher:
                     if row.channel == "email":
                         row.headers = await _list_unsubscribe(self.c, conn, row.id)
                     claimed.append(row)
+            # Attachments and tracking links are added to emails at send time.
+            await email_send.prepare(self.c, conn, claimed, account)
             await _copy_rows(conn, EVENTS_COPY, events, "parley")
             await _copy_rows(conn, DECISIONS_COPY, decisions, "send")
         return claimed
@@ -534,6 +537,7 @@ def _outbound(row: Row) -> OutboundMessage:
         rfc822_message_id=row.rfc822_message_id,
         headers=row.headers or {},
         whatsapp=row.whatsapp,
+        attachments=row.attachments,
     )
 
 

@@ -36,6 +36,7 @@ from parley.channels.base import InboundMessage, WebhookRequest
 from parley.compliance import optout
 from parley.compliance.reply_text import strip_email_quote
 from parley.domain.channels import Channel, ContactKind, contact_kind_for
+from parley.inbox import email_replies
 from parley.services import consent, threads, whatsapp_window
 from parley.services import messages as message_svc
 from parley.services.auth import Principal, Role
@@ -89,10 +90,14 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
         org_id = uuid.UUID(account.organization_id)
         sender = _normalize(item)
         cp = await _match(session, org_id, item.channel, sender)
+        # An email naming one of our messages joins that message's case and thread.
+        answered = await email_replies.thread_for_reply(session, org_id, item)
+        if cp is None and answered is not None and answered.contact_point_id is not None:
+            cp = await session.get(ContactPoint, answered.contact_point_id)
         if cp is None:
             log.info("inbound %s from an unknown sender kept as receipt only", item.channel)
             return 0
-        case_id = await _case_for(session, cp)
+        case_id = answered.case_id if answered is not None else await _case_for(session, cp)
         if case_id is None:
             # No case to file the reply on (a message needs one): the raw receipt keeps it,
             # but an opt-out is still honoured — consent belongs to the contact point.
@@ -100,6 +105,9 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
             await _consent_without_case(container, session, org_id, cp, item)
             return 0
         intent = optout.classify_reply(_reply_text(item), channel=item.channel)
+        if item.kind == "auto_reply":
+            # An out-of-office quoting "reply STOP" is not the borrower speaking.
+            intent = optout.ReplyIntent(action=optout.ReplyAction.NONE)
         flags = (
             []
             if not intent.needs_agent_review
@@ -107,6 +115,11 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
             if intent.action is optout.ReplyAction.OPT_OUT
             else ["contact_preference_stated"]  # "email only please": for an agent
         )
+        if item.kind == "auto_reply":
+            flags.append("auto_reply")
+        files, refused = email_replies.check_attachments(item)
+        if refused:
+            flags.append("attachment_rejected")
         if intent.action is not optout.ReplyAction.NONE:
             # Before anything else is locked (the thread row below): replies of one
             # borrower acting on consent are handled one at a time, so two STOPs (say by
@@ -114,9 +127,20 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
             await consent.lock_borrower(await raw_connection(session), str(cp.borrower_id))
         # Read after the lock: a change the previous holder recorded is never "later".
         now = container.clock()
-        thread_id = await threads.for_message(
-            session, org_id, case_id, cp.borrower_id, item.channel, item.subject, [cp.value], now
-        )
+        if answered is not None and answered.thread_id is not None:
+            thread_id = answered.thread_id
+            await email_replies.join_thread(session, thread_id, now)
+        else:
+            thread_id = await threads.for_message(
+                session,
+                org_id,
+                case_id,
+                cp.borrower_id,
+                item.channel,
+                item.subject,
+                [cp.value],
+                now,
+            )
         message = Message(
             id=uuid.uuid4(),
             organization_id=org_id,
@@ -134,6 +158,11 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
             provider_account_id=uuid.UUID(account.id),
             provider=account.provider,
             provider_message_id=item.provider_message_id,
+            # Email: its Message-ID, so a later reply naming it joins this thread too.
+            rfc822_message_id=item.provider_message_id[:300]
+            if item.channel is Channel.EMAIL
+            else None,
+            cc=list(item.cc),
             received_at=item.occurred_at,
             purpose="reply",
             flags=flags,
@@ -142,6 +171,7 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
         )
         session.add(message)
         await session.flush()
+        await email_replies.store_attachments(session, message, files)
         session.add(
             MessageEvent(
                 organization_id=org_id,
@@ -187,6 +217,8 @@ async def _consent_without_case(
     cp: ContactPoint,
     item: InboundMessage,
 ) -> None:
+    if item.kind == "auto_reply":
+        return
     intent = optout.classify_reply(_reply_text(item), channel=item.channel)
     if intent.action not in (optout.ReplyAction.OPT_OUT, optout.ReplyAction.OPT_IN):
         return

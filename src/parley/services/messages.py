@@ -30,6 +30,7 @@ from parley.domain.channels import Channel, Direction
 from parley.domain.status import CANCELLABLE, MessageStatus
 from parley.services import (
     contactability,
+    documents,
     provider_accounts,
     recipients,
     threads,
@@ -43,6 +44,7 @@ from parley.services.errors import Conflict, FieldError, Invalid, NotFound
 from parley.storage.db import raw_connection
 from parley.storage.models import (
     ComplianceDecision,
+    Document,
     Message,
     MessageEvent,
     MessageTemplate,
@@ -82,6 +84,7 @@ class SendRequest:
     whatsapp_template: dict[str, Any] | None = None
     media: dict[str, Any] | None = None
     quick_replies: list[str] | None = None
+    attachments: list[uuid.UUID] = field(default_factory=list)  # document ids (email)
 
 
 @dataclass
@@ -124,6 +127,7 @@ async def send(
     if borrower.id != ctx.borrower.id:
         ctx.borrower = borrower
     cc, bcc = _copies(channel, req)
+    attached = await _attachments(session, org_id, ctx.case.id, channel, req)
     account = await provider_accounts.resolve_for_send(
         session, org_id, channel, req.provider_account_id
     )
@@ -216,6 +220,8 @@ async def send(
     )
     session.add(message)
     await session.flush()
+    if attached:
+        await documents.link(session, org_id, message_id, attached)
     session.add(
         MessageEvent(
             organization_id=org_id,
@@ -246,6 +252,20 @@ async def send(
         )
     await session.commit()
     return message
+
+
+async def _attachments(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    case_id: uuid.UUID,
+    channel: Channel,
+    req: SendRequest,
+) -> list[Document]:
+    if not req.attachments:
+        return []
+    if channel is not Channel.EMAIL:
+        raise Invalid.field("attachments", "only email messages carry attachments")
+    return await documents.for_outbound_email(session, org_id, case_id, req.attachments)
 
 
 async def _preferred_address(

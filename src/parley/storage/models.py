@@ -567,3 +567,73 @@ class WhatsAppWindow(Base):
     phone: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_inbound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_provider_message_id: Mapped[str | None] = mapped_column(String(200))
+
+
+# ---------------------------------------------------------------------------------------
+# Email two-way and case documents (migration 0009)
+
+
+class Document(Base):
+    """A file on a case: uploaded through the API, or an inbound email's attachment.
+
+    The bytes live in `document_contents` (one row per document), so that listing a
+    case's documents never reads them.
+    """
+
+    __tablename__ = "documents"
+    __table_args__ = (Index("ix_documents_case_created", "case_id", "created_at"),)
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"))
+    file_name: Mapped[str] = mapped_column(String(255))
+    document_type: Mapped[str] = mapped_column(String(30))
+    content_type: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(20))  # upload | email
+    # The inbound email it came with (documents of type correspondence).
+    message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("messages.id"))
+    uploaded_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    uploaded_by_name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+
+
+class DocumentContent(Base):
+    __tablename__ = "document_contents"
+    document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("documents.id"), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MessageAttachment(Base):
+    """A document attached to a message: sent with an outbound email, or received."""
+
+    __tablename__ = "message_attachments"
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("documents.id"), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# Email threading looks messages up by the Message-ID a reply names (inbox/email_replies).
+Index(
+    "ix_messages_rfc822_id",
+    Message.organization_id,
+    Message.rfc822_message_id,
+    postgresql_where=text("rfc822_message_id IS NOT NULL"),
+)
+
+
+class ImapCursor(Base):
+    """How far an account's IMAP listener has read a folder (per UIDVALIDITY)."""
+
+    __tablename__ = "imap_cursors"
+    provider_account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("provider_accounts.id"), primary_key=True
+    )
+    folder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = _created()

@@ -30,7 +30,7 @@ from parley.services import context as case_context
 from parley.services import messages as svc
 from parley.services import threads as thread_svc
 from parley.services.errors import Invalid
-from parley.storage.models import ComplianceDecision, Message, MessageTemplate
+from parley.storage.models import ComplianceDecision, Message, MessageAttachment, MessageTemplate
 
 router = APIRouter(tags=["messages"])
 
@@ -72,9 +72,33 @@ async def _compliance(session: SessionDep, m: Message) -> ComplianceSummary | No
     )
 
 
+async def _attachments(
+    session: SessionDep, messages: list[Message]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Each message's attached document ids, in order (one query for a page)."""
+    if not messages:
+        return {}
+    rows = await session.execute(
+        select(MessageAttachment.message_id, MessageAttachment.document_id)
+        .where(
+            MessageAttachment.organization_id == messages[0].organization_id,
+            MessageAttachment.message_id.in_([m.id for m in messages]),
+        )
+        .order_by(MessageAttachment.position, MessageAttachment.document_id)
+    )
+    out: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for message_id, document_id in rows.all():
+        out.setdefault(message_id, []).append(document_id)
+    return out
+
+
 def _out(
-    m: Message, keys: dict[uuid.UUID, str], compliance: ComplianceSummary | None = None
+    m: Message,
+    keys: dict[uuid.UUID, str],
+    compliance: ComplianceSummary | None = None,
+    attachments: dict[uuid.UUID, list[uuid.UUID]] | None = None,
 ) -> MessageOut:
+    attached = (attachments or {}).get(m.id, [])
     return MessageOut(
         message_id=m.id,
         case_id=m.case_id,
@@ -87,6 +111,7 @@ def _out(
         from_=m.from_address,
         to=[m.to_address],
         cc=list(m.cc or []),
+        bcc=list(m.bcc or []),
         subject=m.subject,
         body=m.body,
         html_body=m.html_body,
@@ -104,6 +129,8 @@ def _out(
         delivered_at=m.delivered_at,
         received_at=m.received_at,
         sent_by=m.sent_by_name,
+        has_attachments=bool(attached),
+        attachments=attached,
         purpose=m.purpose,
         flags=list(m.flags or []),
         whatsapp=m.whatsapp,
@@ -147,10 +174,14 @@ async def send_message(
             else None,
             media=body.media.model_dump() if body.media else None,
             quick_replies=body.quick_replies,
+            attachments=list(body.attachments),
         ),
     )
     return _out(
-        message, await _template_keys(session, [message]), await _compliance(session, message)
+        message,
+        await _template_keys(session, [message]),
+        await _compliance(session, message),
+        await _attachments(session, [message]),
     )
 
 
@@ -211,8 +242,11 @@ async def list_messages(
         rows = rows[:limit]
         next_cursor = pagination.encode(rows[-1].created_at, rows[-1].id)
     keys = await _template_keys(session, rows)
+    attached = await _attachments(session, rows)
     return MessageList(
-        messages=[_out(m, keys) for m in rows], total_count=total, next_cursor=next_cursor
+        messages=[_out(m, keys, None, attached) for m in rows],
+        total_count=total,
+        next_cursor=next_cursor,
     )
 
 
@@ -221,7 +255,12 @@ async def get_message(
     message_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> MessageOut:
     m = await svc.get(session, principal.organization_id, message_id)
-    return _out(m, await _template_keys(session, [m]), await _compliance(session, m))
+    return _out(
+        m,
+        await _template_keys(session, [m]),
+        await _compliance(session, m),
+        await _attachments(session, [m]),
+    )
 
 
 @router.get("/api/messages/{message_id}/delivery-report", response_model=DeliveryReport)

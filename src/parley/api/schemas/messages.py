@@ -36,6 +36,8 @@ class MessageCreate(RequestModel):
     html_body: str | None = Field(default=None, max_length=2_000_000)
     cc: list[str] = Field(default_factory=list, max_length=50)
     bcc: list[str] = Field(default_factory=list, max_length=50)
+    # Email: ids of this case's documents to attach (POST /api/cases/{caseId}/documents).
+    attachments: list[uuid.UUID] = Field(default_factory=list, max_length=10)
     priority: Literal["low", "normal", "high"] = "normal"
     template_id: str | None = Field(default=None, max_length=100)
     variables: dict[str, Any] = Field(default_factory=dict)
@@ -79,6 +81,8 @@ class MessageOut(CamelModel):
     from_: str | None = Field(default=None, alias="from")
     to: list[str]
     cc: list[str] = Field(default_factory=list)
+    # Blind copies: shown to the sending organization only, never written in a header.
+    bcc: list[str] = Field(default_factory=list)
     subject: str | None
     body: str
     html_body: str | None = None
@@ -97,6 +101,7 @@ class MessageOut(CamelModel):
     received_at: datetime | None = None
     sent_by: str | None = None
     has_attachments: bool = False
+    attachments: list[uuid.UUID] = Field(default_factory=list)  # document ids
     purpose: str = "collection"
     # Markers for an agent, e.g. "opt_out_detected" on a reply that revoked consent.
     flags: list[str] = Field(default_factory=list)

@@ -21,8 +21,23 @@ CONFIG_FIELDS: dict[str, str] = {
     "timeout": "seconds to wait for connect and for each server reply (default 30)",
     "message_id_domain": "domain for generated Message-IDs (default: from_address's domain)",
     "helo_hostname": "name sent in EHLO (default: message_id_domain)",
+    # Receiving (see channels/smtp/imap.py and docs/providers.md): one account = one mailbox.
+    "imap_host": "IMAP server to read replies and bounces from (optional; enables receiving)",
+    "imap_port": "IMAP port (default 993 with imap_tls, else 143)",
+    "imap_tls": "connect to IMAP over implicit TLS; default true",
+    "imap_username": "IMAP login name (default: username)",
+    "imap_folder": "mailbox folder to read (default INBOX)",
+    "imap_poll_interval": "seconds between checks when the server lacks IDLE (default 60)",
+    "imap_idle": "use IMAP IDLE when the server offers it; default true",
+    # Tracking (off by default: see docs/api.md, 'Open and click tracking').
+    "track_opens": "add an open-tracking pixel to HTML emails; default false",
+    "track_clicks": "rewrite links in HTML emails to signed redirect links; default false",
 }
-SECRET_FIELDS: dict[str, str] = {"password": "password for SMTP AUTH (with username)"}
+SECRET_FIELDS: dict[str, str] = {
+    "password": "password for SMTP AUTH (with username)",
+    "imap_password": "IMAP password (default: password)",
+    "inbound_secret": "shared secret of the inbound-parse webhook (HMAC key / basic-auth password)",
+}
 REQUIRED: frozenset[str] = frozenset({"host", "from_address"})
 
 
@@ -41,6 +56,24 @@ class SmtpSettings:
     timeout: float
     message_id_domain: str
     helo_hostname: str
+    imap: ImapSettings | None = None
+    inbound_secret: str | None = field(default=None, repr=False)
+    track_opens: bool = False
+    track_clicks: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSettings:
+    host: str
+    port: int
+    tls: bool
+    username: str
+    password: str = field(repr=False)
+    folder: str
+    poll_interval: float
+    idle: bool
+    validate_certs: bool
+    timeout: float
 
 
 def parse_settings(context: ProviderContext) -> SmtpSettings:
@@ -79,6 +112,13 @@ def parse_settings(context: ProviderContext) -> SmtpSettings:
         password = None
     if username and not password:
         problems.append("password: required when username is set")
+    imap = _imap(config, context.secrets, problems, username, password, validate_certs, timeout)
+    inbound_secret = context.secrets.get("inbound_secret")
+    if inbound_secret is not None and (not isinstance(inbound_secret, str) or not inbound_secret):
+        problems.append("inbound_secret: must be a non-empty string")
+        inbound_secret = None
+    track_opens = _flag(config, "track_opens", problems, default=False)
+    track_clicks = _flag(config, "track_clicks", problems, default=False)
     if problems:
         raise ProviderConfigError("invalid smtp configuration: " + "; ".join(problems))
     return SmtpSettings(
@@ -95,6 +135,55 @@ def parse_settings(context: ProviderContext) -> SmtpSettings:
         timeout=float(timeout),
         message_id_domain=message_id_domain,
         helo_hostname=helo_hostname,
+        imap=imap,
+        inbound_secret=inbound_secret,
+        track_opens=track_opens,
+        track_clicks=track_clicks,
+    )
+
+
+def _imap(
+    config: Mapping[str, Any],
+    secrets: Mapping[str, Any],
+    problems: list[str],
+    username: str | None,
+    password: str | None,
+    validate_certs: bool,
+    timeout: float,
+) -> ImapSettings | None:
+    host = _text(config, "imap_host", problems)
+    if not host:
+        for name in ("imap_port", "imap_username", "imap_folder"):
+            if config.get(name) not in (None, ""):
+                problems.append(f"{name}: set imap_host to receive over IMAP")
+        return None
+    tls = _flag(config, "imap_tls", problems, default=True)
+    port = _number(
+        config, "imap_port", problems, default=993 if tls else 143, integer=True, low=1, high=65535
+    )
+    login = _text(config, "imap_username", problems) or username
+    secret = secrets.get("imap_password", password)
+    if not login:
+        problems.append("imap_username: required to receive over IMAP")
+    if not isinstance(secret, str) or not secret:
+        problems.append("imap_password: required to receive over IMAP")
+        secret = ""
+    folder = _text(config, "imap_folder", problems) or "INBOX"
+    if any(c in folder for c in '"\\'):
+        problems.append("imap_folder: must not contain quotes or backslashes")
+    poll = _number(config, "imap_poll_interval", problems, default=60.0, low=1, high=86400)
+    idle = _flag(config, "imap_idle", problems, default=True)
+    return ImapSettings(
+        host=host,
+        port=int(port),
+        tls=tls,
+        username=login or "",
+        password=secret,
+        folder=folder,
+        poll_interval=float(poll),
+        idle=idle,
+        validate_certs=validate_certs,
+        timeout=float(timeout),
     )
 
 

@@ -6,8 +6,11 @@ async with wired("tempfail") as harness:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from parley.channels.base import (
@@ -28,8 +31,10 @@ from parley.peers.smtp_sink import (
 )
 
 NAME = "smtp"
-HAS_WEBHOOKS = False  # bounces come back as DSN emails, not webhooks
-SECRETS: Mapping[str, str] = {}
+# No status callbacks: bounces come back as DSN emails. The one webhook, inbound parse,
+# carries raw emails (fixtures: tests/fixtures/providers/smtp/*.eml).
+HAS_WEBHOOKS = False
+SECRETS: Mapping[str, str] = {"inbound_secret": "kit-inbound-secret"}
 
 ERROR_MODES: Mapping[str, ErrorMode] = {
     "tempfail_451": ErrorMode(Outcome.RETRYABLE, "451"),
@@ -63,13 +68,13 @@ def config(port: int, **overrides: Any) -> dict[str, Any]:
     return {**CONFIG, "port": port, **overrides}
 
 
-def build(port: int, **overrides: Any) -> ChannelProvider:
+def build(port: int, secrets: Mapping[str, str] | None = None, **overrides: Any) -> ChannelProvider:
     return kit_provider(
         SPEC,
         account_id="kit-smtp",
         channel=Channel.EMAIL,
         config=config(port, **overrides),
-        secrets={},
+        secrets=dict(secrets or {}),
         public_base_url="http://parley.test",
     )
 
@@ -107,8 +112,11 @@ async def wired(
 
 
 def provider(secrets: Mapping[str, str] | None = None) -> ChannelProvider:
-    return build(free_port())
+    return build(free_port(), SECRETS if secrets is None else secrets)
 
 
 def sign(request: WebhookRequest, secrets: Mapping[str, str] | None = None) -> WebhookRequest:
-    return request  # no webhook scheme to sign with
+    """Sign an inbound-parse request the way a configured sender does (X-Parley-Signature)."""
+    key = (SECRETS if secrets is None else secrets).get("inbound_secret", "").encode()
+    signature = "sha256=" + hmac.new(key, request.body, hashlib.sha256).hexdigest()
+    return replace(request, headers={**request.headers, "x-parley-signature": signature})

@@ -20,8 +20,9 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
+from urllib.parse import quote
 
-from parley.channels.base import OutboundMessage
+from parley.channels.base import Attachment, OutboundMessage
 
 CRLF = "\r\n"
 # RFC 5322 2.1.1: lines SHOULD be at most 78 characters and MUST be at most 998.
@@ -41,6 +42,7 @@ RESERVED_HEADERS = frozenset(
         "mime-version",
         "content-type",
         "content-transfer-encoding",
+        "x-parley-message-id",
     }
 )
 
@@ -317,45 +319,83 @@ def render(
         lines.append("Subject: " + unstructured("Subject", message.subject))
     lines.append("Date: " + _date_cache.now())
     lines.append("Message-ID: " + message_id)
+    # Our id again, in a header of our own: some relays rewrite Message-ID, and a DSN
+    # that returns only the headers still names the message (channels/smtp/inbound.py).
+    lines.append("X-Parley-Message-Id: " + message_id)
     lines.append("MIME-Version: 1.0")
     lines.extend(_extra_headers(message.headers))
 
-    if message.html is None:
-        cte, body = encode_body(message.body)
-        lines.append('Content-Type: text/plain; charset="utf-8"')
-        lines.append("Content-Transfer-Encoding: " + cte)
-        data = _head(lines) + body
-    else:
-        # "=_" cannot occur in quoted-printable or base64 output, and 7bit parts are
-        # checked for it, so the boundary never collides with content.
+    if message.attachments:
+        # multipart/mixed: the body (text, or text+HTML alternative) then each file.
+        body_lines: list[str] = []
+        body_part = _body(message, body_lines)
         boundary = new_boundary()
         marker = b"--" + boundary.encode("ascii")
-        text_cte, text_body = encode_body(message.body, avoid=marker)
-        html_cte, html_body = encode_body(message.html, avoid=marker)
-        lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
-        data = b"".join(
-            (
-                _head(lines),
-                marker,
-                b'\r\nContent-Type: text/plain; charset="utf-8"\r\n',
-                b"Content-Transfer-Encoding: " + text_cte.encode("ascii") + b"\r\n\r\n",
-                # The CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1),
-                # so one more keeps each part's own final line break.
-                text_body,
-                b"\r\n",
-                marker,
-                b'\r\nContent-Type: text/html; charset="utf-8"\r\n',
-                b"Content-Transfer-Encoding: " + html_cte.encode("ascii") + b"\r\n\r\n",
-                html_body,
-                b"\r\n",
-                marker,
-                b"--\r\n",
-            )
-        )
+        lines.append(f'Content-Type: multipart/mixed; boundary="{boundary}"')
+        chunks = [_head(lines), marker, b"\r\n", _head(body_lines), body_part, b"\r\n"]
+        for attachment in message.attachments:
+            chunks += [marker, b"\r\n", _attachment_part(attachment), b"\r\n"]
+        chunks += [marker, b"--\r\n"]
+        data = b"".join(chunks)
+    else:
+        body = _body(message, lines)  # adds the Content-Type header lines first
+        data = _head(lines) + body
 
     envelope_to = tuple(dict.fromkeys(m.address for m in (*to, *cc, *bcc)))
     smtputf8 = any(m.needs_smtputf8 for m in (sender, *to, *cc, *bcc))
     return RenderedEmail(message_id, sender.address, envelope_to, data, smtputf8)
+
+
+def _body(message: OutboundMessage, lines: list[str]) -> bytes:
+    """The body's bytes; its Content-Type/Transfer-Encoding headers go onto `lines`."""
+    if message.html is None:
+        cte, body = encode_body(message.body)
+        lines.append('Content-Type: text/plain; charset="utf-8"')
+        lines.append("Content-Transfer-Encoding: " + cte)
+        return body
+    # "=_" cannot occur in quoted-printable or base64 output, and 7bit parts are
+    # checked for it, so the boundary never collides with content.
+    boundary = new_boundary()
+    marker = b"--" + boundary.encode("ascii")
+    text_cte, text_body = encode_body(message.body, avoid=marker)
+    html_cte, html_body = encode_body(message.html, avoid=marker)
+    lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+    return b"".join(
+        (
+            marker,
+            b'\r\nContent-Type: text/plain; charset="utf-8"\r\n',
+            b"Content-Transfer-Encoding: " + text_cte.encode("ascii") + b"\r\n\r\n",
+            # The CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1),
+            # so one more keeps each part's own final line break.
+            text_body,
+            b"\r\n",
+            marker,
+            b'\r\nContent-Type: text/html; charset="utf-8"\r\n',
+            b"Content-Transfer-Encoding: " + html_cte.encode("ascii") + b"\r\n\r\n",
+            html_body,
+            b"\r\n",
+            marker,
+            b"--\r\n",
+        )
+    )
+
+
+def _attachment_part(attachment: Attachment) -> bytes:
+    content_type = attachment.content_type.strip().lower()
+    if not re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", content_type):
+        raise InvalidMessageError(f"invalid attachment content type {content_type!r}")
+    check_header_value("filename", attachment.filename)
+    name = attachment.filename.replace("\\", "_").replace('"', "_")
+    if name.isascii() and _PLAIN_ASCII.match(name):
+        param = f'filename="{name}"'
+    else:  # RFC 2231 extended parameter for non-ASCII names
+        param = "filename*=utf-8''" + quote(attachment.filename, safe="")
+    head = (
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Disposition: attachment; {param}\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    ).encode("ascii")
+    return head + base64.encodebytes(attachment.content).replace(b"\n", b"\r\n")
 
 
 def new_boundary() -> str:
