@@ -22,6 +22,7 @@ ROUTERS = [
     "parley.api.routes.compliance",
     "parley.api.routes.calls",
     "parley.api.routes.unsubscribe",
+    "parley.api.routes.webhook_subscriptions",
 ]
 
 
