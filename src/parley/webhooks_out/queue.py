@@ -26,10 +26,11 @@ QUEUE = "webhooks"
 _ENQUEUE_SQL = """
 INSERT INTO webhook_deliveries (id, organization_id, endpoint_id, event_id, event_type,
                                 payload, status, attempts, next_attempt_at)
-SELECT gen_random_uuid(), e.organization_id, e.id, %(event_id)s, %(event_type)s,
+SELECT gen_random_uuid(), e.organization_id, e.id, %(event_id)s, %(event_type)s::text,
        %(payload)s::jsonb, 'pending', 0, now()
 FROM webhook_endpoints e
-WHERE e.organization_id = %(org)s AND e.enabled AND %(event_type)s = ANY(e.event_types)
+WHERE e.organization_id = %(org)s::uuid AND e.enabled
+  AND %(event_type)s::text = ANY(e.event_types)
 RETURNING id::text
 """
 
