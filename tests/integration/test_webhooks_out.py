@@ -187,6 +187,8 @@ async def test_a_failure_is_retried_with_the_same_webhook_id_until_it_succeeds(
         pending["lastAttemptAt"]
     )
     assert 4 <= wait.total_seconds() <= 6  # the schedule's first step: 5 s
+    r = await tenant.client.post(f"/api/webhook-deliveries/{pending['deliveryId']}/redeliver")
+    assert r.status_code == 409  # still being tried
     # Not due yet: a worker pass sends nothing.
     await drain(container, ["webhooks"])
     assert len(receiver.requests) == 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -66,7 +66,9 @@ async def deliver_one(container: Container, delivery_id: str) -> Outcome | None:
         return None
     attempt, event_id, payload, endpoint_id, url, secret = claim
     body = payloads.encode(payload)
-    requested_at = container.clock()
+    # Wall-clock time, not the container's clock: receivers compare the signed timestamp
+    # with their own clocks.
+    requested_at = datetime.now(UTC)
     headers = signing.headers(secret, event_id, int(requested_at.timestamp()), body)
     outcome = await for_container(container).post(url, body, headers)
     await _record(container, delivery_id, endpoint_id, attempt, requested_at, outcome)
@@ -105,7 +107,7 @@ async def _record(
     delivery_id: str,
     endpoint_id: str,
     attempt: int,
-    requested_at: Any,
+    requested_at: datetime,
     outcome: Outcome,
 ) -> None:
     gone = outcome.status == 410

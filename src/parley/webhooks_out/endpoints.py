@@ -250,6 +250,8 @@ async def redeliver(
 ) -> WebhookDelivery:
     """A new attempt chain for the same event (same webhook-id, so receivers dedupe)."""
     original, _ = await get_delivery(session, org_id, delivery_id)
+    if original.status == "pending":
+        raise Conflict("the delivery is still being tried; redeliver it once it has ended")
     endpoint = await _live(session, org_id, original.endpoint_id)
     if not endpoint.enabled:
         raise Conflict(

@@ -105,7 +105,7 @@ async def check_url(url: str, *, allow_private: bool) -> None:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (OSError, UnicodeError, ValueError) as exc:  # gaierror, "label too long", ...
         raise TargetRefused(f"host {host} does not resolve ({exc})") from None
     for info in infos:
         address = literal_address(str(info[4][0]))
