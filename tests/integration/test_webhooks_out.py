@@ -12,11 +12,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from parley.api.app import create_app
+from parley.channels.sandbox.provider import SIGNATURE_HEADER, sign
 from parley.peers.webhook_receiver import WebhookReceiver
 from parley.services import activity
+from parley.services.auth import Role, issue_token
 from parley.webhooks_out import delivery, sender, signing
 from tests.support import factories
 from tests.support.live import drain, live_api, wait_for
@@ -530,3 +535,76 @@ async def test_status_callbacks_reach_the_customer_as_message_status_changed(
     assert all(b["caseId"] == str(data["case_id"]) for b in bodies)
     assert all(b["messageType"] == "sms" for b in bodies)
     assert ("sent", "delivered") in {(b["previousStatus"], b["status"]) for b in bodies}
+
+
+async def test_an_inbound_reply_reaches_the_customer_as_message_received(
+    tenant, container, receiver, allow_private
+):
+    """A real flow: a signed sandbox webhook carrying the borrower's text, handled by the
+    inbound job, becomes a signed `message.received` in the API guide's shape."""
+    data = await factories.borrower_with_case(container, tenant.organization_id)
+    accounts = await factories.sandbox_accounts(container, tenant.organization_id, callbacks=False)
+    ep = await _endpoint(tenant, f"{receiver.base_url}/hook", ["message.received"])
+    raw = orjson.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "inbound",
+            "message_id": "sbx_" + uuid.uuid4().hex,
+            "channel": "sms",
+            "from": "+12025550123",
+            "to": "+18005550100",
+            "body": "I can pay on Friday",
+            "timestamp": "2026-01-05T10:00:00Z",
+        }
+    )
+    r = await tenant.client.post(
+        f"/webhooks/sandbox/{accounts['sms']}",
+        content=raw,
+        headers={
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(accounts["secret"], raw),
+        },
+    )
+    assert r.status_code == 200, r.text
+    await drain(container, ["receipts"])
+    await drain(container, ["webhooks"])
+    (request,) = receiver.requests
+    body = _verify(ep["secret"], request)
+    case = (await tenant.client.get(f"/api/cases/{data['case_id']}")).json()
+    assert body.pop("messageId")
+    assert body == {
+        "event": "message.received",
+        "caseId": str(data["case_id"]),
+        "caseNumber": case["caseNumber"],
+        "messageType": "sms",
+        "from": "+12025550123",
+        "subject": None,
+        "hasAttachments": False,
+        "timestamp": "2026-01-05T10:00:00Z",
+    }
+
+
+async def test_changes_need_the_admin_role(tenant, container, receiver, allow_private):
+    ep = await _endpoint(tenant, f"{receiver.base_url}/hook")
+    async with container.db.session() as session:
+        token = await issue_token(
+            session, organization_id=tenant.organization_id, role=Role.SUPERVISOR, name="sup"
+        )
+        await session.commit()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(container)),
+        base_url="http://testserver",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as supervisor:
+        assert (await supervisor.get("/api/webhook-endpoints")).status_code == 200
+        eid = ep["endpointId"]
+        assert (await supervisor.get(f"/api/webhook-endpoints/{eid}/deliveries")).status_code == 200
+        r = await supervisor.post(
+            "/api/webhook-endpoints",
+            json={"url": f"{receiver.base_url}/x", "eventTypes": ["call.completed"]},
+        )
+        assert r.status_code == 403
+        assert (
+            await supervisor.post(f"/api/webhook-endpoints/{eid}/rotate-secret")
+        ).status_code == 403
+        assert (await supervisor.delete(f"/api/webhook-endpoints/{eid}")).status_code == 403
