@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import procrastinate
 
@@ -17,6 +18,9 @@ from parley.config import Settings
 from parley.dispatch.providers import ProviderCache
 from parley.storage import embedded
 from parley.storage.db import Database
+
+if TYPE_CHECKING:
+    from parley.webhooks_out.sender import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,8 @@ class Container:
     providers: ProviderCache
     clock: Callable[[], datetime] = utcnow
     embedded_server: embedded.EmbeddedPostgres | None = None
+    # Outbound webhooks' HTTP client, made on first use in a worker (webhooks_out.sender).
+    webhook_sender: WebhookSender | None = None
     _closed: bool = field(default=False, repr=False)
 
     async def close(self) -> None:
@@ -40,6 +46,8 @@ class Container:
             return
         self._closed = True
         await self.providers.aclose()
+        if self.webhook_sender is not None:
+            await self.webhook_sender.aclose()
         await self.jobs.close_async()
         await self.db.close()
 

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     max_inbound_email_bytes: int = 50_000_000
     idempotency_ttl_hours: int = 48
     log_level: str = "INFO"
+    # Outbound webhooks refuse private, loopback, link-local and other non-public targets
+    # (SSRF); an operator whose receivers live on the private network turns this on.
+    webhooks_allow_private_targets: bool = False
+    # Seconds one webhook delivery attempt may take (connect + answer).
+    webhooks_timeout_seconds: float = 10.0
 
     @property
     def base_url(self) -> str:

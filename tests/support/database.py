@@ -20,6 +20,9 @@ from parley.storage import embedded
 from parley.storage.migrate import upgrade
 
 APP_TABLES = [
+    "webhook_delivery_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
     "consent_events",
     "communication_preferences",
     "calls",

@@ -26,6 +26,7 @@ ROUTERS = [
     "parley.api.routes.whatsapp",
     "parley.api.routes.documents",
     "parley.api.routes.tracking",
+    "parley.api.routes.webhook_subscriptions",
 ]
 
 

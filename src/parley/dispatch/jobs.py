@@ -109,4 +109,25 @@ def make_blueprint() -> procrastinate.Blueprint:
 
         return await reconcile(_container(context))
 
+    @blueprint.task(
+        name="deliver_webhooks",
+        queue="webhooks",
+        pass_context=True,
+        # Only for unexpected errors (a database blip): HTTP failures are recorded per
+        # delivery and retried on its own schedule (webhooks_out.schedule).
+        retry=RetryStrategy(max_attempts=5, exponential_wait=2),
+    )
+    async def deliver_webhooks(context: JobContext, delivery_ids: list[str]) -> None:
+        from parley.webhooks_out.delivery import deliver
+
+        await deliver(_container(context), delivery_ids)
+
+    @blueprint.periodic(cron="* * * * *", periodic_id="sweep_webhooks")
+    @blueprint.task(name="sweep_webhook_deliveries", queue="maintenance", pass_context=True)
+    async def sweep_webhook_deliveries(context: JobContext, timestamp: int) -> int:
+        """Give webhook deliveries whose job was lost a new one (webhooks_out.delivery)."""
+        from parley.webhooks_out.delivery import sweep
+
+        return await sweep(_container(context))
+
     return blueprint

@@ -37,12 +37,12 @@ from parley.compliance import optout
 from parley.compliance.reply_text import strip_email_quote
 from parley.domain.channels import Channel, ContactKind, contact_kind_for
 from parley.inbox import email_replies
-from parley.services import consent, threads, whatsapp_window
+from parley.services import activity, consent, threads, whatsapp_window
 from parley.services import messages as message_svc
 from parley.services.auth import Principal, Role
 from parley.services.errors import ServiceError
 from parley.storage.db import raw_connection
-from parley.storage.models import ContactPoint, Message, MessageEvent, Organization
+from parley.storage.models import Case, ContactPoint, Message, MessageEvent, Organization
 
 if TYPE_CHECKING:
     from parley.bootstrap import Container
@@ -195,6 +195,23 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
                 item.provider_message_id,
                 now,
             )
+        await activity.emit(
+            await raw_connection(session),
+            str(org_id),
+            "message.received",
+            {
+                "messageId": str(message.id),
+                "caseId": str(case_id),
+                "caseNumber": await session.scalar(
+                    select(Case.case_number).where(Case.id == case_id)
+                ),
+                "messageType": item.channel.value,
+                "from": cp.value,
+                "subject": item.subject,
+                "hasAttachments": bool(item.media),
+                "timestamp": item.occurred_at,
+            },
+        )
         reply = await _act_on_intent(container, session, account, cp, message, intent, now)
         if reply is not None:
             savepoint = await session.begin_nested()

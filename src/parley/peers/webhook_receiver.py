@@ -21,14 +21,17 @@ from parley.peers.background import Peer
 
 
 class WebhookReceiver(Peer):
-    """Answers every POST/GET with `status` and records it."""
+    """Answers every POST/GET with `status` (and `reply` as its body) and records it."""
 
     thread_name = "webhook-receiver"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, status: int = 204) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, status: int = 204, reply: bytes = b""
+    ) -> None:
         self.host = host
         self.port = port
         self.status = status
+        self.reply = reply  # the answer's body (both may be changed between requests)
         self.requests: list[WebhookRequest] = []
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
@@ -50,7 +53,7 @@ class WebhookReceiver(Peer):
         )
         async with self._arrived:
             self._arrived.notify_all()
-        return web.Response(status=self.status)
+        return web.Response(status=self.status, body=self.reply or None)
 
     async def wait_for(self, count: int) -> list[WebhookRequest]:
         """Wait until at least `count` requests arrived; returns all of them.

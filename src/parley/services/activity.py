@@ -22,6 +22,8 @@ from typing import Any
 import orjson
 import psycopg
 
+from parley.webhooks_out import queue as webhooks_out_queue
+
 CHANNEL = "parley_activity"
 # NOTIFY payloads are limited to 8000 bytes; a live update carries ids and a summary,
 # clients fetch the rest.
@@ -41,6 +43,7 @@ async def emit(
             {"org": organization_id, "type": event_type, "data": _ids_only(data)}
         )
     await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload.decode()))
+    await webhooks_out_queue.enqueue(conn, organization_id, event_type, data)
 
 
 def _ids_only(data: dict[str, Any]) -> dict[str, Any]:

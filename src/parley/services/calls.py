@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.compliance import caps, gate
 from parley.compliance.assess import PURPOSES, REPLY_PURPOSES, assess
 from parley.domain.channels import Channel
-from parley.services import contactability, recipients
+from parley.services import activity, contactability, recipients
 from parley.services import context as case_context
 from parley.services.auth import Principal
 from parley.services.errors import Conflict, Invalid, NotFound
@@ -152,6 +152,21 @@ async def record_result(
     call.result_recorded_at = now
     call.notes = notes
     call.status = "completed"
+    placed, ended = call.placed_at, call.ended_at
+    await activity.emit(
+        await raw_connection(session),
+        str(org_id),
+        "call.completed",
+        {
+            "callId": str(call.id),
+            "caseId": str(call.case_id),
+            "borrowerId": str(call.borrower_id),
+            "direction": call.direction,
+            "status": result,
+            "durationSeconds": int((ended - placed).total_seconds()) if placed else None,
+            "timestamp": ended,
+        },
+    )
     await session.commit()
     return call
 

@@ -1,0 +1,190 @@
+"""Delivering queued webhooks: claim, post, record the attempt, decide what comes next.
+
+Each attempt is claimed in a short transaction first (the attempt is counted and the
+delivery's ``next_attempt_at`` pushed out by a lease), then posted with no database
+connection held, then recorded in a second transaction: the attempt row, the
+delivery's new state and, for a retry, the job that will make it. A duplicate job for
+the same delivery finds it not due and does nothing.
+
+Outcomes: 2xx succeeds; 410 Gone disables the endpoint (reason ``gone_410``) and
+abandons its other pending deliveries; anything else (3xx, 4xx, 5xx, a timeout, a
+refused target) is retried on the schedule in ``schedule`` and ends ``failed`` when
+that runs out. A job lost with a dead worker is found by :func:`sweep`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from parley.webhooks_out import payloads, queue, schedule, signing
+from parley.webhooks_out.sender import Outcome, for_container
+
+if TYPE_CHECKING:
+    from parley.bootstrap import Container
+
+log = logging.getLogger(__name__)
+
+# How long a claimed attempt may take before the sweeper may give it to another job.
+LEASE = timedelta(minutes=2)
+# A pending delivery this overdue with no job waiting has lost its job.
+SWEEP_GRACE = timedelta(minutes=2)
+
+_CLAIM_SQL = """
+SELECT d.status, d.next_attempt_at <= now(), d.attempts, d.event_id, d.payload,
+       e.id::text, e.url, e.secret, e.enabled, e.disabled_reason
+FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+WHERE d.id = %s
+FOR UPDATE OF d SKIP LOCKED
+"""
+
+_SWEEP_SQL = """
+SELECT d.id::text FROM webhook_deliveries d
+WHERE d.status = 'pending' AND d.next_attempt_at < now() - %(grace)s
+  AND NOT EXISTS (
+    SELECT 1 FROM procrastinate_jobs j
+    WHERE j.task_name = %(task)s AND j.status IN ('todo', 'doing')
+      AND j.args->'delivery_ids' ? d.id::text)
+ORDER BY d.next_attempt_at
+LIMIT %(limit)s
+FOR UPDATE OF d SKIP LOCKED
+"""
+
+
+async def deliver(container: Container, delivery_ids: list[str]) -> None:
+    """Make the due attempt of each delivery (one job may carry several endpoints')."""
+    await asyncio.gather(*(deliver_one(container, d) for d in delivery_ids))
+
+
+async def deliver_one(container: Container, delivery_id: str) -> Outcome | None:
+    claim = await _claim(container, delivery_id)
+    if claim is None:
+        return None
+    attempt, event_id, payload, endpoint_id, url, secret = claim
+    body = payloads.encode(payload)
+    # Wall-clock time, not the container's clock: receivers compare the signed timestamp
+    # with their own clocks.
+    requested_at = datetime.now(UTC)
+    headers = signing.headers(secret, event_id, int(requested_at.timestamp()), body)
+    outcome = await for_container(container).post(url, body, headers)
+    await _record(container, delivery_id, endpoint_id, attempt, requested_at, outcome)
+    return outcome
+
+
+async def _claim(
+    container: Container, delivery_id: str
+) -> tuple[int, str, dict[str, Any], str, str, str] | None:
+    async with container.db.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(_CLAIM_SQL, (delivery_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return None  # gone, or another job holds it right now
+        status, due, attempts, event_id, payload, endpoint_id, url, secret, enabled, why = row
+        if status != "pending" or not due:
+            return None
+        if not enabled:
+            await conn.execute(
+                "UPDATE webhook_deliveries SET status = 'abandoned', next_attempt_at = NULL, "
+                "last_error = %s WHERE id = %s",
+                (f"endpoint disabled ({why})", delivery_id),
+            )
+            return None
+        attempt = attempts + 1
+        await conn.execute(
+            "UPDATE webhook_deliveries SET attempts = %s, last_attempt_at = now(), "
+            "next_attempt_at = now() + %s WHERE id = %s",
+            (attempt, LEASE, delivery_id),
+        )
+    return attempt, event_id, payload, endpoint_id, url, secret
+
+
+async def _record(
+    container: Container,
+    delivery_id: str,
+    endpoint_id: str,
+    attempt: int,
+    requested_at: datetime,
+    outcome: Outcome,
+) -> None:
+    gone = outcome.status == 410
+    if outcome.succeeded:
+        status, delay = "succeeded", None
+    elif gone:
+        status, delay = "failed", None
+    else:
+        delay = schedule.delay_after(attempt)
+        status = "pending" if delay is not None else "failed"
+    next_at = requested_at + timedelta(seconds=delay) if delay is not None else None
+    async with container.db.pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO webhook_delivery_attempts (organization_id, delivery_id, attempt, "
+            "requested_at, response_status, response_body, duration_ms, error) "
+            "SELECT organization_id, id, %s, %s, %s, %s, %s, %s FROM webhook_deliveries "
+            "WHERE id = %s",
+            (
+                attempt,
+                requested_at,
+                outcome.status,
+                outcome.body_excerpt,
+                outcome.duration_ms,
+                outcome.error,
+                delivery_id,
+            ),
+        )
+        # Only the claimed attempt may move the delivery (an admin may have disabled the
+        # endpoint meanwhile, which abandoned it).
+        cur = await conn.execute(
+            "UPDATE webhook_deliveries SET status = %s, next_attempt_at = %s, "
+            "last_response_status = %s, last_response_body = %s, last_error = %s "
+            "WHERE id = %s AND status = 'pending' AND attempts = %s",
+            (
+                status,
+                next_at,
+                outcome.status,
+                outcome.body_excerpt,
+                outcome.error,
+                delivery_id,
+                attempt,
+            ),
+        )
+        if cur.rowcount and status == "pending":
+            await queue.defer(conn, [delivery_id], schedule_at=next_at)
+        if gone:
+            await disable_endpoint(conn, endpoint_id, "gone_410")
+            log.warning("webhook endpoint %s answered 410 Gone: disabled", endpoint_id)
+        elif status == "failed":
+            log.warning("webhook delivery %s failed after %d attempts", delivery_id, attempt)
+
+
+async def disable_endpoint(
+    conn: psycopg.AsyncConnection[Any], endpoint_id: str, reason: str
+) -> int:
+    """Disable an endpoint and abandon its pending deliveries; how many were abandoned."""
+    await conn.execute(
+        "UPDATE webhook_endpoints SET enabled = false, disabled_reason = %s, "
+        "disabled_at = now(), updated_at = now() WHERE id = %s AND enabled",
+        (reason, endpoint_id),
+    )
+    cur = await conn.execute(
+        "UPDATE webhook_deliveries SET status = 'abandoned', next_attempt_at = NULL, "
+        "last_error = %s WHERE endpoint_id = %s AND status = 'pending'",
+        (f"endpoint disabled ({reason})", endpoint_id),
+    )
+    return cur.rowcount
+
+
+async def sweep(container: Container, limit: int = 500) -> int:
+    """Give pending deliveries whose job was lost (a dead worker) a new one."""
+    async with container.db.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            _SWEEP_SQL, {"grace": SWEEP_GRACE, "task": queue.DELIVER_TASK, "limit": limit}
+        )
+        ids = [r[0] for r in await cur.fetchall()]
+        if ids:
+            log.warning("re-deferring %d webhook deliveries that had no job", len(ids))
+            await queue.defer(conn, ids)
+    return len(ids)
