@@ -20,6 +20,10 @@ from parley.storage import embedded
 from parley.storage.migrate import upgrade
 
 APP_TABLES = [
+    "agent_presence",
+    "call_logs",
+    "call_events",
+    "call_legs",
     "consent_events",
     "communication_preferences",
     "calls",
