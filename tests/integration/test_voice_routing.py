@@ -376,3 +376,49 @@ async def test_a_call_announces_its_changes(tenant, container, peer, wired, data
     assert last["disposition"] == "left_message" and last["caseId"] == wired["case_id"]
     assert last["direction"] == "outbound" and last["agentId"] is not None
     assert all(d["borrowerId"] for _, _, d in seen)
+
+
+async def test_a_refused_agent_leg_fails_the_call_and_frees_the_agent(
+    tenant, container, peer, wired
+):
+    me = await available(tenant.client, "client:ada")
+    peer.fail_next(503, 20503, "Service Unavailable")
+    r = await tenant.client.post(f"/api/cases/{wired['case_id']}/calls", json={})
+    assert r.status_code == 502, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "20503" in r.json()["detail"]
+    (call,) = (await tenant.client.get(f"/api/cases/{wired['case_id']}/calls")).json()["calls"]
+    assert call["status"] == "failed" and call["result"] == "not_dialed"
+    assert call["awaitingLog"] is False
+    events = (await tenant.client.get(f"/api/calls/{call['callId']}/events")).json()["events"]
+    assert [(e["kind"], e["providerStatus"]) for e in events] == [("error", "20503")]
+    assert await presence_of(tenant.client, me["agentId"]) == "available"
+    r = await tenant.client.post(
+        f"/api/calls/{call['callId']}/log", json={"disposition": "no_answer"}
+    )
+    assert r.status_code == 409
+    # The agent can call again straight away.
+    again = await place(tenant.client, wired["case_id"])
+    assert again["status"] == "connecting"
+
+
+async def test_only_the_calls_agent_or_a_supervisor_logs_it(tenant, container, peer, wired):
+    await available(tenant.client, "client:ada")
+    _, carl = await agent_client(container, tenant, "Carl")
+    _, sue = await agent_client(container, tenant, "Sue", role="supervisor")
+    peer.outcomes[BORROWER] = "no-answer"
+    call = await place(tenant.client, wired["case_id"])
+    await until(tenant.client, call["callId"], "awaiting_log")
+    r = await carl.post(f"/api/calls/{call['callId']}/log", json={"disposition": "no_answer"})
+    assert r.status_code == 403
+    r = await sue.post(f"/api/calls/{call['callId']}/log", json={"disposition": "nonsense"})
+    assert r.status_code == 422
+    r = await sue.post(
+        f"/api/calls/{call['callId']}/log",
+        json={"disposition": "no_answer", "promiseAmount": "10.00"},
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "promiseAmount"
+    r = await sue.post(f"/api/calls/{call['callId']}/log", json={"disposition": "no_answer"})
+    assert r.status_code == 200 and r.json()["log"]["loggedBy"] == "Sue"
+    await carl.aclose()
+    await sue.aclose()

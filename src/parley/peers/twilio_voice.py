@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import re
@@ -593,3 +594,28 @@ def _error(status: int, code: int, message: str) -> web.Response:
             "status": status,
         },
     )
+
+
+def main() -> None:
+    """Run the peer alone, e.g. for the demo: ``python -m parley.peers.twilio_voice``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A local Twilio Voice API for Parley demos")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8931)
+    args = parser.parse_args()
+
+    async def serve() -> None:
+        async with TwilioVoicePeer(host=args.host, port=args.port) as peer:
+            print(
+                f"Twilio Voice peer on {peer.base_url} (account {DEFAULT_ACCOUNT_SID}, "
+                f"auth token {DEFAULT_AUTH_TOKEN}); every call is answered. Ctrl-C stops it."
+            )
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
