@@ -10,9 +10,10 @@ import pytest
 
 from parley.peers.twilio_voice import TwilioVoicePeer
 from tests.support.compliance import us_borrower
-from tests.support.live import live_api, wait_for
+from tests.support.live import live_api
 from tests.support.voice import (
     available,
+    eventually,
     presence_of,
     until,
     voice_account,
@@ -76,7 +77,7 @@ async def test_click_to_call_bridges_records_and_waits_for_its_log(tenant, conta
     assert ended["awaitingLog"] is True and ended["result"] == "conversation"
     assert ended["recording"]["recordingSid"].startswith("RE")
     assert ended["recording"]["url"].startswith(peer.base_url)
-    await wait_for(lambda: _ended(peer, agent_leg.sid))
+    await eventually(lambda: _ended(peer, agent_leg.sid))
     assert await presence_of(tenant.client, wired["me"]["agentId"]) == "busy"
 
     r = await tenant.client.get("/api/calls", params={"awaitingLog": "true", "agent": "me"})
@@ -190,7 +191,7 @@ async def test_live_controls_reach_the_peer(tenant, container, peer, wired):
     call = await place(tenant, wired["case_id"])
     call_id = call["callId"]
     await until(tenant.client, call_id, "in_progress")
-    await wait_for(lambda: _conference_known(container, call_id))
+    await eventually(lambda: _conference_known(container, call_id))
     (agent_leg,) = legs(peer, "client:ada")
     (borrower_leg,) = legs(peer, BORROWER)
 
@@ -205,10 +206,10 @@ async def test_live_controls_reach_the_peer(tenant, container, peer, wired):
         assert r.status_code == 422, bad
     r = await tenant.client.post(f"/api/calls/{call_id}/dtmf", json={"digits": "12w3#"})
     assert r.status_code == 200, r.text
-    await wait_for(lambda: _has_digits(peer, borrower_leg.sid))
+    await eventually(lambda: _has_digits(peer, borrower_leg.sid))
     assert peer.calls[borrower_leg.sid].digits == ["12w3#"]
     # After the tones the borrower is back in the conference.
-    await wait_for(lambda: _in_conference(peer, borrower_leg.sid))
+    await eventually(lambda: _in_conference(peer, borrower_leg.sid))
 
     r = await tenant.client.post(f"/api/calls/{call_id}/hangup")
     assert r.status_code == 200

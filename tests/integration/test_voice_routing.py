@@ -16,12 +16,13 @@ from parley.peers.twilio_api import DEFAULT_AUTH_TOKEN
 from parley.peers.twilio_voice import TwilioVoicePeer
 from parley.storage.models import Case
 from tests.support.compliance import us_borrower
-from tests.support.live import live_api, wait_for
+from tests.support.live import live_api
 from tests.support.voice import (
     CALLER_ID,
     agent_client,
     available,
     call_json,
+    eventually,
     presence_of,
     until,
     voice_account,
@@ -113,8 +114,8 @@ async def test_blind_transfer_hands_the_call_and_its_log_to_the_other_agent(
     assert r.status_code == 200, r.text
     assert r.json()["agentId"] == str(bob_id)
     ada_leg, bob_leg = leg_to(peer, "client:ada"), leg_to(peer, "client:bob")
-    await wait_for(lambda: _status(peer, ada_leg.sid, "completed"))
-    await wait_for(lambda: _status(peer, bob_leg.sid, "in-progress"))
+    await eventually(lambda: _status(peer, ada_leg.sid, "completed"))
+    await eventually(lambda: _status(peer, bob_leg.sid, "in-progress"))
     assert await presence_of(tenant.client, me["agentId"]) == "available"
     assert await presence_of(tenant.client, bob_id) == "busy"
     # The borrower is still on the line, now with Bob.
@@ -150,8 +151,8 @@ async def test_warm_transfer_keeps_the_first_agent_until_they_leave(tenant, cont
     )
     assert r.status_code == 200 and r.json()["agentId"] == me["agentId"]
     bob_leg = leg_to(peer, "client:bob")
-    await wait_for(lambda: _status(peer, bob_leg.sid, "in-progress"))
-    await wait_for(lambda: _legs_answered(container, call_id, 2))
+    await eventually(lambda: _status(peer, bob_leg.sid, "in-progress"))
+    await eventually(lambda: _legs_answered(container, call_id, 2))
     conference = peer.conferences[f"parley-{call_id}"]
     assert len(conference.participants) == 3  # borrower, Ada and Bob talk together
 

@@ -100,5 +100,10 @@ async def until(
                 return None
         return call
 
-    result: dict[str, Any] = await wait_for(check)
+    result: dict[str, Any] = await eventually(check)
     return result
+
+
+async def eventually(predicate: Any) -> Any:
+    """`wait_for` with room for a loaded machine (a bound on waiting, not a timing claim)."""
+    return await wait_for(predicate, timeout=45.0)

@@ -409,7 +409,11 @@ async def transfer(
     target = await presence.require_available(session, org_id, to_agent_id, who="the agent")
     assert target.endpoint is not None
     now = container.clock()
-    await call_agent(container, session, call, to_agent_id, target.endpoint, first=False)
+    try:
+        await call_agent(container, session, call, to_agent_id, target.endpoint, first=False)
+    except ProviderFailed:
+        await session.commit()  # keep the refusal with the call's events
+        raise
     presence.mark_busy(target, call.id, now)
     if mode == "blind":
         previous = call.agent_user_id
