@@ -423,3 +423,27 @@ async def test_only_the_calls_agent_or_a_supervisor_logs_it(tenant, container, p
     assert r.status_code == 200 and r.json()["log"]["loggedBy"] == "Sue"
     await carl.aclose()
     await sue.aclose()
+
+
+async def test_an_inbound_call_the_agent_misses_goes_to_voicemail(tenant, container, peer, wired):
+    ada = await available(tenant.client, "client:ada")
+    peer.outcomes["client:ada"] = "no-answer"
+    inbound = await peer.place_inbound(
+        hook(wired, "inbound"),
+        from_=BORROWER,
+        to=CALLER_ID,
+        status_callback=hook(wired, "inbound/status"),
+    )
+    (call,) = (await tenant.client.get(f"/api/cases/{wired['case_id']}/calls")).json()["calls"]
+    ended = await until(
+        tenant.client, call["callId"], "awaiting_log", recording=lambda r: r is not None
+    )
+    assert ended["agentId"] == ada["agentId"] and ended["answeredAt"] is None
+    assert peer.calls[inbound.sid].status == "completed"
+    r = await tenant.client.post(
+        f"/api/calls/{call['callId']}/log",
+        json={"disposition": "callback_requested", "followUpDate": "2099-01-02"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["log"]["followUpDate"] == "2099-01-02"
+    assert await presence_of(tenant.client, ada["agentId"]) == "available"

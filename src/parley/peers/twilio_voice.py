@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 _E164 = re.compile(r"\+[1-9]\d{6,14}\Z")
 _ENDPOINT = re.compile(r"\+[1-9]\d{6,14}\Z|client:[A-Za-z0-9_.\-]{1,121}\Z|sip:\S+@\S+\Z")
 _TERMINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
-_PREFIX = "/2010-04-01/Accounts/{account_sid}"
 
 
 @dataclass(slots=True)
@@ -164,11 +163,6 @@ class TwilioVoicePeer(Peer):
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def idle(self) -> None:
-        """Wait until every callback scheduled so far has been posted."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def fail_next(self, status: int, code: int, message: str) -> None:
         """Answer the next create request with `status` and Twilio error `code`."""
@@ -383,6 +377,12 @@ class TwilioVoicePeer(Peer):
             )
             self.conferences[name] = conference
             await self._conference_event(conference, "conference-start", None, "start")
+        if conference.record_callback is None and element.get("record") in (
+            "record-from-start",
+            "true",
+        ):
+            # Recording starts with the first participant who asks for it.
+            conference.record_callback = element.get("recordingStatusCallback")
         conference.participants[call.sid] = element.get("muted") == "true"
         call.conference = name
         await self._conference_event(conference, "participant-join", call.sid, "join")

@@ -421,7 +421,7 @@ async def on_inbound(container: Container, account: AccountRow, cb: Callback) ->
             .where(Call.organization_id == org_id, CallLeg.call_sid == sid)
         )
         if existing is not None:  # Twilio retried the webhook: same answer
-            return conference_twiml(provider, existing, first=True)
+            return conference_twiml(provider, existing)
         found = await _borrower_case(session, org_id, caller)
         if found is None:
             return twiml.say_and_hang_up(UNKNOWN_CALLER)
@@ -477,7 +477,9 @@ async def on_inbound(container: Container, account: AccountRow, cb: Callback) ->
             await session.commit()
             return voicemail
         await session.commit()
-        return conference_twiml(provider, call, first=True)
+        # The agent's leg records the conference: a caller who ends up in voicemail
+        # leaves that recording, not one of the wait.
+        return conference_twiml(provider, call)
 
 
 async def call_of_leg(container: Container, account: AccountRow, sid: str) -> uuid.UUID:

@@ -30,8 +30,8 @@ from parley.api.schemas.compliance import (
 )
 from parley.api.schemas.voice import CallLogOut, RecordingOut
 from parley.compliance import gate
+from parley.services import call_logs, voice_calls
 from parley.services import calls as svc
-from parley.services import voice_calls
 from parley.storage.models import Call, CallLog, ComplianceDecision
 
 router = APIRouter(tags=["calls"])
@@ -142,14 +142,14 @@ async def place_call(
 @router.get("/api/cases/{caseId}/calls", response_model=CallList)
 async def list_calls(case_id: CaseId, session: SessionDep, principal: PrincipalDep) -> CallList:
     rows = await svc.list_for_case(session, principal.organization_id, case_id)
-    logs = await voice_calls.latest_logs(session, [c.id for c in rows])
+    logs = await call_logs.latest_logs(session, [c.id for c in rows])
     return CallList(calls=[call_out(c, log=logs.get(c.id)) for c in rows])
 
 
 @router.get("/api/calls/{callId}", response_model=CallOut)
 async def get_call(call_id: CallId, session: SessionDep, principal: PrincipalDep) -> CallOut:
     call = await svc.get(session, principal.organization_id, call_id)
-    logs = await voice_calls.latest_logs(session, [call.id])
+    logs = await call_logs.latest_logs(session, [call.id])
     return call_out(call, log=logs.get(call.id))
 
 

@@ -31,7 +31,7 @@ from parley.api.schemas.voice import (
     PresenceOut,
     TransferIn,
 )
-from parley.services import presence, voice_calls
+from parley.services import call_logs, presence, voice_calls
 from parley.services.errors import Invalid
 from parley.storage.models import AgentPresence, User
 
@@ -51,7 +51,7 @@ async def list_calls(
     rows = await voice_calls.list_calls(
         session, principal, awaiting_log=awaiting_log, agent=agent, limit=limit
     )
-    logs = await voice_calls.latest_logs(session, [c.id for c in rows])
+    logs = await call_logs.latest_logs(session, [c.id for c in rows])
     return CallList(calls=[call_out(c, log=logs.get(c.id)) for c in rows])
 
 
@@ -63,12 +63,12 @@ async def submit_log(
     principal: PrincipalDep,
     container: ContainerDep,
 ) -> CallOut:
-    call, log = await voice_calls.submit_log(
+    call, log = await call_logs.submit_log(
         container,
         session,
         principal,
         call_id,
-        voice_calls.LogInput(
+        call_logs.LogInput(
             disposition=body.disposition,
             notes=body.notes,
             follow_up_date=body.follow_up_date,
