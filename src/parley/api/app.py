@@ -22,6 +22,8 @@ ROUTERS = [
     "parley.api.routes.webhooks",
     "parley.api.routes.compliance",
     "parley.api.routes.calls",
+    "parley.api.routes.voice",
+    "parley.api.routes.voice_webhooks",
     "parley.api.routes.unsubscribe",
     "parley.api.routes.whatsapp",
     "parley.api.routes.documents",

@@ -172,6 +172,8 @@ class AttemptResult(StrEnum):
     BUSY = "busy"
     NOT_IN_SERVICE = "not_in_service"
     NETWORK_FAILURE = "network_failure"
+    # Click-to-call: the agent's leg never connected, so the borrower was never dialed.
+    NOT_DIALED = "not_dialed"
     DELIVERED = "delivered"  # texts, emails
     SENT = "sent"
 
@@ -180,7 +182,12 @@ class AttemptResult(StrEnum):
 # a number not in service, a network failure -- are not counted toward the call frequency.
 # A call that rings unanswered or reaches voicemail did connect and is counted.
 UNCONNECTED_RESULTS: frozenset[AttemptResult] = frozenset(
-    {AttemptResult.BUSY, AttemptResult.NOT_IN_SERVICE, AttemptResult.NETWORK_FAILURE}
+    {
+        AttemptResult.BUSY,
+        AttemptResult.NOT_IN_SERVICE,
+        AttemptResult.NETWORK_FAILURE,
+        AttemptResult.NOT_DIALED,  # never reached the dialed number: trivially unconnected
+    }
 )
 
 # For bunching, every call that did not become a conversation went unanswered (including

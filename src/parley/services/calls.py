@@ -15,6 +15,7 @@ it decides what the call counts for: calls that never connected are not counted 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,12 @@ from parley.storage.models import Call
 if TYPE_CHECKING:
     from parley.bootstrap import Container
 
-RESULTS = frozenset(r.value for r in caps.AttemptResult) - {"pending", "sent", "delivered"}
+RESULTS = frozenset(r.value for r in caps.AttemptResult) - {
+    "pending",
+    "sent",
+    "delivered",
+    "not_dialed",  # set by click-to-call only (services/voice_calls.py)
+}
 
 
 async def place(
@@ -47,7 +53,11 @@ async def place(
     to: str | None,
     borrower_id: uuid.UUID | None,
     purpose: str = "collection",
+    on_allowed: Callable[[AsyncSession, Call], Awaitable[None]] | None = None,
 ) -> tuple[Call, gate.Decision]:
+    """Gate and record one call attempt. `on_allowed` runs inside the same transaction
+    when the gate allows the call (click-to-call sets its provider fields and makes the
+    agent busy there, so the attempt and the agent's state commit together)."""
     if purpose not in PURPOSES - REPLY_PURPOSES:
         raise Invalid.field(
             "purpose", "must be one of " + ", ".join(sorted(PURPOSES - REPLY_PURPOSES))
@@ -93,6 +103,9 @@ async def place(
     )
     session.add(call)
     await session.flush()
+    if decision.allowed and on_allowed is not None:
+        await on_allowed(session, call)
+        await session.flush()
     await conn.execute(
         "INSERT INTO compliance_decisions (organization_id, call_id, stage, outcome, "
         "defer_until, rules, facts) VALUES (%s, %s, 'send', %s, %s, %s, %s)",
@@ -137,6 +150,13 @@ async def record_result(
         raise NotFound(f"call {call_id} not found")
     if call.status == "blocked":
         raise Conflict("the call was blocked by the compliance gate; it has no result")
+    if call.provider_account_id is not None:
+        # Dialed through the voice provider: the provider reports how it ended and the
+        # agent's interaction log closes it (services/voice_calls.py).
+        raise Conflict(
+            f"call {call.id} was dialed through the voice provider: submit its log "
+            f"(POST /api/calls/{call.id}/log)"
+        )
     if call.result is not None:
         raise Conflict(f"the call's result is already recorded ({call.result})")
     now = container.clock()

@@ -107,12 +107,16 @@ WHERE (m.borrower_id, m.case_id) IN (SELECT * FROM unnest(%(b)s::uuid[], %(c)s::
   AND m.id <> ALL(%(exclude)s::uuid[])
 UNION ALL
 -- A conversation's 7-day period runs from when it happened (the call's end), an attempt
--- counts from when it was placed.
+-- counts from when it was placed. A call's result is its latest interaction log's when
+-- it has one (the agent's disposition refines what the provider reported).
 SELECT k.borrower_id::text, k.case_id::text, 'voice',
-       CASE WHEN k.result = 'conversation' THEN coalesce(k.ended_at, k.placed_at)
-            ELSE k.placed_at END,
-       k.contact_point_id::text, p.label, coalesce(k.result, 'pending'), k.prior_consent
+       CASE WHEN coalesce(lg.result, k.result) = 'conversation'
+            THEN coalesce(k.ended_at, k.placed_at) ELSE k.placed_at END,
+       k.contact_point_id::text, p.label, coalesce(lg.result, k.result, 'pending'),
+       k.prior_consent
 FROM calls k LEFT JOIN contact_points p ON p.id = k.contact_point_id
+LEFT JOIN LATERAL (SELECT l.result FROM call_logs l WHERE l.call_id = k.id
+                   ORDER BY l.id DESC LIMIT 1) lg ON true
 WHERE (k.borrower_id, k.case_id) IN (SELECT * FROM unnest(%(b)s::uuid[], %(c)s::uuid[]))
   AND k.placed_at > %(since)s
 """

@@ -493,6 +493,12 @@ class Call(Base):
             postgresql_where=text("placed_at IS NOT NULL"),
         ),
         Index("ix_calls_case_created", "case_id", "created_at"),
+        Index(
+            "ix_calls_awaiting_log",
+            "organization_id",
+            "agent_user_id",
+            postgresql_where=text("status = 'awaiting_log'"),
+        ),
     )
     id: Mapped[uuid.UUID] = _pk()
     organization_id: Mapped[uuid.UUID] = _org_unindexed()
@@ -512,6 +518,21 @@ class Call(Base):
     result_recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
+    # Voice (click-to-call through a provider; migration 0010).
+    provider_account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("provider_accounts.id", name="fk_calls_provider_account")
+    )
+    agent_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", name="fk_calls_agent_user")
+    )
+    conference_name: Mapped[str | None] = mapped_column(String(64))
+    conference_sid: Mapped[str | None] = mapped_column(String(64))
+    provider_status: Mapped[str | None] = mapped_column(String(20))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recording_sid: Mapped[str | None] = mapped_column(String(64))
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    recording_duration: Mapped[int | None] = mapped_column(Integer)
+    muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 class InstanceSecret(Base):
@@ -720,3 +741,94 @@ class ImapCursor(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = _created()
+
+
+# --- Voice: call legs, provider events, interaction logs, agent presence (0010) -------
+
+
+class CallLeg(Base):
+    """One provider call of a call: the borrower's leg or an agent's leg."""
+
+    __tablename__ = "call_legs"
+    __table_args__ = (
+        UniqueConstraint("call_id", "call_sid"),
+        Index("ix_call_legs_sid", "call_sid"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    call_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("calls.id"))
+    call_sid: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(10))  # customer | agent
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+
+
+class CallEvent(Base):
+    """A provider callback about a call, as received (append-only, deduplicated)."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (UniqueConstraint("call_id", "dedupe_key"),)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    call_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("calls.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # status | conference | recording
+    call_sid: Mapped[str | None] = mapped_column(String(64))
+    provider_status: Mapped[str | None] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    dedupe_key: Mapped[str] = mapped_column(String(128))
+    applied: Mapped[bool] = mapped_column(Boolean)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class CallLog(Base):
+    """The interaction log of a call (append-only; a correction supersedes a log)."""
+
+    __tablename__ = "call_logs"
+    __table_args__ = (
+        UniqueConstraint("supersedes_id"),
+        Index("ix_call_logs_call", "call_id", "id"),
+        Index(
+            "ux_call_logs_first",
+            "call_id",
+            unique=True,
+            postgresql_where=text("supersedes_id IS NULL"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    call_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("calls.id"))
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("call_logs.id"))
+    disposition: Mapped[str] = mapped_column(String(30))
+    result: Mapped[str] = mapped_column(String(30))
+    notes: Mapped[str | None] = mapped_column(Text)
+    follow_up_on: Mapped[date | None] = mapped_column(Date)
+    promise_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    promise_currency: Mapped[str | None] = mapped_column(String(3))
+    promise_date: Mapped[date | None] = mapped_column(Date)
+    logged_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    logged_by_name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+
+
+class AgentPresence(Base):
+    """An agent's presence and the voice endpoint their calls ring."""
+
+    __tablename__ = "agent_presence"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('available', 'busy', 'away', 'offline')", name="ck_agent_presence_status"
+        ),
+        Index("ix_agent_presence_org", "organization_id", "status"),
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    status: Mapped[str] = mapped_column(String(10))
+    endpoint: Mapped[str | None] = mapped_column(String(200))
+    busy_call_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("calls.id"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

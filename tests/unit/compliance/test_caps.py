@@ -161,8 +161,8 @@ def test_calls_that_do_not_connect_are_not_counted(result: AttemptResult) -> Non
     assert evidence[6].counted_by == ()
 
 
-def test_the_unconnected_set_is_exactly_busy_not_in_service_network_failure() -> None:
-    assert {R.BUSY, R.NOT_IN_SERVICE, R.NETWORK_FAILURE} == UNCONNECTED_RESULTS
+def test_the_unconnected_set_is_busy_not_in_service_network_failure_not_dialed() -> None:
+    assert {R.BUSY, R.NOT_IN_SERVICE, R.NETWORK_FAILURE, R.NOT_DIALED} == UNCONNECTED_RESULTS
 
 
 def test_calls_placed_with_prior_consent_are_not_counted() -> None:

@@ -115,7 +115,8 @@ ROLLING_ONLY = FrequencyPolicy(
 )
 POLICIES = (US_FEDERAL, US_MA, PER_NUMBER)
 
-UNCONNECTED = {R.BUSY, R.NOT_IN_SERVICE, R.NETWORK_FAILURE}  # 12 CFR 1006.14(b)(3)
+# 12 CFR 1006.14(b)(3); not_dialed: click-to-call whose agent never answered (nothing dialed).
+UNCONNECTED = {R.BUSY, R.NOT_IN_SERVICE, R.NETWORK_FAILURE, R.NOT_DIALED}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Call attempts: ask to call a borrower (the gate decides, race-free), record the result.
 
 - ``POST /api/cases/{caseId}/calls`` — 201 with ``status`` ``placed`` (go ahead and dial)
-  or ``blocked`` (with the rule that refused it and the next allowed moment).
+  or ``blocked`` (with the rule that refused it and the next allowed moment); with a
+  Twilio voice account, ``connecting``: the call is dialed (click-to-call, see
+  ``routes/voice.py``).
 - ``POST /api/calls/{callId}/result`` — no_answer, voicemail, left_message, conversation,
   busy, not_in_service, network_failure; recorded once.
 - ``GET /api/calls/{callId}``, ``GET /api/calls/{callId}/compliance``,
@@ -26,9 +28,11 @@ from parley.api.schemas.compliance import (
     CallResultIn,
     ComplianceSummary,
 )
+from parley.api.schemas.voice import CallLogOut, RecordingOut
 from parley.compliance import gate
+from parley.services import call_logs, voice_calls
 from parley.services import calls as svc
-from parley.storage.models import Call, ComplianceDecision
+from parley.storage.models import Call, CallLog, ComplianceDecision
 
 router = APIRouter(tags=["calls"])
 
@@ -40,14 +44,40 @@ def _utc(at: datetime | None) -> datetime | None:
     return at.astimezone(UTC) if at else None
 
 
-def call_out(call: Call, summary: ComplianceSummary | None = None) -> CallOut:
+def log_out(log: CallLog) -> CallLogOut:
+    return CallLogOut(
+        log_id=log.id,
+        disposition=log.disposition,
+        result=log.result,
+        notes=log.notes,
+        follow_up_date=log.follow_up_on,
+        promise_amount=str(log.promise_amount) if log.promise_amount is not None else None,
+        promise_currency=log.promise_currency,
+        promise_date=log.promise_date,
+        supersedes=log.supersedes_id,
+        logged_by=log.logged_by_name,
+        logged_at=log.created_at.astimezone(UTC),
+    )
+
+
+def call_out(
+    call: Call, summary: ComplianceSummary | None = None, log: CallLog | None = None
+) -> CallOut:
+    recording = None
+    if call.recording_sid is not None:
+        recording = RecordingOut(
+            recording_sid=call.recording_sid,
+            url=call.recording_url,
+            duration_seconds=call.recording_duration,
+        )
     return CallOut(
         call_id=call.id,
         case_id=call.case_id,
         borrower_id=call.borrower_id,
         to=call.to_address,
         status=call.status,
-        result=call.result,
+        # The latest log's result is the call's (it refines what the provider said).
+        result=log.result if log is not None else call.result,
         purpose=call.purpose,
         prior_consent=call.prior_consent,
         placed_by=call.placed_by_name,
@@ -56,6 +86,14 @@ def call_out(call: Call, summary: ComplianceSummary | None = None) -> CallOut:
         notes=call.notes,
         created_at=call.created_at.astimezone(UTC),
         compliance=summary,
+        direction=call.direction,
+        agent_id=call.agent_user_id,
+        awaiting_log=call.status == "awaiting_log",
+        provider_status=call.provider_status,
+        answered_at=_utc(call.answered_at),
+        muted=call.muted,
+        recording=recording,
+        log=log_out(log) if log is not None else None,
     )
 
 
@@ -75,27 +113,44 @@ async def place_call(
     principal: PrincipalDep,
     container: ContainerDep,
 ) -> CallOut:
-    call, decision = await svc.place(
-        container,
-        session,
-        principal,
-        case_id,
-        to=body.to,
-        borrower_id=body.borrower_id,
-        purpose=body.purpose,
-    )
+    account = await voice_calls.voice_account(session, principal.organization_id)
+    if account is None:
+        # No voice account: the agent dials by hand and records the result afterwards.
+        call, decision = await svc.place(
+            container,
+            session,
+            principal,
+            case_id,
+            to=body.to,
+            borrower_id=body.borrower_id,
+            purpose=body.purpose,
+        )
+    else:
+        call, decision = await voice_calls.place(
+            container,
+            session,
+            principal,
+            account,
+            case_id,
+            to=body.to,
+            borrower_id=body.borrower_id,
+            purpose=body.purpose,
+        )
     return call_out(call, _summary(decision))
 
 
 @router.get("/api/cases/{caseId}/calls", response_model=CallList)
 async def list_calls(case_id: CaseId, session: SessionDep, principal: PrincipalDep) -> CallList:
     rows = await svc.list_for_case(session, principal.organization_id, case_id)
-    return CallList(calls=[call_out(c) for c in rows])
+    logs = await call_logs.latest_logs(session, [c.id for c in rows])
+    return CallList(calls=[call_out(c, log=logs.get(c.id)) for c in rows])
 
 
 @router.get("/api/calls/{callId}", response_model=CallOut)
 async def get_call(call_id: CallId, session: SessionDep, principal: PrincipalDep) -> CallOut:
-    return call_out(await svc.get(session, principal.organization_id, call_id))
+    call = await svc.get(session, principal.organization_id, call_id)
+    logs = await call_logs.latest_logs(session, [call.id])
+    return call_out(call, log=logs.get(call.id))
 
 
 @router.post("/api/calls/{callId}/result", response_model=CallOut)

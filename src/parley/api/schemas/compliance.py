@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from parley.api.schemas.common import CamelModel, RequestModel
+from parley.api.schemas.voice import CallLogOut, RecordingOut
 
 
 class RuleVerdictOut(CamelModel):
@@ -158,6 +159,15 @@ class CallOut(CamelModel):
     notes: str | None = None
     created_at: datetime
     compliance: ComplianceSummary | None = None
+    # Click-to-call (parley.services.voice_calls).
+    direction: str = "outbound"
+    agent_id: uuid.UUID | None = None
+    awaiting_log: bool = False
+    provider_status: str | None = None
+    answered_at: datetime | None = None
+    muted: bool = False
+    recording: RecordingOut | None = None
+    log: CallLogOut | None = None
 
 
 class CallList(CamelModel):

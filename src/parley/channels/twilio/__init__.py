@@ -1,4 +1,5 @@
-"""Twilio Messages API provider (channel SMS).
+"""Twilio provider: SMS through the Messages API, VOICE through the Calls API
+(`parley.channels.twilio.voice`).
 
 Importing this package is cheap: aiohttp and the provider load when an account is built.
 """
@@ -13,6 +14,10 @@ from parley.domain.channels import Channel
 
 
 def _factory(context: ProviderContext) -> Any:
+    if context.channel == Channel.VOICE:
+        from parley.channels.twilio import voice
+
+        return voice.create(context)
     from parley.channels.twilio.provider import create
 
     return create(context)
@@ -20,7 +25,7 @@ def _factory(context: ProviderContext) -> Any:
 
 SPEC = ProviderSpec(
     name="twilio",
-    channels=frozenset({Channel.SMS}),
+    channels=frozenset({Channel.SMS, Channel.VOICE}),
     factory=_factory,
     config_fields=CONFIG_FIELDS,
     secret_fields=SECRET_FIELDS,
