@@ -114,7 +114,9 @@ class SmppServerPeer:
     # -- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> SmppServerPeer:
-        self._server = smpp34.Server(host="127.0.0.1", port=self._inner_port, system_id=self.system_id)
+        self._server = smpp34.Server(
+            host="127.0.0.1", port=self._inner_port, system_id=self.system_id
+        )
         await self._server.start()
         self._events = asyncio.create_task(self._event_loop(), name="smpp-peer-events")
         self._relay = await asyncio.start_server(self._relay_client, "127.0.0.1", self.port)
@@ -161,12 +163,12 @@ class SmppServerPeer:
 
     # -- waiting --------------------------------------------------------------------
 
-    async def wait_bound(self, count: int = 1, timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout), self._bound:
+    async def wait_bound(self, count: int = 1) -> None:
+        async with asyncio.timeout(10), self._bound:
             await self._bound.wait_for(lambda: len(self.sessions) >= count)
 
-    async def wait_submissions(self, count: int, timeout: float = 10) -> list[Submission]:
-        async with asyncio.timeout(timeout), self._submitted:
+    async def wait_submissions(self, count: int) -> list[Submission]:
+        async with asyncio.timeout(10), self._submitted:
             await self._submitted.wait_for(lambda: len(self.submissions) >= count)
         return self.submissions
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timezone
 
 from parley.channels.smpp import pdu
 from parley.domain.status import EventType
@@ -105,9 +105,7 @@ def parse_date(value: str | None, tz: timezone) -> datetime | None:
         return None
 
 
-def parse_receipt(
-    text: str, tlvs: dict[int, bytes], tz: timezone = timezone.utc
-) -> Receipt | None:
+def parse_receipt(text: str, tlvs: dict[int, bytes], tz: timezone = UTC) -> Receipt | None:
     """A receipt from a deliver_sm's text and TLVs; None when it names no message."""
     fields = parse_text(text)
     message_id = fields.get("id", "")

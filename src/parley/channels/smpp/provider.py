@@ -339,9 +339,7 @@ class SmppProvider:
                 done.set_result(status)
 
         task = asyncio.ensure_future(store())
-        task.add_done_callback(
-            lambda t: done.done() or done.set_result(pdu.Status.ESME_RX_T_APPN)
-        )
+        task.add_done_callback(lambda t: done.done() or done.set_result(pdu.Status.ESME_RX_T_APPN))
 
     async def _store(self, sink: EventSink, messages: list[pdu.Pdu]) -> int:
         raw = b"".join(m.encode() for m in messages)

@@ -126,7 +126,7 @@ class Session:
             raise LinkLost("not bound", written=False)
         return await self._request(command_id, body, timeout=self.settings.response_timeout)
 
-    async def _request(self, command_id: int, body: bytes, *, timeout: float | None) -> pdu.Pdu:
+    async def _request(self, command_id: int, body: bytes, *, timeout: float | None) -> pdu.Pdu:  # noqa: ASYNC109 - one deadline per request, set by the caller
         sequence = self._next_sequence()
         future: asyncio.Future[pdu.Pdu] = asyncio.get_running_loop().create_future()
         self._pending[sequence] = future
