@@ -110,6 +110,8 @@ class ListenerSupervisor:
             if account_id not in accounts:
                 log.info("listener for account %s stopped (disabled or removed)", account_id)
                 await self._stop_one(account_id)
+                # Its connection (an SMPP bind) closes too: nothing sends on it any more.
+                await self.container.providers.discard(account_id)
         for account in accounts.values():
             try:
                 provider = await self.container.providers.get(account)

@@ -150,6 +150,13 @@ class SmppServerPeer:
         for event, submission in held:
             self._accept(event, submission)
 
+    def answer_held(self) -> int:
+        """Answer the submit_sm held so far and keep holding the next ones."""
+        held, self._held = self._held, []
+        for event, submission in held:
+            self._accept(event, submission)
+        return len(held)
+
     @property
     def outstanding(self) -> int:
         return len(self._held)
