@@ -34,6 +34,9 @@ import smpp34
 
 log = logging.getLogger(__name__)
 
+TLV_RECEIPTED_MESSAGE_ID: int = getattr(smpp34, "TLV_RECEIPTED_MESSAGE_ID", 0x001E)
+TLV_MESSAGE_STATE: int = getattr(smpp34, "TLV_MESSAGE_STATE", 0x0427)
+
 _COMMANDS = {
     0x00000009: "bind_transceiver",
     0x00000004: "submit_sm",
@@ -210,8 +213,8 @@ class SmppServerPeer:
         if with_tlvs:
             states = {"DELIVRD": 2, "EXPIRED": 3, "DELETED": 4, "UNDELIV": 5, "REJECTD": 8}
             tlvs = [
-                smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, message_id.encode() + b"\0"),
-                smpp34.Tlv(smpp34.TLV_MESSAGE_STATE, bytes([states.get(stat, 7)])),
+                smpp34.Tlv(TLV_RECEIPTED_MESSAGE_ID, message_id.encode() + b"\0"),
+                smpp34.Tlv(TLV_MESSAGE_STATE, bytes([states.get(stat, 7)])),
             ]
         response = await self._esme(session_id).deliver_sm(
             destination_addr,

@@ -16,7 +16,7 @@ CONFIG_FIELDS: dict[str, str] = {
     "system_type": "system_type for the bind (default empty)",
     "source_addr": "default sender: E.164 number, short code or alphanumeric sender id",
     "window": "most submit_sm awaiting their response at once on a bind (default 10)",
-    "throughput": "most submit_sm per second on a bind, token bucket (default 20)",
+    "throughput": "most submit_sm per second on a bind, token bucket (default 10)",
     "enquire_link_interval": "seconds between enquire_link keep-alives when idle (default 30)",
     "response_timeout": "seconds to wait for a response PDU (default 10)",
     "connect_timeout": "seconds to wait for the TCP connection and bind (default 10)",
@@ -114,7 +114,7 @@ def parse_settings(context: ProviderContext) -> SmppSettings:
         problems.append("registered_delivery: must be true or false")
     port = number("port", 2775, 1, 65535, whole=True)
     window = number("window", 10, 1, 1000, whole=True)
-    throughput = number("throughput", 20, 0.01, 100000)
+    throughput = number("throughput", 10, 0.01, 100000)
     enquire = number("enquire_link_interval", 30, 0.05, 3600)
     response_timeout = number("response_timeout", 10, 0.05, 600)
     connect_timeout = number("connect_timeout", 10, 0.05, 600)

@@ -86,7 +86,7 @@ async def wired(mode: str | None = None, **overrides: Any) -> AsyncIterator[KitH
     from parley.peers.smpp_server import SmppServerPeer
 
     async with SmppServerPeer() as peer:
-        if mode in _SCRIPTS:
+        if mode is not None and mode in _SCRIPTS:
             peer.script(_SCRIPTS[mode])
         port = free_port() if mode == "connection_refused" else peer.port
         provider = build(port, **overrides)

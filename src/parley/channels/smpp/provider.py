@@ -124,6 +124,7 @@ class SmppProvider:
         self._next_attempt = 0.0  # loop time before which no new bind is tried
         self._sink: EventSink | None = None
         self._assemblies: dict[tuple[str, str, int, int], _Assembly] = {}
+        self._pending_stores: set[asyncio.Future[None]] = set()  # keeps store tasks alive
         self._closed = False
         self.binds = 0  # how many binds this instance made (for tests and logs)
 
@@ -161,8 +162,8 @@ class SmppProvider:
     def _backoff(self, failures: int) -> float:
         """Exponential back-off with full jitter between half and all of the step."""
         s = self.settings
-        step = min(s.reconnect_max, s.reconnect_min * 2 ** max(0, failures - 1))
-        return step * random.uniform(0.5, 1.0)
+        step = min(s.reconnect_max, s.reconnect_min * 2.0 ** max(0, failures - 1))
+        return float(step * random.uniform(0.5, 1.0))
 
     async def run(self, sink: EventSink) -> None:
         """Keep the bind up and deliver what arrives to `sink`, until cancelled."""
@@ -338,8 +339,13 @@ class SmppProvider:
             if not done.done():
                 done.set_result(status)
 
-        task = asyncio.ensure_future(store())
-        task.add_done_callback(lambda t: done.done() or done.set_result(pdu.Status.ESME_RX_T_APPN))
+        def settle(_: asyncio.Future[None]) -> None:
+            if not done.done():  # the store task failed or was cancelled: offer it again
+                done.set_result(pdu.Status.ESME_RX_T_APPN)
+
+        self._pending_stores.add(task := asyncio.ensure_future(store()))
+        task.add_done_callback(self._pending_stores.discard)
+        task.add_done_callback(settle)
 
     async def _store(self, sink: EventSink, messages: list[pdu.Pdu]) -> int:
         raw = b"".join(m.encode() for m in messages)

@@ -143,6 +143,8 @@ class Session:
                 ) from None
         finally:
             self._pending.pop(sequence, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: close() may have failed it unawaited
 
     def _next_sequence(self) -> int:
         sequence = next(self._sequence)
@@ -157,6 +159,8 @@ class Session:
         if writer is None or self._closed.is_set() or writer.is_closing():
             return False
         async with self._write_lock:
+            if self._closed.is_set() or writer.is_closing():
+                return False  # closed while this write waited its turn
             writer.write(message.encode())
             try:
                 await writer.drain()
