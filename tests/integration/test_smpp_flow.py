@@ -159,6 +159,25 @@ async def test_send_receipt_and_reply_through_the_listener(
     await wait_for(lambda: _true(peer.seen["unbind"] >= 1))
 
 
+async def test_a_receipt_ahead_of_our_bookkeeping_is_stored_and_retried(
+    tenant: Any, container: Any, peer: SmppServerPeer, supervisor: ListenerSupervisor
+) -> None:
+    account = await _smpp_account(container, tenant.organization_id, peer)
+    await peer.wait_bound()
+    # No message carries this id yet (the receipt beat the dispatcher's commit): the
+    # receipt is still acknowledged, stored, and a retry job re-reads it later.
+    assert await peer.deliver_receipt("feedbeef", "DELIVRD") == 0
+    [(body,)] = await _rows(
+        container, "SELECT body FROM webhook_receipts WHERE provider_account_id = %s", account
+    )
+    assert b"id:feedbeef" in bytes(body)
+    jobs = await _rows(
+        container,
+        "SELECT status FROM procrastinate_jobs WHERE task_name = 'parley:process_receipt'",
+    )
+    assert jobs == [("todo",)]
+
+
 async def test_an_account_created_later_is_picked_up_and_a_dropped_link_rebinds(
     tenant: Any, container: Any, peer: SmppServerPeer, supervisor: ListenerSupervisor
 ) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from parley.channels.base import (
     DeliveryEvent,
@@ -148,3 +150,17 @@ async def test_token_bucket_spaces_out_acquisitions() -> None:
         await bucket.acquire()
     # 1 saved token + 5 more at 50/s: at least 0.1 s (a lower bound, not a timing race)
     assert loop.time() - start >= 0.095
+
+
+@given(st.binary(max_size=300))
+def test_parse_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
+    provider = _provider()
+    items = provider.parse_webhook(_stored(raw))
+    assert isinstance(items, list)
+
+
+@given(st.binary(min_size=0, max_size=200))
+def test_parse_never_raises_on_deliver_sm_with_arbitrary_body(body: bytes) -> None:
+    provider = _provider()
+    raw = pdu.Pdu(pdu.Command.DELIVER_SM, 0, 1, body).encode()
+    assert isinstance(provider.parse_webhook(_stored(raw)), list)
