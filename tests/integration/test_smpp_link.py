@@ -304,5 +304,5 @@ async def test_nothing_is_acknowledged_that_was_not_stored(peer: SmppServerPeer)
     finally:
         await provider.aclose()
     async with Listening(_provider(peer), fail=True):
-        await wait_for(lambda: _true(len(peer.sessions) >= 1))
+        await wait_for(lambda: _true(len(peer.binds) == 2))  # the listener's own bind
         assert await peer.send_mo("STOP") == [pdu.Status.ESME_RX_T_APPN]

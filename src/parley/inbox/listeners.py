@@ -76,6 +76,7 @@ class ListenerSupervisor:
     restart_max: float = 60.0
     _listeners: dict[str, _Listener] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _unbuildable: set[tuple[str, str]] = field(default_factory=set)
 
     # -- running --------------------------------------------------------------------
 
@@ -115,8 +116,13 @@ class ListenerSupervisor:
         for account in accounts.values():
             try:
                 provider = await self.container.providers.get(account)
-            except (ProviderConfigError, Exception) as exc:  # a bad account must not stop others
-                log.warning("account %s: provider not built: %s", account.id, exc)
+            except Exception as exc:  # a bad account must not stop the others
+                if (account.id, account.fingerprint) not in self._unbuildable:
+                    self._unbuildable.add((account.id, account.fingerprint))  # warn once
+                    level = (
+                        logging.WARNING if isinstance(exc, ProviderConfigError) else logging.ERROR
+                    )
+                    log.log(level, "account %s: provider not built: %s", account.id, exc)
                 await self._stop_one(account.id)
                 continue
             if not isinstance(provider, ListeningProvider):

@@ -222,27 +222,43 @@ class SmppProvider:
                 registered_delivery=1 if self.settings.registered_delivery else 0,
                 data_coding=part.data_coding,
             ).encode()
+            # The first part is tried once (a retry later resends the whole message); a
+            # later part is retried in place: the handset already holds the earlier ones.
             attempts = 1 if first_id is None else PART_RETRIES
+            result: str | SendResult = SendResult(False, retryable=True, error_code="not_sent")
+            delay = 0.0
             for attempt in range(attempts):
+                if attempt:
+                    await asyncio.sleep(delay)
+                    try:  # the link may have dropped: the part may go on a new bind
+                        session = await self._bound()
+                    except NotBound as exc:
+                        result = SendResult(
+                            False,
+                            retryable=True,
+                            error_code="connect_failed",
+                            error_detail=str(exc),
+                        )
+                        delay = min(5.0, exc.retry_after or 1.0)
+                        continue
                 result = await self._submit(session, body)
-                if isinstance(result, str):
+                if isinstance(result, str) or not result.retryable:
                     break
-                if result.retryable and attempt + 1 < attempts:
-                    await asyncio.sleep(result.retry_after or 1.0)
-                    continue
-                if first_id is None:
-                    return result
-                return SendResult(
-                    accepted=False,
-                    outcome_unknown=True,
-                    error_code=result.error_code or "part_failed",
-                    error_detail=(
-                        f"part {part.number} of {part.total} not accepted after part 1 was "
-                        f"(message id {first_id}): {result.error_detail}"
-                    ),
-                )
-            assert isinstance(result, str)
-            first_id = first_id or result
+                delay = result.retry_after or 1.0
+            if isinstance(result, str):
+                first_id = first_id or result
+                continue
+            if first_id is None:
+                return result
+            return SendResult(
+                accepted=False,
+                outcome_unknown=True,
+                error_code=result.error_code or "part_failed",
+                error_detail=(
+                    f"part {part.number} of {part.total} not accepted after part 1 was "
+                    f"(message id {first_id}): {result.error_detail}"
+                ),
+            )
         return SendResult(accepted=True, provider_message_id=first_id, segments=len(parts))
 
     async def _submit(self, session: Session, body: bytes) -> str | SendResult:
