@@ -25,7 +25,7 @@ async def run_worker(
     async with container.db.pool.connection() as conn:
         await unsubscribe.secret(container, conn)  # created once, outside any claim
     await _prepare_worker(container, concurrency)
-    listeners = _start_listeners(container)
+    listeners = await _start_listeners(container)
     try:
         await _run_jobs(container, concurrency, queues)
     finally:
@@ -35,9 +35,11 @@ async def run_worker(
                 await listeners
 
 
-def _start_listeners(container: Container) -> asyncio.Task[None] | None:
+async def _start_listeners(container: Container) -> asyncio.Task[None] | None:
     """The listener supervisor (SMPP binds, IMAP mailboxes) beside the job worker, on the
-    same provider instances the dispatcher sends with."""
+    same provider instances the dispatcher sends with. Its first pass runs before any job:
+    building the accounts' providers imports their modules (a few hundred ms of CPU),
+    which in the middle of a paced send would bunch the sends after it."""
     if not container.settings.listeners_enabled:
         return None
     from parley.inbox.listeners import ListenerSupervisor
@@ -45,6 +47,10 @@ def _start_listeners(container: Container) -> asyncio.Task[None] | None:
     supervisor = ListenerSupervisor(
         container, poll_seconds=container.settings.listener_poll_seconds
     )
+    try:
+        await supervisor.reconcile()
+    except Exception:  # the supervisor's loop tries again; jobs must not wait for it
+        log.exception("listener supervisor: first pass failed")
     return asyncio.create_task(supervisor.run(), name="listeners")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parley.channels.base import (
@@ -152,6 +152,7 @@ async def test_token_bucket_spaces_out_acquisitions() -> None:
     assert loop.time() - start >= 0.095
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_parse_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
     provider = _provider()
@@ -159,6 +160,7 @@ def test_parse_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
     assert isinstance(items, list)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(min_size=0, max_size=200))
 def test_parse_never_raises_on_deliver_sm_with_arbitrary_body(body: bytes) -> None:
     provider = _provider()
