@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     stalled_worker_seconds: float = 30.0
     # Succeeded dispatch jobs are kept this long, then pruned (messages keep every event).
     job_retention_hours: int = 168
+    # Workers run the listeners of accounts that receive over a connection of their own
+    # (SMPP binds, IMAP mailboxes) and re-read the accounts this often.
+    listeners_enabled: bool = True
+    listener_poll_seconds: float = 15.0
     max_request_bytes: int = 1_048_576
     # Document uploads (25 MB files plus multipart framing) and inbound-parse emails
     # (attachments base64-encoded) get a larger request limit than the rest of the API.

@@ -25,6 +25,36 @@ async def run_worker(
     async with container.db.pool.connection() as conn:
         await unsubscribe.secret(container, conn)  # created once, outside any claim
     await _prepare_worker(container, concurrency)
+    listeners = await _start_listeners(container)
+    try:
+        await _run_jobs(container, concurrency, queues)
+    finally:
+        if listeners is not None:
+            listeners.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listeners
+
+
+async def _start_listeners(container: Container) -> asyncio.Task[None] | None:
+    """The listener supervisor (SMPP binds, IMAP mailboxes) beside the job worker, on the
+    same provider instances the dispatcher sends with. Its first pass runs before any job:
+    building the accounts' providers imports their modules (a few hundred ms of CPU),
+    which in the middle of a paced send would bunch the sends after it."""
+    if not container.settings.listeners_enabled:
+        return None
+    from parley.inbox.listeners import ListenerSupervisor
+
+    supervisor = ListenerSupervisor(
+        container, poll_seconds=container.settings.listener_poll_seconds
+    )
+    try:
+        await supervisor.reconcile()
+    except Exception:  # the supervisor's loop tries again; jobs must not wait for it
+        log.exception("listener supervisor: first pass failed")
+    return asyncio.create_task(supervisor.run(), name="listeners")
+
+
+async def _run_jobs(container: Container, concurrency: int, queues: list[str] | None) -> None:
     await container.jobs.run_worker_async(
         queues=queues,
         concurrency=concurrency,

@@ -161,6 +161,12 @@ class ListeningProvider(Protocol):
     `run` keeps the connection up (reconnecting with backoff) until cancelled and calls
     `sink(items, raw)` for everything received, `raw` being the bytes as received (a PDU,
     an RFC 5322 message) so that the receipt can be stored and replayed.
+
+    Optional class attributes the listener supervisor and `receipts.ingest_received` read
+    (not protocol members, so providers without them still match):
+    `listen_exclusively: bool` (default False; True: one process at a time, under a
+    PostgreSQL advisory lock per account), `received_content_type: str` (stored with
+    the receipt), `receipt_key(raw) -> bytes` (what deduplicates a stored receipt).
     """
 
     async def run(self, sink: EventSink) -> None: ...

@@ -13,6 +13,7 @@ from parley.channels.base import ChannelProvider, ProviderContext, ProviderSpec
 
 PROVIDERS: dict[str, str] = {
     "sandbox": "parley.channels.sandbox",
+    "smpp": "parley.channels.smpp",
     "smtp": "parley.channels.smtp",
     "twilio": "parley.channels.twilio",
     "whatsapp_cloud": "parley.channels.whatsapp",

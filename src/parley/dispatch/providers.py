@@ -93,6 +93,12 @@ class ProviderCache:
         self._instances[account.id] = (account.fingerprint, provider)
         return provider
 
+    async def discard(self, account_id: str) -> None:
+        """Close and forget an account's instance (the account was disabled or removed)."""
+        cached = self._instances.pop(account_id, None)
+        if cached:
+            await _close_quietly(cached[1])
+
     async def aclose(self) -> None:
         for _, provider in self._instances.values():
             await _close_quietly(provider)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from parley.services import activity, whatsapp_templates
 
 if TYPE_CHECKING:
     from parley.bootstrap import Container
+    from parley.dispatch.providers import AccountRow
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,55 @@ async def ingest(
             return IngestResult(duplicate=True, events=len(items), unmatched=0)
         unmatched = await _apply_all(conn, account.id, items)
         await whatsapp_templates.on_receipt(conn, account, request.body, container.clock())
+        if unmatched:
+            await _retry_later(container, conn, row[0], 0)
+        if any(isinstance(item, InboundMessage) for item in items):
+            await defer_inbound(container, conn, row[0])
+    return IngestResult(duplicate=False, events=len(items), unmatched=unmatched)
+
+
+async def ingest_received(
+    container: Container,
+    account: AccountRow,
+    raw: bytes,
+    items: Sequence[DeliveryEvent | InboundMessage],
+    *,
+    provider: Any = None,
+) -> IngestResult:
+    """What a listening provider received on its own connection (an SMPP deliver_sm, an
+    IMAP message): stored once as a receipt and processed exactly like a webhook's, so
+    `replay` re-parses it with the provider's `parse_webhook`.
+
+    The receipt's URL names the listener (`listener://<provider>/<account>`); its headers
+    carry the provider's `received_content_type` and the receipt time
+    (`x-parley-received-at`), which `parse_webhook` may use for items with no time of
+    their own. The provider's `receipt_key(raw)`, when it has one, deduplicates (e.g.
+    without the PDU sequence number an SMSC changes when it offers a PDU again)."""
+    url = f"listener://{account.provider}/{account.id}"
+    content_type = getattr(provider, "received_content_type", "application/octet-stream")
+    headers = {"content-type": content_type, "x-parley-received-at": container.clock().isoformat()}
+    key_of = getattr(provider, "receipt_key", None)
+    key = key_of(raw) if callable(key_of) else raw
+    dedupe = hashlib.sha256(key + url.encode()).hexdigest()
+    async with container.db.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO webhook_receipts (organization_id, provider_account_id, provider, "
+            "dedupe_key, url, headers, body) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (provider_account_id, dedupe_key) DO NOTHING RETURNING id",
+            (
+                account.organization_id,
+                account.id,
+                account.provider,
+                dedupe,
+                url,
+                orjson.dumps(headers).decode(),
+                raw,
+            ),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return IngestResult(duplicate=True, events=len(items), unmatched=0)
+        unmatched = await _apply_all(conn, account.id, list(items))
         if unmatched:
             await _retry_later(container, conn, row[0], 0)
         if any(isinstance(item, InboundMessage) for item in items):
@@ -241,4 +292,10 @@ def _json(raw: dict[str, Any]) -> str:
     return orjson.dumps(raw, default=str).decode()
 
 
-__all__ = ["IngestResult", "UnknownWebhookAccount", "WebhookVerificationError", "ingest"]
+__all__ = [
+    "IngestResult",
+    "UnknownWebhookAccount",
+    "WebhookVerificationError",
+    "ingest",
+    "ingest_received",
+]

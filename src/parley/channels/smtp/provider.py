@@ -61,6 +61,14 @@ class SmtpProvider:
         # it a database-backed one (parley.inbox.imap_cursor) before calling `run`.
         self.cursor: UidCursor = MemoryCursor()
 
+    # A mailbox is read by one process at a time (the listener supervisor takes an
+    # advisory lock per account); an account without IMAP settings only sends.
+    listen_exclusively: ClassVar[bool] = True
+
+    @property
+    def listening(self) -> bool:
+        return self.settings.imap is not None
+
     async def send(self, message: OutboundMessage) -> SendResult:
         try:
             email = render(
