@@ -22,6 +22,9 @@ ROUTERS = [
     "parley.api.routes.compliance",
     "parley.api.routes.calls",
     "parley.api.routes.unsubscribe",
+    "parley.api.routes.inbox",
+    "parley.api.routes.timeline",
+    "parley.api.routes.events",
 ]
 
 

@@ -25,6 +25,9 @@ from parley.channels.base import (
     WebhookVerificationError,
 )
 from parley.domain.status import EventType, MessageStatus, status_after_event
+from parley.inbox.announce import EVENT as STATUS_CHANGED
+from parley.inbox.announce import status_change_data
+from parley.services import activity
 
 if TYPE_CHECKING:
     from parley.bootstrap import Container
@@ -173,14 +176,14 @@ async def _apply_all(
 async def apply_event(conn: psycopg.AsyncConnection, account_id: str, event: DeliveryEvent) -> bool:
     """Apply one provider event; False if no message carries its provider id yet."""
     cur = await conn.execute(
-        "SELECT id::text, organization_id::text, status FROM messages "
+        "SELECT id::text, organization_id::text, status, case_id::text, channel FROM messages "
         "WHERE provider_account_id = %s AND provider_message_id = %s FOR UPDATE",
         (account_id, event.provider_message_id),
     )
     row = await cur.fetchone()
     if row is None:
         return False
-    message_id, org_id, status = row
+    message_id, org_id, status, case_id, channel = row
     before = MessageStatus(status)
     after = status_after_event(before, event.event_type)
     cur = await conn.execute(
@@ -217,6 +220,20 @@ async def apply_event(conn: psycopg.AsyncConnection, account_id: str, event: Del
     params.append(message_id)
     # `sets` holds only the constant fragments above; values go as parameters.
     await conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = %s", params)  # noqa: S608
+    await activity.emit(
+        conn,
+        org_id,
+        STATUS_CHANGED,
+        status_change_data(
+            message_id,
+            case_id,
+            channel,
+            after.value,
+            before.value,
+            event.occurred_at,
+            event.error_code if after is not before and event.error_code else None,
+        ),
+    )
     return True
 
 

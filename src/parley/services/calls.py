@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.compliance import caps, gate
 from parley.compliance.assess import PURPOSES, REPLY_PURPOSES, assess
 from parley.domain.channels import Channel
+from parley.inbox import conversations
 from parley.services import contactability, recipients
 from parley.services import context as case_context
 from parley.services.auth import Principal
@@ -105,8 +106,29 @@ async def place(
             orjson.dumps(decision.facts_record()).decode(),
         ),
     )
+    await _touch_conversation(
+        conn, call, now, "Call placed" if decision.allowed else "Call blocked by the gate"
+    )
     await session.commit()  # releases the advisory lock with the attempt recorded
     return call, decision
+
+
+async def _touch_conversation(conn: Any, call: Call, at: datetime, preview: str) -> None:
+    """Calls are part of the borrower's conversation on the case (the unified inbox)."""
+    await conversations.touch(
+        conn,
+        conversations.Item(
+            organization_id=call.organization_id,
+            kind="call",
+            item_id=call.id,
+            channel=Channel.VOICE.value,
+            direction=call.direction,
+            at=at,
+            preview=preview,
+            case_id=call.case_id,
+            borrower_id=call.borrower_id,
+        ),
+    )
 
 
 async def get(session: AsyncSession, org_id: uuid.UUID, call_id: uuid.UUID) -> Call:
@@ -152,6 +174,14 @@ async def record_result(
     call.result_recorded_at = now
     call.notes = notes
     call.status = "completed"
+    await session.flush()
+    label = result.replace("_", " ")
+    await _touch_conversation(
+        await raw_connection(session),
+        call,
+        now,
+        conversations.preview_of(f"Call: {label}", notes),
+    )
     await session.commit()
     return call
 
