@@ -25,7 +25,9 @@ HEARTBEAT_SECONDS = 15.0
 RETRY_MS = 3000
 
 
-@router.get("/api/events/stream", response_class=StreamingResponse)
+# Left out of /openapi.json: OpenAPI 3.0 cannot describe a response that never ends, and
+# schema-driven clients and fuzzers would wait on it forever (documented in docs/api.md).
+@router.get("/api/events/stream", response_class=StreamingResponse, include_in_schema=False)
 async def event_stream(request: Request, container: ContainerDep) -> StreamingResponse:
     """Server-Sent Events for the token's organization (agents: their conversations,
     the team queue, and status changes)."""
