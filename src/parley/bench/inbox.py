@@ -363,8 +363,15 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
             ("case_messages_page", case_messages),
         ):
             results[name] = await measure(n, op)
-        explain = await (await conn.execute("EXPLAIN " + _explainable(inbox, agent(0)))).fetchall()
-        record["plan_inbox_agent_first_page"] = [r[0] for r in explain]
+        for name, (sql, params) in {
+            "inbox_agent_first_page": inbox.list_statement(agent(0), inbox.InboxQuery()),
+            "timeline_first_page": (
+                timeline.TIMELINE_SQL,
+                timeline.statement_params(org_id, borrowers[0], 50, None),
+            ),
+        }.items():
+            cur = await conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+            record.setdefault("plans", {})[name] = [r[0] for r in await cur.fetchall()]
 
     results.update(await _through_api(container, org_id, agents, borrowers, n, pick))
     record["results"] = results
@@ -393,25 +400,6 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         f"{k}: p50 {v['p50_ms']:.2f} / p95 {v['p95_ms']:.2f} / p99 {v['p99_ms']:.2f} ms"
         for k, v in results.items()
     ]
-
-
-def _explainable(inbox: Any, principal: Any) -> str:
-    """The agent's first-page SQL with its parameters inlined (for the record)."""
-    scopes = inbox._scopes(principal, inbox.InboxQuery())
-    params: dict[str, Any] = {}
-    union = " UNION ALL ".join(
-        inbox._scope_sql(s, inbox.InboxQuery(), params, i) for i, s in enumerate(scopes)
-    )
-    text = inbox._SELECT.format(scopes=union) + " LIMIT %(limit)s"
-    values = {
-        "org": f"'{principal.organization_id}'",
-        "status": "'open'",
-        "limit": "51",
-        **{k: f"'{v}'" for k, v in params.items()},
-    }
-    for key, value in values.items():
-        text = text.replace(f"%({key})s", value)
-    return text
 
 
 async def _through_api(

@@ -105,6 +105,15 @@ async def list_conversations(
     conn: psycopg.AsyncConnection[Any], principal: Principal, q: InboxQuery
 ) -> tuple[list[dict[str, Any]], bool]:
     """A page of conversations, newest activity first, and whether more follow."""
+    sql, params = list_statement(principal, q)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params)
+        rows = await cur.fetchall()
+    return rows[: q.limit], len(rows) > q.limit
+
+
+def list_statement(principal: Principal, q: InboxQuery) -> tuple[str, dict[str, Any]]:
+    """The statement (and its parameters) of one page, after checking the filters."""
     if q.status not in STATUSES:
         raise Invalid.field("status", "must be open or closed")
     if q.channel is not None and q.channel not in CHANNELS:
@@ -119,11 +128,7 @@ async def list_conversations(
         params["after_at"], params["after_id"] = q.after
     scopes = _scopes(principal, q)
     union = " UNION ALL ".join(_scope_sql(s, q, params, i) for i, s in enumerate(scopes))
-    sql = _SELECT.format(scopes=union) + " LIMIT %(limit)s"
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, params)
-        rows = await cur.fetchall()
-    return rows[: q.limit], len(rows) > q.limit
+    return _SELECT.format(scopes=union) + " LIMIT %(limit)s", params
 
 
 def _visible(principal: Principal) -> tuple[str, dict[str, Any]]:

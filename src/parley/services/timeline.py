@@ -90,6 +90,21 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str, str]:
         raise Invalid.field("cursor", "is not a cursor this API returned") from exc
 
 
+def statement_params(
+    organization_id: uuid.UUID, borrower_id: uuid.UUID, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """TIMELINE_SQL's parameters for a page (one more row than `limit`: is there more?)."""
+    at, kind, key = decode_cursor(cursor)
+    return {
+        "b": borrower_id,
+        "org": organization_id,
+        "at": at,
+        "kind": kind,
+        "key": key,
+        "n": limit + 1,
+    }
+
+
 async def page(
     conn: psycopg.AsyncConnection[Any],
     organization_id: uuid.UUID,
@@ -98,7 +113,6 @@ async def page(
     cursor: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Up to `limit` items older than the cursor, and the next cursor (None at the end)."""
-    at, kind, key = decode_cursor(cursor)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT 1 FROM borrowers WHERE id = %s AND organization_id = %s",
@@ -107,15 +121,7 @@ async def page(
         if await cur.fetchone() is None:
             raise NotFound(f"borrower {borrower_id} not found")
         await cur.execute(
-            TIMELINE_SQL,
-            {
-                "b": borrower_id,
-                "org": organization_id,
-                "at": at,
-                "kind": kind,
-                "key": key,
-                "n": limit + 1,
-            },
+            TIMELINE_SQL, statement_params(organization_id, borrower_id, limit, cursor)
         )
         rows = await cur.fetchall()
     more = len(rows) > limit
