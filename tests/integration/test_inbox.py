@@ -329,3 +329,57 @@ async def test_timeline_merges_channels_calls_and_events_newest_first(container,
     assert bad.status_code == 422
     missing = await owner.get(f"/api/borrowers/{uuid.uuid4()}/timeline")
     assert missing.status_code == 404
+
+
+async def test_close_reopen_and_a_new_reply_reopens(container, tenant, world):
+    acc, owner = world["accounts"], world["owner"]
+    await _reply(tenant, acc, world["pat"]["phone"], "thanks, all sorted")
+    await drain(container, ["receipts"])
+    (conv,) = await _inbox(owner, agent="me")
+    cid = conv["conversationId"]
+    r = await owner.post(f"/api/inbox/{cid}/close")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "closed"
+    assert await _inbox(owner, agent="me") == []
+    assert [c["conversationId"] for c in await _inbox(owner, agent="me", status="closed")] == [cid]
+    assert (await owner.post(f"/api/inbox/{cid}/reopen")).json()["status"] == "open"
+    await owner.post(f"/api/inbox/{cid}/close")
+    await _reply(tenant, acc, world["pat"]["phone"], "actually, one question")
+    await drain(container, ["receipts"])
+    (conv,) = await _inbox(owner, agent="me")
+    assert conv["conversationId"] == cid
+    assert conv["status"] == "open"
+    assert (await world["other"].post(f"/api/inbox/{cid}/close")).status_code == 404
+
+
+async def test_a_supervisor_gives_an_unknown_sender_to_an_agent(container, tenant, world):
+    acc, other = world["accounts"], world["other"]
+    await _reply(tenant, acc, "+13125550142", "hello?")
+    await _reply(tenant, acc, world["pat"]["phone"], "hi")
+    await drain(container, ["receipts"])
+    (unknown,) = await _inbox(tenant.client, queue="team")
+    cid = unknown["conversationId"]
+    agent_id = str(other.user_id)  # type: ignore[attr-defined]
+
+    r = await other.post(f"/api/inbox/{cid}/assign", json={"agentId": agent_id})
+    assert r.status_code == 403  # agents don't assign
+    r = await tenant.client.post(f"/api/inbox/{cid}/assign", json={"agentId": str(uuid.uuid4())})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["code"] == "unknown_user"
+    (pat,) = await _inbox(world["owner"], agent="me")
+    r = await tenant.client.post(
+        f"/api/inbox/{pat['conversationId']}/assign", json={"agentId": agent_id}
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["code"] == "assign_the_case"
+
+    r = await tenant.client.post(f"/api/inbox/{cid}/assign", json={"agentId": agent_id})
+    assert r.status_code == 200, r.text
+    assert r.json()["assignedAgentId"] == agent_id
+    assert [c["conversationId"] for c in await _inbox(other, agent="me")] == [cid]
+    assert await _inbox(world["owner"], queue="team") == []
+    # The sender writes again: still theirs.
+    await _reply(tenant, acc, "+13125550142", "anyone there?")
+    await drain(container, ["receipts"])
+    (conv,) = await _inbox(other, agent="me")
+    assert conv["unreadCount"] == 2

@@ -200,3 +200,101 @@ async def mark_read(
             },
         )
     return await get(conn, principal, conversation_id)
+
+
+async def set_status(
+    conn: psycopg.AsyncConnection[Any],
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    status: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Close a conversation (done for now) or reopen it; a new inbound message reopens it
+    by itself."""
+    if status not in STATUSES:
+        raise Invalid.field("status", "must be open or closed")
+    extra, params = _visible(principal)
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE conversations SET status = %(status)s, updated_at = %(now)s "  # noqa: S608
+            f"WHERE id = %(id)s AND organization_id = %(org)s{extra} "
+            "RETURNING id::text, case_id::text, borrower_id::text, assigned_agent_id::text",
+            {
+                "status": status,
+                "now": now,
+                "id": conversation_id,
+                "org": principal.organization_id,
+                **params,
+            },
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        await activity.emit(
+            conn,
+            str(principal.organization_id),
+            "conversation.updated",
+            {
+                "conversationId": row[0],
+                "caseId": row[1],
+                "borrowerId": row[2],
+                "assignedAgentId": row[3],
+                "status": status,
+            },
+        )
+    return await get(conn, principal, conversation_id)
+
+
+async def assign_unfiled(
+    conn: psycopg.AsyncConnection[Any],
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    agent_id: uuid.UUID | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Give a team-queue sender's conversation (no case) to an agent, or back to the team.
+    A case's conversations follow the case's agent: assign the case instead."""
+    if not principal.at_least(Role.SUPERVISOR):
+        raise Forbidden("assigning conversations needs the supervisor role")
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT case_id, assigned_agent_id FROM conversations "
+            "WHERE id = %s AND organization_id = %s FOR UPDATE",
+            (conversation_id, principal.organization_id),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        case_id, previous = row
+        if case_id is not None:
+            raise Invalid.field(
+                "agentId",
+                f"this conversation follows case {case_id}: assign the case "
+                "(PATCH /api/cases/{caseId} with assignedAgentId)",
+                "assign_the_case",
+            )
+        if agent_id is not None:
+            cur = await conn.execute(
+                "SELECT 1 FROM users WHERE id = %s AND organization_id = %s",
+                (agent_id, principal.organization_id),
+            )
+            if await cur.fetchone() is None:
+                raise Invalid.field("agentId", "unknown user", "unknown_user")
+        await conn.execute(
+            "UPDATE conversations SET assigned_agent_id = %s, updated_at = %s WHERE id = %s",
+            (agent_id, now, conversation_id),
+        )
+        await activity.emit(
+            conn,
+            str(principal.organization_id),
+            "conversation.assigned",
+            {
+                "conversationId": str(conversation_id),
+                "caseId": None,
+                "borrowerId": None,
+                "assignedAgentId": str(agent_id) if agent_id else None,
+                "previousAgentId": str(previous) if previous else None,
+                "at": now.isoformat(),
+            },
+        )
+    return await get(conn, principal, conversation_id)

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from parley.api import pagination
-from parley.api.deps import ContainerDep, PrincipalDep
+from parley.api.deps import ContainerDep, PrincipalDep, SupervisorDep
+from parley.api.schemas.common import RequestModel
 from parley.api.schemas.inbox import ConversationList, ConversationOut, LastItemOut
 from parley.services import inbox as svc
 
@@ -91,4 +92,44 @@ async def mark_read(
     """Mark everything in the conversation read (its unread count drops to 0)."""
     async with container.db.pool.connection() as conn:
         row = await svc.mark_read(conn, principal, conversation_id, container.clock())
+    return conversation_out(row)
+
+
+class AssignIn(RequestModel):
+    agent_id: uuid.UUID | None
+
+
+@router.post("/api/inbox/{conversation_id}/close", response_model=ConversationOut)
+async def close(
+    conversation_id: uuid.UUID, principal: PrincipalDep, container: ContainerDep
+) -> ConversationOut:
+    """Done for now: out of the default (`status=open`) list until the borrower writes."""
+    async with container.db.pool.connection() as conn:
+        row = await svc.set_status(conn, principal, conversation_id, "closed", container.clock())
+    return conversation_out(row)
+
+
+@router.post("/api/inbox/{conversation_id}/reopen", response_model=ConversationOut)
+async def reopen(
+    conversation_id: uuid.UUID, principal: PrincipalDep, container: ContainerDep
+) -> ConversationOut:
+    async with container.db.pool.connection() as conn:
+        row = await svc.set_status(conn, principal, conversation_id, "open", container.clock())
+    return conversation_out(row)
+
+
+@router.post("/api/inbox/{conversation_id}/assign", response_model=ConversationOut)
+async def assign(
+    conversation_id: uuid.UUID,
+    body: AssignIn,
+    principal: SupervisorDep,
+    container: ContainerDep,
+) -> ConversationOut:
+    """Supervisors: give an unknown sender's conversation (team queue, no case) to an
+    agent (`agentId`), or back to the team (`null`). A case's conversations follow the
+    case: assign the case instead (422 says so)."""
+    async with container.db.pool.connection() as conn:
+        row = await svc.assign_unfiled(
+            conn, principal, conversation_id, body.agent_id, container.clock()
+        )
     return conversation_out(row)
