@@ -579,6 +579,16 @@ class Conversation(Base):
             "last_activity_at",
             "id",
         ),
+        # The team queue (no agent), by status: its own index, so that the planner never
+        # walks everyone's conversations filtering for the unassigned ones.
+        Index(
+            "ix_conversations_team_activity",
+            "organization_id",
+            "status",
+            "last_activity_at",
+            "id",
+            postgresql_where=text("assigned_agent_id IS NULL"),
+        ),
         # Supervisors' view of everything, by status.
         Index(
             "ix_conversations_org_activity",

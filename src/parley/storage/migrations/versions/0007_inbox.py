@@ -90,6 +90,12 @@ def upgrade() -> None:
         ["organization_id", "assigned_agent_id", "status", "last_activity_at", "id"],
     )
     op.create_index(
+        "ix_conversations_team_activity",
+        "conversations",
+        ["organization_id", "status", "last_activity_at", "id"],
+        postgresql_where=sa.text("assigned_agent_id IS NULL"),
+    )
+    op.create_index(
         "ix_conversations_org_activity",
         "conversations",
         ["organization_id", "status", "last_activity_at", "id"],
