@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from parley.api import pagination
 from parley.api.deps import ContainerDep, PrincipalDep, SupervisorDep
@@ -14,6 +14,8 @@ from parley.api.schemas.inbox import ConversationList, ConversationOut, LastItem
 from parley.services import inbox as svc
 
 router = APIRouter(tags=["inbox"])
+
+ConversationId = Annotated[uuid.UUID, Path(alias="conversationId")]
 
 
 def conversation_out(row: dict[str, Any]) -> ConversationOut:
@@ -77,17 +79,17 @@ async def list_inbox(
     )
 
 
-@router.get("/api/inbox/{conversation_id}", response_model=ConversationOut)
+@router.get("/api/inbox/{conversationId}", response_model=ConversationOut)
 async def get_conversation(
-    conversation_id: uuid.UUID, principal: PrincipalDep, container: ContainerDep
+    conversation_id: ConversationId, principal: PrincipalDep, container: ContainerDep
 ) -> ConversationOut:
     async with container.db.pool.connection() as conn:
         return conversation_out(await svc.get(conn, principal, conversation_id))
 
 
-@router.post("/api/inbox/{conversation_id}/read", response_model=ConversationOut)
+@router.post("/api/inbox/{conversationId}/read", response_model=ConversationOut)
 async def mark_read(
-    conversation_id: uuid.UUID, principal: PrincipalDep, container: ContainerDep
+    conversation_id: ConversationId, principal: PrincipalDep, container: ContainerDep
 ) -> ConversationOut:
     """Mark everything in the conversation read (its unread count drops to 0)."""
     async with container.db.pool.connection() as conn:
@@ -99,9 +101,9 @@ class AssignIn(RequestModel):
     agent_id: uuid.UUID | None
 
 
-@router.post("/api/inbox/{conversation_id}/close", response_model=ConversationOut)
+@router.post("/api/inbox/{conversationId}/close", response_model=ConversationOut)
 async def close(
-    conversation_id: uuid.UUID, principal: PrincipalDep, container: ContainerDep
+    conversation_id: ConversationId, principal: PrincipalDep, container: ContainerDep
 ) -> ConversationOut:
     """Done for now: out of the default (`status=open`) list until the borrower writes."""
     async with container.db.pool.connection() as conn:
@@ -109,18 +111,18 @@ async def close(
     return conversation_out(row)
 
 
-@router.post("/api/inbox/{conversation_id}/reopen", response_model=ConversationOut)
+@router.post("/api/inbox/{conversationId}/reopen", response_model=ConversationOut)
 async def reopen(
-    conversation_id: uuid.UUID, principal: PrincipalDep, container: ContainerDep
+    conversation_id: ConversationId, principal: PrincipalDep, container: ContainerDep
 ) -> ConversationOut:
     async with container.db.pool.connection() as conn:
         row = await svc.set_status(conn, principal, conversation_id, "open", container.clock())
     return conversation_out(row)
 
 
-@router.post("/api/inbox/{conversation_id}/assign", response_model=ConversationOut)
+@router.post("/api/inbox/{conversationId}/assign", response_model=ConversationOut)
 async def assign(
-    conversation_id: uuid.UUID,
+    conversation_id: ConversationId,
     body: AssignIn,
     principal: SupervisorDep,
     container: ContainerDep,
