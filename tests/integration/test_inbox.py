@@ -43,8 +43,10 @@ async def _agent(container: Any, tenant: Tenant, user_id: Any = None) -> httpx.A
             s, organization_id=tenant.organization_id, role=Role.AGENT, name="a", user_id=user_id
         )
         await s.commit()
+    from parley.api.app import create_app
+
     client = httpx.AsyncClient(
-        transport=tenant.client._transport,
+        transport=httpx.ASGITransport(app=create_app(container)),
         base_url="http://testserver",
         headers={"Authorization": f"Bearer {token}"},
     )
