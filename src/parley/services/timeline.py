@@ -115,15 +115,18 @@ async def page(
     """Up to `limit` items older than the cursor, and the next cursor (None at the end)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT 1 FROM borrowers WHERE id = %s AND organization_id = %s",
-            (borrower_id, organization_id),
-        )
-        if await cur.fetchone() is None:
-            raise NotFound(f"borrower {borrower_id} not found")
-        await cur.execute(
             TIMELINE_SQL, statement_params(organization_id, borrower_id, limit, cursor)
         )
         rows = await cur.fetchall()
+        # Every branch is scoped to the organization, so items prove the borrower is
+        # ours; only an empty page needs the round trip that tells 404 from "nothing".
+        if not rows:
+            await cur.execute(
+                "SELECT 1 FROM borrowers WHERE id = %s AND organization_id = %s",
+                (borrower_id, organization_id),
+            )
+            if await cur.fetchone() is None:
+                raise NotFound(f"borrower {borrower_id} not found")
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1]["at"], rows[-1]["kind"], rows[-1]["key"]) if more else None
