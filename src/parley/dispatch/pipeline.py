@@ -270,7 +270,11 @@ class Dispatcher:
                     claimed.append(row)
             await _copy_rows(conn, EVENTS_COPY, events, "parley")
             await _copy_rows(conn, DECISIONS_COPY, decisions, "send")
-            await _announce(conn, events, {r.id: r for r in rows})
+            # `sending` is not announced: it lasts as long as the provider call, and the
+            # outcome (sent, failed, ...) follows from this very batch. Kept out of the
+            # claim's transaction, NOTIFY (which serializes commits database-wide) is
+            # paid here only for the rare blocked / deferred / needs-review rows.
+            await _announce(conn, [e for e in events if e[4] != "sending"], {r.id: r for r in rows})
         return claimed
 
     async def _decide_all(
