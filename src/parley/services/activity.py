@@ -47,7 +47,19 @@ async def emit_many(
     :func:`emit` would one by one: for batch paths (the dispatcher's status changes),
     which must not pay a round trip per message."""
     if events:
-        payloads = [_payload(org, event_type, data) for org, event_type, data in events]
+        # One array literal (each payload double-quoted, backslash and quote escaped)
+        # rather than a list psycopg adapts element by element: this runs per batch on
+        # the dispatch path.
+        payloads = (
+            "{"
+            + ",".join(
+                '"'
+                + _payload(org, event_type, data).replace("\\", "\\\\").replace('"', '\\"')
+                + '"'
+                for org, event_type, data in events
+            )
+            + "}"
+        )
         await conn.execute(
             "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) WITH ORDINALITY AS u(p, n) ORDER BY n",
             (CHANNEL, payloads),
