@@ -428,6 +428,7 @@ async def _load(container: Container, session) -> Organization:  # type: ignore[
         cases.append(case)
     await session.commit()
     await _history(container, session, org, supervisor, cases[:60])
+    await _replies(container, org, cases[:60])
     return org
 
 
@@ -556,3 +557,61 @@ async def _history(
                 },
             )
         await message_svc.send(container, session, principal, case.id, request)
+
+
+DEMO_REPLIES = (
+    "Hi, I can pay $100 on Friday. Is that OK?",
+    "Can you send me the statement again please?",
+    "I already paid this last week, please check.",
+    "What is the total I owe now?",
+    "I lost my job, can we set up a payment plan?",
+    "Please call me after 5pm.",
+)
+
+
+async def _replies(container: Container, org: Organization, cases: list[Case]) -> None:
+    """A few borrowers reply on the channel they were written to (unread in their agent's
+    inbox), and an unknown number writes in (the team queue)."""
+    from parley.channels.base import InboundMessage
+    from parley.inbox import inbound
+    from parley.storage.models import Message, ProviderAccount
+
+    now = datetime.now(UTC)
+    async with container.db.session() as session:
+        accounts = {
+            a.channel: str(a.id)
+            for a in await session.scalars(
+                select(ProviderAccount).where(ProviderAccount.organization_id == org.id)
+            )
+        }
+        written = list(
+            (
+                await session.execute(
+                    select(Message.channel, Message.to_address)
+                    .where(
+                        Message.organization_id == org.id,
+                        Message.case_id.in_([c.id for c in cases]),
+                        Message.direction == "outbound",
+                    )
+                    .order_by(Message.created_at)
+                    .limit(len(DEMO_REPLIES))
+                )
+            ).all()
+        )
+    rows = await container.providers.accounts(sorted(accounts.values()))
+    senders = [*written, ("sms", "+13125550142")]
+    texts = [*DEMO_REPLIES, "Who is this? I got a text from this number."]
+    for i, ((channel, address), text) in enumerate(zip(senders, texts, strict=False)):
+        await inbound.handle(
+            container,
+            rows[accounts[channel]],
+            InboundMessage(
+                channel=Channel(channel),
+                sender=address,
+                recipient="",
+                body=text,
+                subject="Re: your account" if channel == "email" else None,
+                provider_message_id=f"demo-reply-{i}",
+                occurred_at=now,
+            ),
+        )

@@ -153,6 +153,9 @@ async def serve(container: Container, *, api: bool = True, worker: bool = True) 
             log.error("%s stopped with an error", task.get_name(), exc_info=task.exception())
     log.info("shutting down")
     if server is not None:
+        from parley.inbox import live
+
+        await live.close_app(server.config.app)  # end SSE streams, or the server waits
         server.should_exit = True
     if "worker" in tasks:
         tasks["worker"].cancel()  # Procrastinate finishes running jobs gracefully

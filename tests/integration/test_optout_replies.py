@@ -600,7 +600,7 @@ async def test_ordinary_replies_do_not_revoke(
 # -- 5. Unknown senders ----------------------------------------------------------------------------
 
 
-async def test_reply_from_an_unknown_number_is_kept_as_a_receipt_only(
+async def test_reply_from_an_unknown_number_goes_to_the_team_queue_and_changes_no_consent(
     tenant: Any, container: Any, provider_sends: list[tuple[str, str, str]]
 ) -> None:
     data = await _setup(tenant, container)
@@ -610,11 +610,17 @@ async def test_reply_from_an_unknown_number_is_kept_as_a_receipt_only(
         await _reply(tenant, data, body, sender="+13105550199")
     await _settle(container)
     assert await _scalar(container, "SELECT count(*) FROM webhook_receipts") == 3
-    assert (
-        await _scalar(container, "SELECT count(*) FROM messages WHERE direction = 'inbound'") == 0
-    )
+    # Recorded on no case, for a person to look at (the inbox's team queue): no borrower
+    # to act for, so no consent change and no confirmation.
+    assert await _rows(
+        container,
+        "SELECT case_id, borrower_id, from_address, body FROM messages "
+        "WHERE direction = 'inbound' ORDER BY created_at",
+    ) == [(None, None, "+13105550199", b) for b in ("STOP", "stop texting me", "HELP")]
     assert await _scalar(container, "SELECT count(*) FROM consent_events") == 0
-    assert await _scalar(container, "SELECT count(*) FROM messages") == 1  # the first contact
+    assert (
+        await _scalar(container, "SELECT count(*) FROM messages WHERE direction = 'outbound'") == 1
+    )
     assert len(provider_sends) == sent_before
     jobs = await _rows(
         container,
@@ -760,10 +766,10 @@ async def test_stop_from_a_borrower_without_a_case_still_revokes(
     assert {(c["channel"], c["action"], c["source"]) for c in rows} >= {
         ("sms", "revoke", "reply_keyword")
     }
-    # No case to file the reply on, so no message rows and no confirmation.
-    assert (
-        await _scalar(
-            container, "SELECT count(*) FROM messages WHERE borrower_id = %s", borrower_id
-        )
-        == 0
-    )
+    # No case to file the reply on: the reply is recorded for the team queue (no case),
+    # and no confirmation goes out (a confirmation is a message on a case).
+    assert await _rows(
+        container,
+        "SELECT direction, case_id, body FROM messages WHERE borrower_id = %s",
+        borrower_id,
+    ) == [("inbound", None, "STOP")]

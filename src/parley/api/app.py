@@ -29,6 +29,9 @@ ROUTERS = [
     "parley.api.routes.documents",
     "parley.api.routes.tracking",
     "parley.api.routes.webhook_subscriptions",
+    "parley.api.routes.inbox",
+    "parley.api.routes.timeline",
+    "parley.api.routes.events",
 ]
 
 

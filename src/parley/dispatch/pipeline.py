@@ -50,6 +50,7 @@ from parley.dispatch.statements import (
 )
 from parley.domain.channels import Channel
 from parley.domain.status import MessageStatus
+from parley.inbox import announce
 from parley.services import contactability, unsubscribe, whatsapp_window
 
 if TYPE_CHECKING:
@@ -274,6 +275,11 @@ class Dispatcher:
             await email_send.prepare(self.c, conn, claimed, account)
             await _copy_rows(conn, EVENTS_COPY, events, "parley")
             await _copy_rows(conn, DECISIONS_COPY, decisions, "send")
+            # `sending` is not announced: it lasts as long as the provider call, and the
+            # outcome (sent, failed, ...) follows from this very batch. Kept out of the
+            # claim's transaction, NOTIFY (which serializes commits database-wide) is
+            # paid here only for the rare blocked / deferred / needs-review rows.
+            await _announce(conn, [e for e in events if e[4] != "sending"], {r.id: r for r in rows})
         return claimed
 
     async def _decide_all(
@@ -341,14 +347,18 @@ class Dispatcher:
                 },
             )
             failed = await cur.fetchall()
-            await _copy_rows(
+            events = [
+                (org, mid, "failed", "queued", "failed", None, code, detail, now)
+                for mid, org, *_ in failed
+            ]
+            await _copy_rows(conn, EVENTS_COPY, events, "parley")
+            await announce.status_changes(
                 conn,
-                EVENTS_COPY,
                 [
-                    (org, mid, "failed", "queued", "failed", None, code, detail, now)
-                    for mid, org, _ in failed
+                    # Recorded as from `queued`, as the event row above says.
+                    (org, announce.status_change_data(mid, case, ch, "failed", "queued", now, code))
+                    for mid, org, _, case, ch in failed
                 ],
-                "parley",
             )
 
     # -- record -----------------------------------------------------------------------
@@ -429,6 +439,7 @@ class Dispatcher:
             for at, retry_ids in retry_at.items():
                 await outbox.defer_send(self.c.jobs, conn, retry_ids, schedule_at=at)
             await _copy_rows(conn, EVENTS_COPY, events, "parley")
+            await _announce(conn, events, {mid: o.row for mid, o in by_id.items()})
         lost = len(outcomes) - len(events)
         if lost:
             log.warning("%d outcomes not recorded: their claim was taken over meanwhile", lost)
@@ -477,6 +488,31 @@ def _event(
     if after is None:
         after = event if event in _STATUS_VALUES else before
     return (row.organization_id, row.id, event, before, after, provider_status, code, reason, at)
+
+
+async def _announce(
+    conn: psycopg.AsyncConnection, events: list[tuple[Any, ...]], rows: dict[str, Row]
+) -> None:
+    """One `message.status_changed` per event that moved a status, in one statement."""
+    changes = []
+    for org, mid, _event, before, after, _provider_status, code, _reason, at in events:
+        if before != after:
+            row = rows.get(mid)
+            changes.append(
+                (
+                    org,
+                    announce.status_change_data(
+                        mid,
+                        row.case_id if row else None,
+                        row.channel if row else None,
+                        after,
+                        before,
+                        at,
+                        code,
+                    ),
+                )
+            )
+    await announce.status_changes(conn, changes)
 
 
 # Retries are scheduled on a 100 ms grid: the retries of one batch (decided at the same

@@ -34,7 +34,7 @@ UPDATE messages m SET status = 'failed', status_changed_at = %(now)s, error_code
        error_detail = u.detail
 FROM unnest(%(ids)s::uuid[], %(codes)s::text[], %(details)s::text[]) AS u(id, code, detail)
 WHERE m.id = u.id AND m.status IN ('queued', 'scheduled')
-RETURNING m.id::text, m.organization_id::text, m.status
+RETURNING m.id::text, m.organization_id::text, m.status, m.case_id::text, m.channel
 """
 SENT_SQL = """
 UPDATE messages m SET status = 'sent', status_changed_at = %(now)s, sent_at = %(now)s,

@@ -7,8 +7,12 @@ answers at once and a failure is retried. Each inbound message is recorded once
 Matching: the sender's address is looked up among the organization's contact points
 (E.164 for phones, normalized email). The message joins the case the borrower was last
 written to from that contact point (else the borrower's most recent case) and its
-active thread. A sender matching no contact point is logged and left in the raw
-receipt (the unified inbox of the channels issue gives such senders a team queue).
+active thread. A sender matching no contact point, or a borrower with no case, is still
+recorded: the message has no case and lands in the team queue's conversation for that
+sender address (parley.inbox.conversations), for a person to look at.
+
+Every recorded reply moves its conversation (unread count, last activity) and is
+announced (`message.received`, `conversation.updated`) in the same transaction.
 
 Opt-out (reference/compliance.md, TCPA and Reg F 1006.14(h)): the reply is classified
 (:func:`parley.compliance.optout.classify_reply`): keywords (STOP, ... START, HELP) and
@@ -36,13 +40,13 @@ from parley.channels.base import InboundMessage, WebhookRequest
 from parley.compliance import optout
 from parley.compliance.reply_text import strip_email_quote
 from parley.domain.channels import Channel, ContactKind, contact_kind_for
-from parley.inbox import email_replies
+from parley.inbox import conversations, email_replies
 from parley.services import activity, consent, threads, whatsapp_window
 from parley.services import messages as message_svc
 from parley.services.auth import Principal, Role
 from parley.services.errors import ServiceError
 from parley.storage.db import raw_connection
-from parley.storage.models import Case, ContactPoint, Message, MessageEvent, Organization
+from parley.storage.models import ContactPoint, Message, MessageEvent, Organization
 
 if TYPE_CHECKING:
     from parley.bootstrap import Container
@@ -95,15 +99,20 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
         if cp is None and answered is not None and answered.contact_point_id is not None:
             cp = await session.get(ContactPoint, answered.contact_point_id)
         if cp is None:
-            log.info("inbound %s from an unknown sender kept as receipt only", item.channel)
-            return 0
-        case_id = answered.case_id if answered is not None else await _case_for(session, cp)
+            case_id = None  # nobody we know: the team queue
+        elif answered is not None:
+            case_id = answered.case_id
+        else:
+            case_id = await _case_for(session, cp)
         if case_id is None:
-            # No case to file the reply on (a message needs one): the raw receipt keeps it,
-            # but an opt-out is still honoured — consent belongs to the contact point.
-            log.info("inbound %s from a borrower without a case kept as receipt", item.channel)
-            await _consent_without_case(container, session, org_id, cp, item)
-            return 0
+            # No case to file the reply on: recorded for the team queue. An opt-out from a
+            # known borrower is still honoured (consent belongs to the contact point).
+            log.info("inbound %s matches no case: filed in the team queue", item.channel)
+            if cp is not None:  # first: it takes the borrower's lock before any row lock
+                await _consent_without_case(container, session, org_id, cp, item)
+            await _record_unfiled(container, session, account, org_id, cp, sender, item)
+            await session.commit()
+            return 1
         intent = optout.classify_reply(_reply_text(item), channel=item.channel)
         if item.kind == "auto_reply":
             # An out-of-office quoting "reply STOP" is not the borrower speaking.
@@ -195,23 +204,7 @@ async def handle(container: Container, account: AccountRow, item: InboundMessage
                 item.provider_message_id,
                 now,
             )
-        await activity.emit(
-            await raw_connection(session),
-            str(org_id),
-            "message.received",
-            {
-                "messageId": str(message.id),
-                "caseId": str(case_id),
-                "caseNumber": await session.scalar(
-                    select(Case.case_number).where(Case.id == case_id)
-                ),
-                "messageType": item.channel.value,
-                "from": cp.value,
-                "subject": item.subject,
-                "hasAttachments": bool(item.media),
-                "timestamp": item.occurred_at,
-            },
-        )
+        await _announce(await raw_connection(session), message, item, case_id=case_id)
         reply = await _act_on_intent(container, session, account, cp, message, intent, now)
         if reply is not None:
             savepoint = await session.begin_nested()
@@ -275,7 +268,101 @@ async def _consent_without_case(
                     address=cp.value if mine else None,
                 ),
             )
-    await session.commit()
+
+
+async def _record_unfiled(
+    container: Container,
+    session: AsyncSession,
+    account: AccountRow,
+    org_id: uuid.UUID,
+    cp: ContactPoint | None,
+    sender: str,
+    item: InboundMessage,
+) -> None:
+    """Record a reply that matches no case (no thread: threads belong to a case)."""
+    now = container.clock()
+    message = Message(
+        id=uuid.uuid4(),
+        organization_id=org_id,
+        case_id=None,
+        borrower_id=cp.borrower_id if cp else None,
+        contact_point_id=cp.id if cp else None,
+        thread_id=None,
+        channel=item.channel.value,
+        direction="inbound",
+        status="received",
+        to_address=item.recipient or "",
+        from_address=sender,
+        subject=item.subject,
+        body=item.body,
+        provider_account_id=uuid.UUID(account.id),
+        provider=account.provider,
+        provider_message_id=item.provider_message_id,
+        received_at=item.occurred_at,
+        purpose="reply",
+        flags=["unfiled"],
+        status_changed_at=now,
+        created_at=now,
+    )
+    session.add(message)
+    await session.flush()
+    session.add(
+        MessageEvent(
+            organization_id=org_id,
+            message_id=message.id,
+            event_type="received",
+            status_before=None,
+            status_after="received",
+            source="provider",
+            occurred_at=item.occurred_at,
+            reason="matches no case: filed in the team queue",
+            raw=item.raw or None,
+        )
+    )
+    await session.flush()
+    await _announce(await raw_connection(session), message, item, case_id=None)
+
+
+async def _announce(
+    conn: Any, message: Message, item: InboundMessage, *, case_id: uuid.UUID | None
+) -> None:
+    """Move the message's conversation and tell the live clients (and webhooks)."""
+    touched = await conversations.touch(
+        conn,
+        conversations.Item(
+            organization_id=message.organization_id,
+            kind="message",
+            item_id=message.id,
+            channel=message.channel,
+            direction="inbound",
+            at=message.created_at,
+            preview=conversations.preview_of(message.subject, message.body),
+            case_id=case_id,
+            borrower_id=message.borrower_id,
+            sender_address=message.from_address,
+        ),
+    )
+    await activity.emit(
+        conn,
+        str(message.organization_id),
+        "message.received",
+        {
+            "messageId": str(message.id),
+            "caseId": str(case_id) if case_id else None,
+            "caseNumber": touched.case_number,
+            "borrowerId": str(message.borrower_id) if message.borrower_id else None,
+            "conversationId": touched.conversation_id,
+            "assignedAgentId": touched.assigned_agent_id,
+            "messageType": message.channel,
+            "direction": "inbound",
+            "from": message.from_address,
+            "subject": message.subject,
+            "preview": conversations.preview_of(message.subject, message.body),
+            "hasAttachments": bool(item.media),
+            "flags": list(message.flags or []),
+            "timestamp": item.occurred_at.isoformat(),
+        },
+    )
 
 
 def _normalize(item: InboundMessage) -> str:

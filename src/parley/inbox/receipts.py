@@ -26,6 +26,8 @@ from parley.channels.base import (
     WebhookVerificationError,
 )
 from parley.domain.status import EventType, MessageStatus, status_after_event
+from parley.inbox.announce import EVENT as STATUS_CHANGED
+from parley.inbox.announce import status_change_data
 from parley.services import activity, whatsapp_templates
 
 if TYPE_CHECKING:
@@ -270,20 +272,19 @@ async def apply_event(conn: psycopg.AsyncConnection, account_id: str, event: Del
     params.append(message_id)
     # `sets` holds only the constant fragments above; values go as parameters.
     await conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = %s", params)  # noqa: S608
-    failed = event.event_type in (EventType.FAILED, EventType.BOUNCED, EventType.REJECTED)
     await activity.emit(
         conn,
         org_id,
-        "message.status_changed",
-        {
-            "messageId": message_id,
-            "caseId": case_id,
-            "messageType": channel,
-            "status": after.value,
-            "previousStatus": before.value,
-            "errorCode": event.error_code if failed else None,
-            "timestamp": event.occurred_at,
-        },
+        STATUS_CHANGED,
+        status_change_data(
+            message_id,
+            case_id,
+            channel,
+            after.value,
+            before.value,
+            event.occurred_at,
+            event.error_code if after is not before and event.error_code else None,
+        ),
     )
     return True
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import select
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.compliance import caps, gate
 from parley.compliance.assess import PURPOSES, REPLY_PURPOSES, assess
 from parley.domain.channels import Channel
+from parley.inbox import conversations
 from parley.services import activity, contactability, recipients
 from parley.services import context as case_context
 from parley.services.auth import Principal
@@ -118,8 +119,29 @@ async def place(
             orjson.dumps(decision.facts_record()).decode(),
         ),
     )
+    await touch_conversation(
+        conn, call, now, "Call placed" if decision.allowed else "Call blocked by the gate"
+    )
     await session.commit()  # releases the advisory lock with the attempt recorded
     return call, decision
+
+
+async def touch_conversation(conn: Any, call: Call, at: datetime, preview: str) -> None:
+    """Calls are part of the borrower's conversation on the case (the unified inbox)."""
+    await conversations.touch(
+        conn,
+        conversations.Item(
+            organization_id=call.organization_id,
+            kind="call",
+            item_id=call.id,
+            channel=Channel.VOICE.value,
+            direction=call.direction,
+            at=at,
+            preview=preview,
+            case_id=call.case_id,
+            borrower_id=call.borrower_id,
+        ),
+    )
 
 
 async def get(session: AsyncSession, org_id: uuid.UUID, call_id: uuid.UUID) -> Call:
@@ -186,6 +208,14 @@ async def record_result(
             "durationSeconds": int((ended - placed).total_seconds()) if placed else None,
             "timestamp": ended,
         },
+    )
+    await session.flush()
+    label = result.replace("_", " ")
+    await touch_conversation(
+        await raw_connection(session),
+        call,
+        now,
+        conversations.preview_of(f"Call: {label}", notes),
     )
     await session.commit()
     return call

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -347,8 +347,24 @@ async def change(
     number = clean.get("case_number")
     if number is not None and await _number_taken(session, org_id, number, case.id):
         raise _duplicate_number(number)
+    previous_agent = case.assigned_agent_id
     for key, value in clean.items():
         setattr(case, key, value)
+    if "assigned_agent_id" in clean and clean["assigned_agent_id"] != previous_agent:
+        # The case's conversations follow it (the case row is locked: see
+        # parley.inbox.conversations for why that keeps new ones consistent).
+        from parley.inbox import conversations
+        from parley.storage.db import raw_connection
+
+        await session.flush()
+        await conversations.reassign_case(
+            await raw_connection(session),
+            org_id,
+            case.id,
+            clean["assigned_agent_id"],
+            previous_agent,
+            datetime.now(UTC),
+        )
     await _commit(session, number)
     await session.refresh(case)  # updated_at is set by the database
     return await get(session, org_id, case.id)

@@ -28,7 +28,9 @@ from parley.compliance.assess import (
 from parley.dispatch import outbox
 from parley.domain.channels import Channel, Direction
 from parley.domain.status import CANCELLABLE, MessageStatus
+from parley.inbox import announce, conversations
 from parley.services import (
+    activity,
     contactability,
     documents,
     provider_accounts,
@@ -250,6 +252,7 @@ async def send(
         await outbox.defer_send(
             container.jobs, conn, [str(message_id)], schedule_at=schedule_at, priority=req.priority
         )
+    await _announce_created(conn, message)
     await session.commit()
     return message
 
@@ -266,6 +269,66 @@ async def _attachments(
     if channel is not Channel.EMAIL:
         raise Invalid.field("attachments", "only email messages carry attachments")
     return await documents.for_outbound_email(session, org_id, case_id, req.attachments)
+
+
+async def _announce_created(conn: Any, message: Message) -> None:
+    """The conversation moves (last activity; nothing unread) and live clients hear."""
+    preview = conversations.preview_of(message.subject, message.body)
+    touched = await conversations.touch(
+        conn,
+        conversations.Item(
+            organization_id=message.organization_id,
+            kind="message",
+            item_id=message.id,
+            channel=message.channel,
+            direction=message.direction,
+            at=message.created_at,
+            preview=preview,
+            case_id=message.case_id,
+            borrower_id=message.borrower_id,
+        ),
+    )
+    await activity.emit(
+        conn,
+        str(message.organization_id),
+        "message.created",
+        {
+            "messageId": str(message.id),
+            "caseId": str(message.case_id),
+            "caseNumber": touched.case_number,
+            "borrowerId": str(message.borrower_id),
+            "conversationId": touched.conversation_id,
+            "assignedAgentId": touched.assigned_agent_id,
+            "messageType": message.channel,
+            "direction": message.direction,
+            "status": message.status,
+            "to": message.to_address,
+            "subject": message.subject,
+            "preview": preview,
+            "purpose": message.purpose,
+            "sentBy": message.sent_by_name,
+            "timestamp": message.created_at.isoformat(),
+        },
+    )
+
+
+async def announce_status(
+    conn: Any, message: Message, previous: str, at: datetime, error_code: str | None = None
+) -> None:
+    await activity.emit(
+        conn,
+        str(message.organization_id),
+        announce.EVENT,
+        announce.status_change_data(
+            str(message.id),
+            str(message.case_id),
+            message.channel,
+            message.status,
+            previous,
+            at,
+            error_code,
+        ),
+    )
 
 
 async def _preferred_address(
@@ -496,6 +559,8 @@ async def cancel(
             occurred_at=now,
         )
     )
+    await session.flush()
+    await announce_status(await raw_connection(session), message, current.value, now)
     await session.commit()
     return message
 
@@ -542,6 +607,14 @@ async def resolve_review(
             occurred_at=now,
             reason=f"{resolution} (by {principal.name})" + (f": {note}" if note else ""),
         )
+    )
+    await session.flush()
+    await announce_status(
+        await raw_connection(session),
+        message,
+        MessageStatus.NEEDS_REVIEW.value,
+        now,
+        message.error_code,
     )
     await session.commit()
     return message

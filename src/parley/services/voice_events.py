@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.services import calls as calls_svc
 from parley.services import presence
 from parley.services.errors import NotFound
 from parley.services.voice_calls import (
@@ -50,6 +51,7 @@ from parley.services.voice_calls import (
     provider_for,
     record_provider_error,
 )
+from parley.storage.db import raw_connection
 from parley.storage.models import Call, CallEvent, CallLeg, Case, CaseBorrower, ContactPoint
 from parley.voice import twiml
 from parley.voice.lifecycle import (
@@ -459,6 +461,10 @@ async def on_inbound(container: Container, account: AccountRow, cb: Callback) ->
         if agent is not None:
             presence.mark_busy(agent, call.id, now)
         await session.flush()
+        # The borrower calling in is activity on their conversation (unread for the agent).
+        await calls_svc.touch_conversation(
+            await raw_connection(session), call, now, "Incoming call"
+        )
         await emit(session, call, "call.status_changed")
         await session.commit()
         voicemail = twiml.voicemail(

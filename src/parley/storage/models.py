@@ -269,11 +269,24 @@ class Message(Base):
         # claim (queued -> sending) changes no indexed value and can be a HOT update
         # (migration 0005); new pages are filled to 70% to leave it room.
         Index("ix_messages_in_flight", "created_at", postgresql_where=text("in_flight")),
+        # The team queue's unfiled inbound messages, by sender (migration 0007).
+        Index(
+            "ix_messages_unfiled_sender",
+            "organization_id",
+            "from_address",
+            "created_at",
+            postgresql_where=text("case_id IS NULL"),
+        ),
+        CheckConstraint(
+            "case_id IS NOT NULL OR direction = 'inbound'", name="ck_messages_case_or_inbound"
+        ),
         {"postgresql_with": {"fillfactor": 70}},
     )
     id: Mapped[uuid.UUID] = _pk()
     organization_id: Mapped[uuid.UUID] = _org()
-    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"))
+    # NULL only for an inbound message from a sender matching no case (the inbox's team
+    # queue, migration 0007); every outbound message belongs to a case.
+    case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("cases.id"))
     borrower_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("borrowers.id"))
     contact_point_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contact_points.id"))
     thread_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("threads.id"))
@@ -499,6 +512,8 @@ class Call(Base):
             "agent_user_id",
             postgresql_where=text("status = 'awaiting_log'"),
         ),
+        # A borrower's timeline (migration 0007).
+        Index("ix_calls_borrower_created", "borrower_id", "created_at"),
     )
     id: Mapped[uuid.UUID] = _pk()
     organization_id: Mapped[uuid.UUID] = _org_unindexed()
@@ -832,3 +847,92 @@ class AgentPresence(Base):
     endpoint: Mapped[str | None] = mapped_column(String(200))
     busy_call_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("calls.id"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# -- Unified inbox (issue 3 section 5): conversations ------------------------------------
+
+
+class Conversation(Base):
+    """One row per conversation an agent works: see `parley.inbox.conversations`."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        # A case's conversation with one borrower, across channels.
+        Index(
+            "ux_conversations_case_borrower",
+            "organization_id",
+            "case_id",
+            "borrower_id",
+            unique=True,
+            postgresql_where=text("case_id IS NOT NULL"),
+        ),
+        # An inbound sender filed on no case (the team queue), by address.
+        Index(
+            "ux_conversations_sender",
+            "organization_id",
+            "sender_address",
+            unique=True,
+            postgresql_where=text("case_id IS NULL"),
+        ),
+        # GET /api/inbox: per agent (NULL = the team queue) and status, newest first.
+        Index(
+            "ix_conversations_agent_activity",
+            "organization_id",
+            "assigned_agent_id",
+            "status",
+            "last_activity_at",
+            "id",
+        ),
+        # The team queue (no agent), by status: its own index, so that the planner never
+        # walks everyone's conversations filtering for the unassigned ones.
+        Index(
+            "ix_conversations_team_activity",
+            "organization_id",
+            "status",
+            "last_activity_at",
+            "id",
+            postgresql_where=text("assigned_agent_id IS NULL"),
+        ),
+        # Supervisors' view of everything, by status.
+        Index(
+            "ix_conversations_org_activity",
+            "organization_id",
+            "status",
+            "last_activity_at",
+            "id",
+        ),
+        # unread=true: only the conversations with something unread.
+        Index(
+            "ix_conversations_unread",
+            "organization_id",
+            "assigned_agent_id",
+            "last_activity_at",
+            "id",
+            postgresql_where=text("unread_count > 0"),
+        ),
+        Index("ix_conversations_borrower", "borrower_id"),
+        CheckConstraint(
+            "case_id IS NOT NULL OR sender_address IS NOT NULL", name="ck_conversations_key"
+        ),
+        CheckConstraint("status IN ('open', 'closed')", name="ck_conversations_status"),
+    )
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("cases.id"))
+    borrower_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("borrowers.id"))
+    # For the team queue's unfiled senders: the normalized address (E.164 or email).
+    sender_address: Mapped[str | None] = mapped_column(String(320))
+    assigned_agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(10), default="open", server_default="open")
+    last_activity_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The latest item (a message or a call); no foreign key: it is written before the row.
+    last_item_kind: Mapped[str] = mapped_column(String(10))  # message | call
+    last_item_id: Mapped[uuid.UUID] = mapped_column()
+    last_channel: Mapped[str] = mapped_column(String(20))
+    last_direction: Mapped[str] = mapped_column(String(10))
+    last_preview: Mapped[str | None] = mapped_column(String(200))
+    unread_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_read_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()

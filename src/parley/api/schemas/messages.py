@@ -71,7 +71,7 @@ class ComplianceSummary(CamelModel):
 
 class MessageOut(CamelModel):
     message_id: uuid.UUID
-    case_id: uuid.UUID
+    case_id: uuid.UUID | None  # None: an inbound message from an unknown sender
     borrower_id: uuid.UUID | None
     thread_id: uuid.UUID | None
     message_type: str

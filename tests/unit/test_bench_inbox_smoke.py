@@ -1,0 +1,50 @@
+"""Smoke test of `parley bench inbox --quick`: it seeds its own throw-away database and
+writes a record with every measured read, its gates and the query plans. Timings and
+verdicts depend on the machine and are only required to be present, never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+READS = {
+    "inbox_agent_first_page",
+    "inbox_agent_third_page",
+    "inbox_agent_unread",
+    "inbox_supervisor_all",
+    "timeline_first_page",
+    "thread_messages",
+    "case_messages_page",
+    "api_inbox_first_page",
+    "api_timeline_first_page",
+}
+
+
+def test_quick_run_records_every_read(tmp_path: Path) -> None:
+    results = tmp_path / "inbox.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "PARLEY_BENCH_DATABASE_URL"}
+    command = [sys.executable, "-m", "parley.cli", "bench", "inbox", "--quick"]
+    proc = subprocess.run(
+        [*command, "--results", str(results)],
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    output = (proc.stdout + proc.stderr).decode(errors="replace")
+    (line,) = results.read_text().splitlines()
+    record = json.loads(line)
+    assert not record.get("error"), output[-3000:]
+    assert record["workload"] == "inbox"
+    assert record["dataset"]["messages"] == 20_000 + 1_000  # + the unknown senders
+    assert record["dataset"]["conversations"] == 2_000 + 1_000
+    assert set(record["results"]) >= READS | {"raw_select_1", "raw_message_by_pk"}
+    for figures in record["results"].values():
+        assert figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+    assert {g["gate"].split(" ")[0] for g in record["gates"]} == READS
+    # The plans are recorded (their shape at 20k messages says little about 1M).
+    assert record["plans"]["inbox_agent_first_page"][-1].startswith("Execution Time")
+    assert record["plans"]["timeline_first_page"][-1].startswith("Execution Time")
+    assert proc.returncode == (0 if record["passed"] else 1), output[-3000:]
