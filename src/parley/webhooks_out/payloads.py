@@ -9,7 +9,7 @@ each event type publishes, so an internal field never leaks to a customer by acc
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -69,6 +69,9 @@ def build(event_type: str, data: dict[str, Any], now: datetime) -> dict[str, Any
                 value = data.get(alias)
         if name == "timestamp" and value is None:
             value = now
+        elif name == "timestamp" and isinstance(value, str):
+            # Live-update call sites pass ISO strings; the body always says UTC with a Z.
+            value = datetime.fromisoformat(value).astimezone(UTC)
         if value is None and name in _OPTIONAL:
             continue
         body[name] = _plain(value)
