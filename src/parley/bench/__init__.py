@@ -8,6 +8,7 @@ import importlib
 WORKLOADS = {
     "dispatch-email": "parley.bench.dispatch_email",
     "dispatch-sms": "parley.bench.dispatch_sms",
+    "webhooks": "parley.bench.webhooks",
 }
 
 
