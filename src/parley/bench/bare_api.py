@@ -9,8 +9,6 @@ stack, measured in the same run as the real route.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 
 import uvicorn
 from fastapi import Request, Response
@@ -34,7 +32,7 @@ async def _serve() -> None:
         return Response(content=_ANSWER, media_type="application/json")
 
     settings = container.settings
-    # As runtime._server configures `parley api`.
+    # As runtime._server configures `parley api` (uvicorn handles SIGTERM).
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -45,11 +43,6 @@ async def _serve() -> None:
             lifespan="off",
         )
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     try:
         await server.serve()
     finally:

@@ -368,6 +368,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
     record["notes"] = NOTES
     org, account, ids = await _seed(container, args)
     plan = build_plan(ids, seed=args.seed)
+    record["seeded"] = {"organization_id": org, "account_id": account}
     record["settings"] = {
         "messages": len(ids),
         "callbacks": sum(len(c) for c in plan.phases.values()),

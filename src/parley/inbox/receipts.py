@@ -13,21 +13,22 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import orjson
 import psycopg
 
 from parley.channels.base import (
+    ChannelProvider,
     DeliveryEvent,
     InboundMessage,
     WebhookRequest,
     WebhookVerificationError,
 )
-from parley.domain.status import EventType, MessageStatus, status_after_event
+from parley.inbox import status_events
 
 if TYPE_CHECKING:
     from parley.bootstrap import Container
+    from parley.dispatch.providers import AccountRow
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ _SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"
 
 class UnknownWebhookAccount(LookupError):
     pass
+
+
+AccountChanged = status_events.AccountChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,37 +53,74 @@ class IngestResult:
 async def ingest(
     container: Container, provider_name: str, account_id: str, request: WebhookRequest
 ) -> IngestResult:
-    account = await container.providers.account(account_id)
+    # One pooled connection for the whole callback: each checkout costs a round trip.
+    async with container.db.pool.connection() as conn:
+        # The account as read a moment ago: re-reading it per callback was one query in
+        # five. The receipt's insert checks that it is still the stored one; if not (a
+        # secret rotated, the account removed), everything is decided again on a fresh
+        # read, so nothing is ever accepted or refused on a stale row.
+        for attempt in range(3):
+            fresh = attempt > 0
+            account = await container.providers.recent_account(account_id, conn, fresh=fresh)
+            try:
+                provider = await _verified(container, account, provider_name, request)
+            except WebhookVerificationError:
+                if fresh:
+                    raise
+                continue
+            assert account is not None  # _verified raised otherwise
+            items = provider.parse_webhook(request)
+            try:
+                # Pipeline mode: BEGIN goes with the first statement, the event
+                # statements go together: round trips are what a callback costs.
+                async with conn.pipeline(), conn.transaction():
+                    return await _store_and_apply(
+                        container, conn, account, provider_name, request, items
+                    )
+            except status_events.AccountChanged:
+                continue
+        raise status_events.AccountChanged(account_id)  # edited again and again: retry later
+
+
+async def _verified(
+    container: Container, account: AccountRow | None, provider_name: str, request: WebhookRequest
+) -> ChannelProvider:
+    """The account's provider, once it has verified the request's signature."""
     if account is None or account.provider != provider_name:
-        raise UnknownWebhookAccount(f"no {provider_name} account {account_id}")
+        raise UnknownWebhookAccount(f"no such {provider_name} account")
     provider = await container.providers.get(account)
     provider.verify_webhook(request)  # raises WebhookVerificationError
-    items = provider.parse_webhook(request)
-    dedupe = hashlib.sha256(request.body + request.url.encode()).hexdigest()
-    headers = {k: v for k, v in request.headers.items() if k not in _SENSITIVE_HEADERS}
-    async with container.db.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "INSERT INTO webhook_receipts (organization_id, provider_account_id, provider, "
-            "dedupe_key, url, headers, body) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (provider_account_id, dedupe_key) DO NOTHING RETURNING id",
-            (
-                account.organization_id,
-                account.id,
-                provider_name,
-                dedupe,
-                request.url,
-                orjson.dumps(headers).decode(),
-                request.body,
-            ),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return IngestResult(duplicate=True, events=len(items), unmatched=0)
-        unmatched = await _apply_all(conn, account.id, items)
-        if unmatched:
-            await _retry_later(container, conn, row[0], 0)
-        if any(isinstance(item, InboundMessage) for item in items):
-            await defer_inbound(container, conn, row[0])
+    return provider
+
+
+async def _store_and_apply(
+    container: Container,
+    conn: psycopg.AsyncConnection,
+    account: AccountRow,
+    provider_name: str,
+    request: WebhookRequest,
+    items: list[DeliveryEvent | InboundMessage],
+) -> IngestResult:
+    """Store the receipt once (deduplicated by URL + body) and apply its status events in
+    the same transaction; inbound messages go to a worker (`process_inbound`)."""
+    events = [item for item in items if isinstance(item, DeliveryEvent)]
+    receipt_id, targets = await status_events.store_receipt_and_lock(
+        conn,
+        account=account,
+        provider=provider_name,
+        dedupe_key=hashlib.sha256(request.body + request.url.encode()).hexdigest(),
+        url=request.url,
+        headers={k: v for k, v in request.headers.items() if k not in _SENSITIVE_HEADERS},
+        body=request.body,
+        events=events,
+    )
+    if receipt_id is None:
+        return IngestResult(duplicate=True, events=len(items), unmatched=0)
+    _changes, unmatched = await status_events.record_events(conn, targets, events)
+    if unmatched:
+        await _retry_later(container, conn, receipt_id, 0)
+    if len(events) < len(items):
+        await defer_inbound(container, conn, receipt_id)
     return IngestResult(duplicate=False, events=len(items), unmatched=unmatched)
 
 
@@ -162,66 +203,17 @@ async def _retry_later(
 async def _apply_all(
     conn: psycopg.AsyncConnection, account_id: str, items: list[DeliveryEvent | InboundMessage]
 ) -> int:
-    unmatched = 0
-    # Inbound messages are handled by the process_inbound job (see defer_inbound).
-    for item in items:
-        if isinstance(item, DeliveryEvent) and not await apply_event(conn, account_id, item):
-            unmatched += 1
+    """Apply the status events among `items`; how many matched no message. (Inbound
+    messages are handled by the process_inbound job, see defer_inbound.)"""
+    events = [item for item in items if isinstance(item, DeliveryEvent)]
+    targets = await status_events.lock_messages(conn, account_id, events)
+    _changes, unmatched = await status_events.record_events(conn, targets, events)
     return unmatched
 
 
 async def apply_event(conn: psycopg.AsyncConnection, account_id: str, event: DeliveryEvent) -> bool:
     """Apply one provider event; False if no message carries its provider id yet."""
-    cur = await conn.execute(
-        "SELECT id::text, organization_id::text, status FROM messages "
-        "WHERE provider_account_id = %s AND provider_message_id = %s FOR UPDATE",
-        (account_id, event.provider_message_id),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return False
-    message_id, org_id, status = row
-    before = MessageStatus(status)
-    after = status_after_event(before, event.event_type)
-    cur = await conn.execute(
-        "INSERT INTO message_events (organization_id, message_id, event_type, status_before, "
-        "status_after, source, provider_event_id, provider_status, error_code, reason, "
-        "occurred_at, raw) VALUES (%s, %s, %s, %s, %s, 'provider', %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (message_id, provider_event_id) DO NOTHING RETURNING id",
-        (
-            org_id,
-            message_id,
-            event.event_type.value,
-            before.value,
-            after.value,
-            event.provider_event_id,
-            event.provider_status,
-            event.error_code,
-            event.reason,
-            event.occurred_at,
-            _json(event.raw),
-        ),
-    )
-    inserted = await cur.fetchone()
-    if inserted is None or after is before:
-        return True  # duplicate event, or one that can't move the status: stored/absorbed
-    sets = ["status = %s", "status_changed_at = %s"]
-    params: list[Any] = [after.value, event.occurred_at]
-    if after is MessageStatus.DELIVERED:
-        sets.append("delivered_at = coalesce(delivered_at, %s)")
-        params.append(event.occurred_at)
-    if event.event_type in (EventType.FAILED, EventType.BOUNCED, EventType.REJECTED):
-        sets.append("error_code = coalesce(%s, error_code)")
-        sets.append("error_detail = coalesce(%s, error_detail)")
-        params += [event.error_code, event.reason]
-    params.append(message_id)
-    # `sets` holds only the constant fragments above; values go as parameters.
-    await conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = %s", params)  # noqa: S608
-    return True
-
-
-def _json(raw: dict[str, Any]) -> str:
-    return orjson.dumps(raw, default=str).decode()
+    return await _apply_all(conn, account_id, [event]) == 0
 
 
 __all__ = ["IngestResult", "UnknownWebhookAccount", "WebhookVerificationError", "ingest"]
