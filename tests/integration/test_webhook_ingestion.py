@@ -180,3 +180,51 @@ async def test_concurrent_shuffled_callbacks_apply_once(container: Any, tenant: 
                 (message_id,),
             )
             assert await cur.fetchone() == ("delivered", 3, 1), sid
+
+
+async def test_replay_covers_inbound_receipts_once(container: Any, tenant: Any) -> None:
+    """`parley replay-receipts` re-runs every kind of receipt: an inbound message's
+    receipt is handed to the inbound job again, and handling it twice records it once."""
+    from parley.inbox import inbound
+    from parley.inbox.receipts import replay
+
+    token = "token-0123456789"
+    account = await _twilio(container, tenant, token)
+    await factories.borrower_with_case(container, tenant.organization_id, phone="+12025550188")
+    body = urlencode(
+        {
+            "MessageSid": "SMinbound0001",
+            "SmsStatus": "received",
+            "From": "+12025550188",
+            "To": kit.FROM_NUMBER,
+            "Body": "I can pay on Friday",
+            "AccountSid": kit.CONFIG["account_sid"],
+        }
+    ).encode()
+    request = kit.sign(
+        WebhookRequest(
+            method="POST",
+            url=f"{container.settings.base_url}/webhooks/twilio/{account}",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+            body=body,
+        ),
+        {"auth_token": token},
+    )
+    assert (await _post(tenant, request)).status_code == 200
+    assert await replay(container, account_id=account) == (1, 0)
+
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT (args->>'receipt_id')::bigint FROM procrastinate_jobs "
+            "WHERE task_name = 'parley:process_inbound' ORDER BY id"
+        )
+        jobs = [r[0] for r in await cur.fetchall()]
+    assert len(jobs) == 2 and len(set(jobs)) == 1  # the original and the replay
+    handled = [await inbound.process_receipt(container, receipt_id) for receipt_id in jobs]
+    assert handled == [1, 0]
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM messages WHERE direction = 'inbound' "
+            "AND provider_message_id = 'SMinbound0001'"
+        )
+        assert (await cur.fetchone())[0] == 1
