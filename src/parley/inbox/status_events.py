@@ -197,8 +197,8 @@ async def record_events(
             unmatched += 1
             continue
         moves_from, moves_to = transitions(event.event_type)
-        # A cursor per statement: in pipeline mode they are all sent before any result
-        # is read (one round trip for the lot).
+        # A cursor per statement, read once all are executed (ready for pipeline mode,
+        # which did not pay off for the usual one-event callback).
         cur = conn.cursor()
         await cur.execute(
             _RECORD_SQL,
