@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--account", help="only this provider account id")
     r.add_argument("--since", help="only receipts received since (RFC 3339)")
     b = sub.add_parser("bench", help="run a benchmark workload")
-    b.add_argument("workload", help="dispatch-email | dispatch-sms | inbox")
+    b.add_argument("workload", help="dispatch-email | dispatch-sms | inbox | webhooks")
     b.add_argument("extra", nargs=argparse.REMAINDER)
     return parser
 

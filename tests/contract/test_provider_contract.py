@@ -8,7 +8,11 @@ Adding a provider = its folder (with a `kit` module), one registry line and fixt
 (b) every fixture verifies as captured and parses to the expected normalized events;
     malformed payloads parse to known types or nothing, never an exception;
 (c) sends against the provider's protocol peer map injected errors to accepted,
-    retryable, permanent or unknown outcome exactly as the kit declares.
+    retryable, permanent or unknown outcome exactly as the kit declares, keeping the
+    provider's error code.
+
+The HTTP side of the same contract (the route's 401/403 without echo, deduplicated
+receipts) is in `test_webhook_route_contract.py`.
 """
 
 from __future__ import annotations
@@ -220,6 +224,9 @@ def test_webhook_tampered_after_signing_is_rejected(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_fixture_presence_matches_webhook_support(name: str) -> None:
+    # Every provider has its folder, even one without webhooks (a README saying why):
+    # a provider added without one fails here instead of being silently not covered.
+    assert (FIXTURES / name).is_dir(), f"add {FIXTURES / name}/ (fixtures, or a README)"
     kit = load_kit(name)
     fixtures = load_fixtures(FIXTURES / name)
     if kit.HAS_WEBHOOKS:
@@ -315,6 +322,15 @@ async def test_send_error_maps_to_declared_outcome(name: str, mode: str) -> None
 def test_kit_covers_a_permanent_failure(name: str) -> None:
     outcomes = {mode.expect for mode in load_kit(name).ERROR_MODES.values()}
     assert Outcome.PERMANENT in outcomes
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_kit_pins_the_error_code_of_every_definite_failure(name: str) -> None:
+    """A retryable or permanent failure keeps the provider's code (the message's
+    error_code, the delivery report): each declared case says which code it must be."""
+    for mode, declared in load_kit(name).ERROR_MODES.items():
+        if declared.expect in (Outcome.RETRYABLE, Outcome.PERMANENT):
+            assert declared.error_code, f"{name} kit mode {mode!r} pins no error_code"
 
 
 @pytest.mark.parametrize("name", NAMES)

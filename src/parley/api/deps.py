@@ -12,7 +12,9 @@ from parley.bootstrap import Container
 from parley.services.auth import Principal, Role, authenticate
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on
+    # every request for an attribute read (measured on the webhook route).
     container: Container = request.app.state.container
     return container
 

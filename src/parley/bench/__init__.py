@@ -9,6 +9,7 @@ WORKLOADS = {
     "dispatch-email": "parley.bench.dispatch_email",
     "dispatch-sms": "parley.bench.dispatch_sms",
     "inbox": "parley.bench.inbox",
+    "webhooks": "parley.bench.webhooks",
 }
 
 

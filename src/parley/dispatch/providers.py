@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -43,6 +44,9 @@ class AccountRow:
         return hashlib.sha256(blob).hexdigest()
 
 
+# How long a webhook may use an account row it read (see ProviderCache.recent_account).
+RECENT_SECONDS = 5.0
+
 ACCOUNTS_SQL = (
     "SELECT id::text, organization_id::text, provider, channel, config, secrets, "
     "rate_per_second, burst, enabled FROM provider_accounts WHERE id = ANY(%s::uuid[])"
@@ -54,6 +58,7 @@ class ProviderCache:
         self._db = db
         self._public_base_url = public_base_url
         self._instances: dict[str, tuple[str, ChannelProvider]] = {}
+        self._recent: dict[str, tuple[float, AccountRow]] = {}
 
     async def accounts(
         self, ids: list[str], conn: psycopg.AsyncConnection | None = None
@@ -73,6 +78,27 @@ class ProviderCache:
 
     async def account(self, account_id: str) -> AccountRow | None:
         return (await self.accounts([account_id])).get(account_id)
+
+    async def recent_account(
+        self, account_id: str, conn: psycopg.AsyncConnection, *, fresh: bool = False
+    ) -> AccountRow | None:
+        """An account row read at most `RECENT_SECONDS` ago (or now, with `fresh`).
+
+        For webhooks: every status callback names its account, and re-reading it per
+        callback was one query in five on that path. A caller that finds the row stale
+        (a signature that fails with it: the secret may have been rotated) asks again
+        with `fresh=True`.
+        """
+        now = time.monotonic()
+        cached = None if fresh else self._recent.get(account_id)
+        if cached is not None and now - cached[0] < RECENT_SECONDS:
+            return cached[1]
+        account = (await self.accounts([account_id], conn=conn)).get(account_id)
+        if account is None:
+            self._recent.pop(account_id, None)
+        else:
+            self._recent[account_id] = (now, account)
+        return account
 
     async def get(self, account: AccountRow) -> ChannelProvider:
         cached = self._instances.get(account.id)
@@ -100,6 +126,7 @@ class ProviderCache:
             await _close_quietly(cached[1])
 
     async def aclose(self) -> None:
+        self._recent.clear()
         for _, provider in self._instances.values():
             await _close_quietly(provider)
         self._instances.clear()

@@ -43,6 +43,9 @@ async def provider_webhook(
         result = await receipts.ingest(container, provider, account_id, hook)
     except receipts.UnknownWebhookAccount:
         return problem(404, "Not found", "unknown webhook endpoint")
+    except receipts.AccountChanged:
+        # The account was being edited while we stored this: the provider retries.
+        return problem(503, "Service unavailable", "provider account changed; retry")
     except WebhookVerificationError as exc:
         # Log who and why, never the payload (it can carry personal data or secrets).
         log.warning(
