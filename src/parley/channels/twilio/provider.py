@@ -15,12 +15,10 @@ could text the borrower twice.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import logging
 from collections.abc import Mapping
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -41,6 +39,7 @@ from parley.channels.base import (
     WebhookRequest,
     WebhookVerificationError,
 )
+from parley.channels.http_client import ProviderHttp
 from parley.channels.twilio import signature, statuses
 from parley.channels.twilio.config import TwilioSettings, parse_settings
 from parley.domain.channels import Channel
@@ -48,36 +47,6 @@ from parley.domain.channels import Channel
 log = logging.getLogger(__name__)
 
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-class _Progress:
-    """Set once the request was handed to the connection (it may reach Twilio)."""
-
-    __slots__ = ("written",)
-
-    def __init__(self) -> None:
-        self.written = False
-
-
-# The progress of the send running in the current task: aiohttp sends a request in the
-# task that awaits it, so the request class below finds it here.
-_PROGRESS: ContextVar[_Progress | None] = ContextVar("twilio_send_progress", default=None)
-
-
-class _TrackedRequest(aiohttp.ClientRequest):
-    """Marks the current send's progress once aiohttp has the request line, headers and
-    body queued on the connection. Until then nothing can have reached the server; from
-    then on a failure leaves the outcome unknown (the body may be on the wire).
-
-    This replaces an aiohttp TraceConfig, which costs six signal dispatches and their
-    parameter objects per request (~5% of a worker's CPU at thousands of sends/s)."""
-
-    async def send(self, conn: Any) -> aiohttp.ClientResponse:
-        response = await super().send(conn)
-        progress = _PROGRESS.get()
-        if progress is not None:
-            progress.written = True
-        return response
 
 
 class TwilioProvider:
@@ -91,23 +60,15 @@ class TwilioProvider:
         self.settings = settings
         credentials = f"{settings.account_sid}:{settings.auth_token}".encode()
         self._authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
-        self._session: aiohttp.ClientSession | None = None
-        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self._http = ProviderHttp(
+            max_concurrency=settings.max_concurrency,
+            timeout=settings.timeout,
+            headers={"Authorization": self._authorization, "Accept": "application/json"},
+        )
+        self._slots = self._http.slots
 
     def _client(self) -> aiohttp.ClientSession:
-        # Built on first use: a ClientSession belongs to the running event loop.
-        if self._session is None or self._session.closed:
-            timeout = self.settings.timeout
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.settings.max_concurrency, keepalive_timeout=15
-                ),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
-                headers={"Authorization": self._authorization, "Accept": "application/json"},
-                request_class=_TrackedRequest,
-                raise_for_status=False,
-            )
-        return self._session
+        return self._http.client()
 
     # -- sending -------------------------------------------------------------------
 
@@ -149,42 +110,9 @@ class TwilioProvider:
         if not message.to:
             return SendResult(accepted=False, error_code="21604", error_detail="'To' is required")
         body = self.encoded_form(message)
-        progress = _Progress()
-        async with self._slots:
-            session = self._client()
-            token = _PROGRESS.set(progress)
-            try:
-                async with session.post(
-                    self.settings.messages_url, data=body, headers=_FORM
-                ) as response:
-                    payload = await response.read()
-                    return response_result(
-                        response.status, payload, response.headers.get("Retry-After")
-                    )
-            except aiohttp.ClientConnectorError as exc:
-                return SendResult(
-                    accepted=False,
-                    retryable=True,
-                    error_code="connect_failed",
-                    error_detail=f"cannot connect to Twilio: {exc}",
-                )
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                kind = "timeout" if isinstance(exc, TimeoutError) else "connection_error"
-                if not progress.written:
-                    return SendResult(
-                        accepted=False,
-                        retryable=True,
-                        error_code=kind,
-                        error_detail=f"request not sent: {exc!r}",
-                    )
-                return SendResult(
-                    accepted=False,
-                    outcome_unknown=True,
-                    error_code=kind,
-                    error_detail=f"no response after the request was sent: {exc!r}",
-                )
-            finally:
-                _PROGRESS.reset(token)
+        return await self._http.send(
+            self.settings.messages_url, body, _FORM, "Twilio", response_result
+        )
 
     # -- webhooks ------------------------------------------------------------------
 
@@ -248,9 +176,7 @@ class TwilioProvider:
         ]
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()
 
     def __repr__(self) -> str:  # never shows the auth token
         return f"<TwilioProvider {self.settings.account_sid} via {self.settings.base_url}>"

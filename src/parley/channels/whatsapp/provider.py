@@ -14,12 +14,10 @@ the message, so the outcome is unknown (a blind retry could message the borrower
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 from collections.abc import Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,6 +35,7 @@ from parley.channels.base import (
     WebhookRequest,
     WebhookVerificationError,
 )
+from parley.channels.http_client import ProviderHttp
 from parley.channels.whatsapp import errors, payloads, webhooks
 from parley.channels.whatsapp.config import WhatsAppSettings, parse_settings
 from parley.domain.channels import Channel
@@ -46,29 +45,6 @@ log = logging.getLogger(__name__)
 _JSON = {"Content-Type": "application/json"}
 TEMPLATE_PAGE_SIZE = 100
 MAX_TEMPLATE_PAGES = 100  # 10,000 templates: far beyond Meta's per-account limit
-
-
-class _Progress:
-    """Set once the request was handed to the connection (it may reach Meta)."""
-
-    __slots__ = ("written",)
-
-    def __init__(self) -> None:
-        self.written = False
-
-
-_PROGRESS: ContextVar[_Progress | None] = ContextVar("whatsapp_send_progress", default=None)
-
-
-class _TrackedRequest(aiohttp.ClientRequest):
-    """Marks the current send's progress once aiohttp has written the request."""
-
-    async def send(self, conn: Any) -> aiohttp.ClientResponse:
-        response = await super().send(conn)
-        progress = _PROGRESS.get()
-        if progress is not None:
-            progress.written = True
-        return response
 
 
 class MediaFetchError(Exception):
@@ -107,26 +83,18 @@ class WhatsAppCloudProvider:
 
     def __init__(self, settings: WhatsAppSettings) -> None:
         self.settings = settings
-        self._session: aiohttp.ClientSession | None = None
-        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self._http = ProviderHttp(
+            max_concurrency=settings.max_concurrency,
+            timeout=settings.timeout,
+            headers={
+                "Authorization": f"Bearer {settings.access_token}",
+                "Accept": "application/json",
+            },
+        )
+        self._slots = self._http.slots
 
     def _client(self) -> aiohttp.ClientSession:
-        # Built on first use: a ClientSession belongs to the running event loop.
-        if self._session is None or self._session.closed:
-            timeout = self.settings.timeout
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.settings.max_concurrency, keepalive_timeout=15
-                ),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
-                headers={
-                    "Authorization": f"Bearer {self.settings.access_token}",
-                    "Accept": "application/json",
-                },
-                request_class=_TrackedRequest,
-                raise_for_status=False,
-            )
-        return self._session
+        return self._http.client()
 
     # -- sending -------------------------------------------------------------------
 
@@ -137,39 +105,13 @@ class WhatsAppCloudProvider:
             body = orjson.dumps(payloads.request_body(message))
         except payloads.PayloadError as exc:
             return SendResult(accepted=False, error_code="invalid_payload", error_detail=str(exc))
-        progress = _Progress()
-        async with self._slots:
-            session = self._client()
-            token = _PROGRESS.set(progress)
-            try:
-                async with session.post(
-                    self.settings.messages_url, data=body, headers=_JSON
-                ) as response:
-                    return response_result(response.status, await response.read())
-            except aiohttp.ClientConnectorError as exc:
-                return SendResult(
-                    accepted=False,
-                    retryable=True,
-                    error_code="connect_failed",
-                    error_detail=f"cannot connect to the Graph API: {exc}",
-                )
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                kind = "timeout" if isinstance(exc, TimeoutError) else "connection_error"
-                if not progress.written:
-                    return SendResult(
-                        accepted=False,
-                        retryable=True,
-                        error_code=kind,
-                        error_detail=f"request not sent: {exc!r}",
-                    )
-                return SendResult(
-                    accepted=False,
-                    outcome_unknown=True,
-                    error_code=kind,
-                    error_detail=f"no response after the request was sent: {exc!r}",
-                )
-            finally:
-                _PROGRESS.reset(token)
+        return await self._http.send(
+            self.settings.messages_url,
+            body,
+            _JSON,
+            "the Graph API",
+            lambda status, payload, _retry_after: response_result(status, payload),
+        )
 
     # -- inbound media -------------------------------------------------------------
 
@@ -263,9 +205,7 @@ class WhatsAppCloudProvider:
         return challenge
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()
 
     def __repr__(self) -> str:  # never shows the token or the app secret
         number, base = self.settings.phone_number_id, self.settings.base_url
