@@ -160,6 +160,11 @@ class Dispatcher:
         claimed = await self._claim(ids, account)
         if not claimed:
             return
+        if reservation is not None:
+            # Slots count from the end of the claim when it overran the first slot: a slow
+            # claim (a busy database) must not leave every slot it spanned due at once and
+            # fire them as one burst at the provider; the rest keep their spacing.
+            start = max(start, loop.time() - reservation.delay_for(0))
         results = await _send_all(provider, claimed, reservation, start)
         outcomes = []
         for row, result in zip(claimed, results, strict=True):
