@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
-from typing import Any
 
 from parley.channels.base import ProviderConfigError, ProviderContext
+from parley.channels.config_fields import ConfigReader
 
 CONFIG_FIELDS: dict[str, str] = {
     "host": "SMSC host name or IP address",
@@ -62,42 +62,15 @@ class SmppSettings:
 
 def parse_settings(context: ProviderContext) -> SmppSettings:
     """Validate an account's config; every problem is named in one ProviderConfigError."""
-    config, problems = context.config, []
-
-    def text(name: str, max_len: int | None = None) -> str | None:
-        value = config.get(name)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            problems.append(f"{name}: must be a string")
-            return None
-        value = value.strip()
-        if max_len is not None and (len(value) > max_len or not value.isascii()):
-            problems.append(f"{name}: at most {max_len} ASCII characters")
-        return value
-
-    def number(name: str, default: float, low: float, high: float, whole: bool = False) -> Any:
-        value = config.get(name, default)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(f"{name}: must be a number")
-            return default
-        if not low <= value <= high:
-            problems.append(f"{name}: must be between {low:g} and {high:g}")
-            return default
-        if whole and value != int(value):
-            problems.append(f"{name}: must be a whole number")
-            return default
-        return int(value) if whole else float(value)
-
+    reader = ConfigReader(context.config)
+    problems, text, number = reader.problems, reader.text, reader.number
     host = text("host")
     if host is None:
         problems.append("host: required")
-    system_id = text("system_id", 15)
+    system_id = text("system_id", max_len=15)
     if system_id is None:
         problems.append("system_id: required")
-    system_type = text("system_type", 12) or ""
+    system_type = text("system_type", max_len=12) or ""
     source_addr = text("source_addr")
     if source_addr is not None and not _SENDER.match(source_addr):
         problems.append("source_addr: must be a number or an alphanumeric sender id")
@@ -109,18 +82,18 @@ def parse_settings(context: ProviderContext) -> SmppSettings:
     conversion = text("receipt_id_conversion") or "none"
     if conversion not in CONVERSIONS:
         problems.append(f"receipt_id_conversion: one of {', '.join(CONVERSIONS)}")
-    registered = config.get("registered_delivery", True)
+    registered = context.config.get("registered_delivery", True)
     if not isinstance(registered, bool):
         problems.append("registered_delivery: must be true or false")
-    port = number("port", 2775, 1, 65535, whole=True)
-    window = number("window", 10, 1, 1000, whole=True)
+    port = reader.whole("port", 2775, 1, 65535)
+    window = reader.whole("window", 10, 1, 1000)
     throughput = number("throughput", 10, 0.01, 100000)
     enquire = number("enquire_link_interval", 30, 0.05, 3600)
     response_timeout = number("response_timeout", 10, 0.05, 600)
     connect_timeout = number("connect_timeout", 10, 0.05, 600)
     reconnect_min = number("reconnect_min", 1, 0.01, 3600)
     reconnect_max = number("reconnect_max", 60, 0.01, 86400)
-    offset = number("receipt_utc_offset_minutes", 0, -840, 840, whole=True)
+    offset = reader.whole("receipt_utc_offset_minutes", 0, -840, 840)
     reassembly = number("mo_reassembly_timeout", 10, 0.05, 3600)
     if reconnect_max < reconnect_min:
         problems.append("reconnect_max: must not be less than reconnect_min")

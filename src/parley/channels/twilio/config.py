@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from parley.channels.base import ProviderConfigError, ProviderContext
+from parley.channels.config_fields import ConfigReader
 
 CONFIG_FIELDS: dict[str, str] = {
     "base_url": "API base URL (default https://api.twilio.com)",
@@ -44,33 +44,9 @@ class TwilioSettings:
 
 def parse_settings(context: ProviderContext) -> TwilioSettings:
     """Validate an account's config; every problem is named in one ProviderConfigError."""
-    config, problems = context.config, []
-
-    def text(name: str) -> str | None:
-        value = config.get(name)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            problems.append(f"{name}: must be a string")
-            return None
-        return value.strip()
-
-    def number(name: str, default: float, low: float, high: float) -> float:
-        value = config.get(name, default)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(f"{name}: must be a number")
-            return default
-        if not low <= value <= high:
-            problems.append(f"{name}: must be between {low:g} and {high:g}")
-            return default
-        return value
-
-    base_url = (text("base_url") or DEFAULT_BASE_URL).rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        problems.append("base_url: must be an http(s) URL")
+    reader = ConfigReader(context.config)
+    problems, text, number = reader.problems, reader.text, reader.number
+    base_url = reader.http_url("base_url", DEFAULT_BASE_URL)
     account_sid = text("account_sid")
     if account_sid is None:
         problems.append("account_sid: required")
@@ -84,9 +60,7 @@ def parse_settings(context: ProviderContext) -> TwilioSettings:
         problems.append("messaging_service_sid: must look like MG followed by 32 hex digits")
     if from_number is None and service_sid is None:
         problems.append("from_number: required unless messaging_service_sid is set")
-    max_concurrency = number("max_concurrency", 32, 1, 1000)
-    if max_concurrency != int(max_concurrency):
-        problems.append("max_concurrency: must be a whole number")
+    max_concurrency = reader.whole("max_concurrency", 32, 1, 1000)
     timeout = number("timeout", 15.0, 0.001, 600)
     auth_token = context.secrets.get("auth_token")
     if not auth_token or not isinstance(auth_token, str):

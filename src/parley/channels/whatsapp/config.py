@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from parley.channels.base import ProviderConfigError, ProviderContext
+from parley.channels.config_fields import ConfigReader
 
 CONFIG_FIELDS: dict[str, str] = {
     "base_url": "Graph API base URL (default https://graph.facebook.com)",
@@ -57,35 +57,14 @@ class WhatsAppSettings:
 
 def parse_settings(context: ProviderContext) -> WhatsAppSettings:
     """Validate an account's config; every problem is named in one ProviderConfigError."""
-    config, problems = context.config, []
+    reader = ConfigReader(context.config)
+    problems = reader.problems
+    number = reader.number
 
     def text(name: str) -> str | None:
-        value = config.get(name)
-        if value is None or value == "":
-            return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)  # ids are digits; accept them as JSON numbers too
-        if not isinstance(value, str):
-            problems.append(f"{name}: must be a string")
-            return None
-        return value.strip()
+        return reader.text(name, digits_ok=True)  # ids are digits; JSON numbers too
 
-    def number(name: str, default: float, low: float, high: float) -> float:
-        value = config.get(name, default)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(f"{name}: must be a number")
-            return default
-        if not low <= value <= high:
-            problems.append(f"{name}: must be between {low:g} and {high:g}")
-            return default
-        return value
-
-    base_url = (text("base_url") or DEFAULT_BASE_URL).rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        problems.append("base_url: must be an http(s) URL")
+    base_url = reader.http_url("base_url", DEFAULT_BASE_URL)
     api_version = text("api_version") or DEFAULT_API_VERSION
     if not _VERSION.match(api_version):
         problems.append("api_version: must look like v21.0")
@@ -100,9 +79,7 @@ def parse_settings(context: ProviderContext) -> WhatsAppSettings:
     from_number = text("from_number")
     if from_number is not None and not _E164.match(from_number):
         problems.append("from_number: must be E.164 (+15551234567)")
-    max_concurrency = number("max_concurrency", 32, 1, 1000)
-    if max_concurrency != int(max_concurrency):
-        problems.append("max_concurrency: must be a whole number")
+    max_concurrency = reader.whole("max_concurrency", 32, 1, 1000)
     timeout = number("timeout", 15.0, 0.001, 600)
     secrets = context.secrets
     access_token = secrets.get("access_token")
