@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import procrastinate
 
@@ -20,6 +20,7 @@ from parley.storage import embedded
 from parley.storage.db import Database
 
 if TYPE_CHECKING:
+    from parley.inbox.group_commit import GroupCommit
     from parley.webhooks_out.sender import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,17 @@ class Container:
     embedded_server: embedded.EmbeddedPostgres | None = None
     # Outbound webhooks' HTTP client, made on first use in a worker (webhooks_out.sender).
     webhook_sender: WebhookSender | None = None
+    # Group commit of provider status callbacks, made on first use in an API process
+    # (inbox.receipts.ingest).
+    receipt_batcher: GroupCommit[Any, Any] | None = None
     _closed: bool = field(default=False, repr=False)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self.receipt_batcher is not None:
+            await self.receipt_batcher.drain()
         await self.providers.aclose()
         if self.webhook_sender is not None:
             await self.webhook_sender.aclose()

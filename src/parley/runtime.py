@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from typing import Any
@@ -133,6 +134,17 @@ def _server(container: Container) -> uvicorn.Server:
     return server
 
 
+def settle_heap() -> None:
+    """Keep what start-up made (modules, routes, the container) out of garbage collection.
+
+    Those objects live as long as the process, yet every full collection walks them
+    again; frozen, a collection only walks what requests allocate. (Measured on the
+    webhook route: collections were a visible share of the API process's CPU.)
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(container: Container, *, api: bool = True, worker: bool = True) -> None:
     """Run until SIGINT/SIGTERM, then stop accepting work and close everything."""
     stop = asyncio.Event()
@@ -142,6 +154,7 @@ async def serve(container: Container, *, api: bool = True, worker: bool = True) 
             loop.add_signal_handler(sig, stop.set)
     tasks: dict[str, asyncio.Task[Any]] = {}
     server = _server(container) if api else None
+    settle_heap()
     if server is not None:
         tasks["api"] = asyncio.create_task(server.serve(), name="api")
     if worker:

@@ -22,6 +22,7 @@ _ANSWER = b'{"ok":true,"duplicate":false}'
 async def _serve() -> None:
     from parley.api.app import create_app
     from parley.bootstrap import create_container
+    from parley.runtime import settle_heap
 
     container = await create_container(Settings(), migrate=False)
     app = create_app(container)
@@ -43,6 +44,7 @@ async def _serve() -> None:
             lifespan="off",
         )
     )
+    settle_heap()  # as runtime.serve does for `parley api`
     try:
         await server.serve()
     finally:

@@ -79,6 +79,13 @@ class ProviderCache:
     async def account(self, account_id: str) -> AccountRow | None:
         return (await self.accounts([account_id])).get(account_id)
 
+    def cached_account(self, account_id: str) -> AccountRow | None:
+        """The account row if it was read less than `RECENT_SECONDS` ago, else None."""
+        cached = self._recent.get(account_id)
+        if cached is not None and time.monotonic() - cached[0] < RECENT_SECONDS:
+            return cached[1]
+        return None
+
     async def recent_account(
         self, account_id: str, conn: psycopg.AsyncConnection, *, fresh: bool = False
     ) -> AccountRow | None:
@@ -89,10 +96,10 @@ class ProviderCache:
         (a signature that fails with it: the secret may have been rotated) asks again
         with `fresh=True`.
         """
+        cached = None if fresh else self.cached_account(account_id)
+        if cached is not None:
+            return cached
         now = time.monotonic()
-        cached = None if fresh else self._recent.get(account_id)
-        if cached is not None and now - cached[0] < RECENT_SECONDS:
-            return cached[1]
         account = (await self.accounts([account_id], conn=conn)).get(account_id)
         if account is None:
             self._recent.pop(account_id, None)

@@ -9,6 +9,7 @@ retried shortly by a job that re-reads the stored receipt.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -26,9 +27,10 @@ from parley.channels.base import (
     WebhookRequest,
     WebhookVerificationError,
 )
-from parley.inbox import status_events
+from parley.inbox import receipt_batch, status_events
 from parley.inbox.announce import EVENT as STATUS_CHANGED
 from parley.inbox.announce import status_change_data
+from parley.inbox.group_commit import GroupCommit
 from parley.services import activity, whatsapp_templates
 
 if TYPE_CHECKING:
@@ -58,12 +60,130 @@ class IngestResult:
 async def ingest(
     container: Container, provider_name: str, account_id: str, request: WebhookRequest
 ) -> IngestResult:
-    # One pooled connection for the whole callback: each checkout costs a round trip.
+    """Verify a provider's webhook, store its receipt once and apply its status events;
+    answered once that is committed.
+
+    A receipt that carries only status events (the hot path: several callbacks per
+    message) joins the process's group commit (`inbox.group_commit`): callbacks that
+    arrive while earlier ones are being written are stored together, in one transaction
+    with multi-row statements (`inbox.receipt_batch`). Anything else -- inbound messages,
+    a batch that could not be written as one -- takes the single-receipt path.
+    """
+    account = await _recent_account(container, account_id)
+    try:
+        provider = await _verified(container, account, provider_name, request)
+    except WebhookVerificationError:
+        # The row may predate a secret rotation: decide again on a fresh read.
+        account = await _recent_account(container, account_id, fresh=True)
+        provider = await _verified(container, account, provider_name, request)
+    assert account is not None  # _verified raised otherwise
+    items = provider.parse_webhook(request)
+    if not all(isinstance(item, DeliveryEvent) for item in items):
+        return await _ingest_one(container, provider_name, account_id, request)
+    pending = receipt_batch.PendingReceipt(
+        account=account,
+        provider=provider_name,
+        dedupe_key=_dedupe_key(request),
+        url=request.url,
+        headers=_stored_headers(request),
+        body=request.body,
+        events=[item for item in items if isinstance(item, DeliveryEvent)],
+    )
+    return await _batcher(container).submit(_Submitted(pending, request))
+
+
+@dataclass(frozen=True, slots=True)
+class _Submitted:
+    pending: receipt_batch.PendingReceipt
+    request: WebhookRequest
+
+
+def _batcher(container: Container) -> GroupCommit[_Submitted, IngestResult]:
+    """The process's group commit for receipts (one per event loop)."""
+    batcher = container.receipt_batcher
+    if batcher is None or batcher.loop is not asyncio.get_running_loop():
+
+        async def process(batch: Sequence[_Submitted]) -> list[IngestResult | BaseException]:
+            return await _store_batch(container, batch)
+
+        batcher = GroupCommit(process, max_size=container.settings.webhook_batch_size)
+        container.receipt_batcher = batcher
+    return batcher
+
+
+async def _store_batch(
+    container: Container, batch: Sequence[_Submitted]
+) -> list[IngestResult | BaseException]:
+    """One transaction for the batch; when it cannot be written as one (an account
+    edited meanwhile, an event stored by someone else first), each receipt on its own.
+    In pipeline mode: the batch's statements travel in three round trips, not eight."""
+    pending = [s.pending for s in batch]
+    try:
+        async with (
+            container.db.pool.connection() as conn,
+            conn.pipeline(),
+            conn.transaction(),
+        ):
+            result = await receipt_batch.store_and_apply(conn, pending)
+            await announce_changes(conn, result.changes)
+            for p, stored in zip(pending, result.receipts, strict=True):
+                if stored.receipt_id is None:
+                    continue
+                await whatsapp_templates.on_receipt(conn, p.account, p.body, container.clock())
+                if stored.unmatched:
+                    await _retry_later(container, conn, stored.receipt_id, 0)
+    except (status_events.AccountChanged, psycopg.Error) as exc:
+        log.info("batch of %d receipts applied one by one: %s", len(batch), exc)
+        outcomes: list[IngestResult | BaseException] = []
+        for s in batch:
+            try:
+                outcomes.append(
+                    await _ingest_one(
+                        container, s.pending.provider, s.pending.account.id, s.request
+                    )
+                )
+            except Exception as one_exc:  # answered to its own request
+                outcomes.append(one_exc)
+        return outcomes
+    return [
+        IngestResult(
+            duplicate=stored.receipt_id is None,
+            events=len(p.events),
+            unmatched=stored.unmatched,
+        )
+        for p, stored in zip(pending, result.receipts, strict=True)
+    ]
+
+
+async def _recent_account(
+    container: Container, account_id: str, *, fresh: bool = False
+) -> AccountRow | None:
+    """The account as read a moment ago (re-reading it per callback was one query in
+    five); the insert of its receipt checks that it is still the stored one."""
+    cached = None if fresh else container.providers.cached_account(account_id)
+    if cached is not None:
+        return cached
     async with container.db.pool.connection() as conn:
-        # The account as read a moment ago: re-reading it per callback was one query in
-        # five. The receipt's insert checks that it is still the stored one; if not (a
-        # secret rotated, the account removed), everything is decided again on a fresh
-        # read, so nothing is ever accepted or refused on a stale row.
+        return await container.providers.recent_account(account_id, conn, fresh=fresh)
+
+
+def _dedupe_key(request: WebhookRequest) -> str:
+    return hashlib.sha256(request.body + request.url.encode()).hexdigest()
+
+
+def _stored_headers(request: WebhookRequest) -> dict[str, Any]:
+    return {k: v for k, v in request.headers.items() if k not in _SENSITIVE_HEADERS}
+
+
+async def _ingest_one(
+    container: Container, provider_name: str, account_id: str, request: WebhookRequest
+) -> IngestResult:
+    """A receipt on its own: one pooled connection, one transaction."""
+    async with container.db.pool.connection() as conn:
+        # The account may be as read a moment ago: the receipt's insert checks that it
+        # is still the stored one; if not (a secret rotated, the account removed),
+        # everything is decided again on a fresh read, so nothing is ever accepted or
+        # refused on a stale row.
         for attempt in range(3):
             fresh = attempt > 0
             account = await container.providers.recent_account(account_id, conn, fresh=fresh)
@@ -113,9 +233,9 @@ async def _store_and_apply(
         conn,
         account=account,
         provider=provider_name,
-        dedupe_key=hashlib.sha256(request.body + request.url.encode()).hexdigest(),
+        dedupe_key=_dedupe_key(request),
         url=request.url,
-        headers={k: v for k, v in request.headers.items() if k not in _SENSITIVE_HEADERS},
+        headers=_stored_headers(request),
         body=request.body,
         events=events,
     )

@@ -215,7 +215,7 @@ async def on_receipt(
         cur = await conn.execute(
             "UPDATE whatsapp_templates SET status = %s, rejected_reason = %s, "
             "status_updated_at = %s, provider_template_id = coalesce(provider_template_id, %s) "
-            "WHERE provider_account_id = %s AND name = %s AND language = %s",
+            "WHERE provider_account_id = %s AND name = %s AND language = %s RETURNING 1",
             (
                 update.status,
                 update.reason,
@@ -226,5 +226,6 @@ async def on_receipt(
                 update.language,
             ),
         )
-        changed += cur.rowcount
+        # Rows rather than rowcount: also right in pipeline mode (receipts' group commit).
+        changed += len(await cur.fetchall())
     return changed

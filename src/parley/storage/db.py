@@ -7,6 +7,8 @@ transaction that writes the message (the transactional outbox, DESIGN.md section
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -39,6 +41,26 @@ async def _autocommit(conn: psycopg.AsyncConnection) -> None:
     await conn.set_autocommit(True)
 
 
+# A pooled connection is checked (one round trip) before it is handed out only when it
+# has been idle this long: a connection returned a moment ago is known to work, and
+# checking every checkout was one round trip in eight on the webhook path. A connection
+# that broke meanwhile fails its first statement and is discarded by the pool.
+CHECK_IDLE_SECONDS = 2.0
+_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _mark_returned(conn: psycopg.AsyncConnection) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+async def _check_if_idle(conn: psycopg.AsyncConnection) -> None:
+    returned = _returned_at.get(conn)
+    if returned is None or time.monotonic() - returned >= CHECK_IDLE_SECONDS:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 @dataclass
 class Database:
     url: str  # libpq form
@@ -64,7 +86,8 @@ class Database:
             # Autocommit set per connection rather than in `kwargs`: Procrastinate opens
             # its LISTEN connection with the pool's kwargs plus its own autocommit=True.
             configure=_autocommit,
-            check=AsyncConnectionPool.check_connection,
+            check=_check_if_idle,
+            reset=_mark_returned,
         )
         return cls(url=url, engine=engine, sessions=sessions, pool=pool)
 
