@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     listeners_enabled: bool = True
     listener_poll_seconds: float = 15.0
     # Provider status callbacks that arrive while earlier ones are being written are
-    # stored together, up to this many per transaction (1: each on its own).
+    # stored together, up to this many per transaction (1: each in its own).
     webhook_batch_size: int = Field(default=200, ge=1, le=1000)
     max_request_bytes: int = 1_048_576
     # Document uploads (25 MB files plus multipart framing) and inbound-parse emails

@@ -65,8 +65,12 @@ NOTES = [
     "latency gate: Parley at 80% of its own full-speed rate, open loop, latency from the "
     "moment each request was due (queueing included)",
     "status events are applied in the request (verify, store the receipt, apply the "
-    "events in one transaction); nothing is left for a worker, so the database is "
-    "checked as soon as the last answer arrives",
+    "events), in group commits: callbacks that arrive while earlier ones are being "
+    "written share one transaction, and each is answered after its batch commits; "
+    "nothing is left for a worker, so the database is checked as soon as the last "
+    "answer arrives",
+    "the messages table holds --table-messages rows (1M by default, the reference's "
+    "size: the callbacks' own messages plus another organization's history)",
 ]
 
 
