@@ -20,8 +20,14 @@ group commit of status callbacks (`receipts.ingest`). Within the caller's transa
    for), the unique index fails the statement, the caller rolls the batch back and
    applies its receipts one by one instead.
 
-Steps 1 and 2 are sent together, and step 4 with the announcements that follow it, so
-in pipeline mode a batch costs three round trips (with BEGIN and COMMIT).
+Steps 1 and 2 are sent before either is read, and step 4 is not read at all, so the
+module also works in pipeline mode; ingestion does not use it (measured: no cheaper in
+CPU, psycopg sends each statement as it is queued).
+
+Events whose provider id names a part of a multi-part message (SMPP, `message_parts`)
+match no message here; they come over listener connections, never through the webhook
+route, and a receipt with unmatched events is re-applied by the `process_receipt` job on
+the single-receipt path, which resolves parts.
 
 Receipts are inserted in (account, dedupe key) order so two batches that share a repeat
 wait for each other in a fixed order rather than deadlock.
