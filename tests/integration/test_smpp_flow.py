@@ -6,6 +6,7 @@ bind up, the dispatcher sends on that same bind, delivery receipts move the mess
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -97,29 +98,38 @@ async def test_send_receipt_and_reply_through_the_listener(
     message = (await tenant.client.get(f"/api/messages/{message_id}")).json()
     assert message["status"] == "sent"
     # With the debt-collector disclosure the text takes two parts; the first part's id
-    # identifies the message.
+    # identifies the message, and each part's receipt counts.
     assert len(peer.submissions) == message["segments"] == 2
-    submission = peer.submissions[0]
+    submission, second = peer.submissions
     assert message["providerMessageId"] == submission.message_id
     assert submission.destination_addr == PHONE[1:]
     assert peer.binds == ["parley"], "sends use the listener's bind, not one of their own"
 
-    # The receipt is stored and applied before the SMSC gets its deliver_sm_resp.
+    # A receipt is stored and applied before the SMSC gets its deliver_sm_resp.
     assert await peer.deliver_receipt(submission.message_id or "", "DELIVRD") == 0
     report = (await tenant.client.get(f"/api/messages/{message_id}/delivery-report")).json()
+    assert report["status"] == "sent", "half the message is not the message"
+    assert await peer.deliver_receipt(second.message_id or "", "DELIVRD") == 0
+    report = (await tenant.client.get(f"/api/messages/{message_id}/delivery-report")).json()
     assert report["status"] == "delivered"
-    assert [e["event"] for e in report["events"] if e["source"] == "provider"] == ["delivered"]
-    [(url, headers)] = await _rows(
+    provider_events = [e for e in report["events"] if e["source"] == "provider"]
+    assert [(e["event"], e["part"]) for e in provider_events] == [
+        ("delivered", 1),
+        ("delivered", 2),
+    ]
+    receipt_rows = await _rows(
         container,
         "SELECT url, headers FROM webhook_receipts WHERE provider_account_id = %s",
         account,
     )
-    assert url == f"listener://smpp/{account}"
-    assert headers["content-type"] == "application/vnd.parley.smpp-pdus"
+    assert len(receipt_rows) == 2
+    for url, headers in receipt_rows:
+        assert url == f"listener://smpp/{account}"
+        assert headers["content-type"] == "application/vnd.parley.smpp-pdus"
     # The same receipt offered again (the SMSC renumbers it) is a duplicate.
     assert await peer.deliver_receipt(submission.message_id or "", "DELIVRD") == 0
-    assert len(await _rows(container, "SELECT id FROM webhook_receipts")) == 1
-    assert await receipts.replay(container, account_id=str(account)) == (1, 0)
+    assert len(await _rows(container, "SELECT id FROM webhook_receipts")) == 2
+    assert await receipts.replay(container, account_id=str(account)) == (2, 0)
 
     # The borrower replies STOP: recorded on the case, consent revoked, confirmed by SMPP.
     assert await peer.send_mo("STOP", source_addr=PHONE[1:], destination_addr="18005550100") == [0]
@@ -148,7 +158,7 @@ async def test_send_receipt_and_reply_through_the_listener(
     )
     assert confirmations == [("sent", confirmation.message_id)]
     assert peer.binds == ["parley"]
-    assert await receipts.replay(container, account_id=str(account)) == (2, 0)
+    assert await receipts.replay(container, account_id=str(account)) == (3, 0)
     assert len(await _rows(container, "SELECT id FROM messages WHERE direction = 'inbound'")) == 1
 
     # Disabling the account stops its listener and unbinds.
@@ -190,6 +200,172 @@ async def test_an_account_created_later_is_picked_up_and_a_dropped_link_rebinds(
     peer.drop_links()
     await wait_for(lambda: _true(len(peer.binds) == 2))
     await wait_for(lambda: _true(len(peer.sessions) == 1))
+
+
+# -- long messages: every part has its own SMSC id and its own receipt ----------------
+
+# 260 GSM-7 characters plus the debt-collector disclosure: three parts of at most 153.
+LONG_BODY = "Balance due. " * 20
+
+
+async def _send_long(tenant: Any, container: Any, case_id: Any) -> tuple[str, list[str]]:
+    """Send LONG_BODY through the dispatcher: the message id and its parts' SMSC ids."""
+    r = await tenant.client.post(
+        f"/api/cases/{case_id}/messages", json={"messageType": "sms", "body": LONG_BODY}
+    )
+    assert r.status_code == 201, r.text
+    message_id = r.json()["messageId"]
+    await _settle(container)
+    parts = await _rows(
+        container,
+        "SELECT part, provider_message_id, status FROM message_parts "
+        "WHERE message_id = %s ORDER BY part",
+        message_id,
+    )
+    return message_id, [pid for _, pid, _ in parts]
+
+
+async def _status(tenant: Any, message_id: str) -> tuple[str, str | None]:
+    m = (await tenant.client.get(f"/api/messages/{message_id}")).json()
+    return m["status"], m.get("errorCode")
+
+
+async def test_a_long_message_is_delivered_once_every_part_is_in_any_order(
+    tenant: Any, container: Any, peer: SmppServerPeer, supervisor: ListenerSupervisor
+) -> None:
+    data = await factories.borrower_with_case(container, tenant.organization_id, phone=PHONE)
+    account = await _smpp_account(container, tenant.organization_id, peer)
+    await peer.wait_bound()
+    message_id, part_ids = await _send_long(tenant, container, data["case_id"])
+    # The dispatcher recorded every part's id, in the order the SMSC got the parts.
+    assert len(peer.submissions) == 3
+    assert part_ids == [s.message_id for s in peer.submissions]
+    assert [s.udh[-2:] for s in peer.submissions] == [b"\x03\x01", b"\x03\x02", b"\x03\x03"]
+    message = (await tenant.client.get(f"/api/messages/{message_id}")).json()
+    assert (message["status"], message["segments"]) == ("sent", 3)
+    assert message["providerMessageId"] == part_ids[0]
+
+    done = "2611221200"
+    for n in (3, 1):  # the last part first, then the first: still half a message
+        assert await peer.deliver_receipt(part_ids[n - 1], "DELIVRD", done=done) == 0
+        assert await _status(tenant, message_id) == ("sent", None)
+    assert await peer.deliver_receipt(part_ids[1], "DELIVRD", done=done) == 0
+    assert await _status(tenant, message_id) == ("delivered", None)
+
+    # Duplicates: the same PDU offered again (renumbered) is one stored receipt; the same
+    # receipt in another shape (with the receipted_message_id/message_state TLVs) is a
+    # receipt of its own whose event is already stored.
+    assert await peer.deliver_receipt(part_ids[1], "DELIVRD", done=done) == 0
+    assert await peer.deliver_receipt(part_ids[0], "DELIVRD", done=done, with_tlvs=True) == 0
+    report = (await tenant.client.get(f"/api/messages/{message_id}/delivery-report")).json()
+    assert report["status"] == "delivered"
+    provider_events = [e for e in report["events"] if e["source"] == "provider"]
+    assert sorted(e["part"] for e in provider_events) == [1, 2, 3]
+    assert [e["status"] for e in provider_events] == ["sent", "sent", "delivered"]
+    assert [(p["part"], p["providerMessageId"], p["status"]) for p in report["parts"]] == [
+        (1, part_ids[0], "delivered"),
+        (2, part_ids[1], "delivered"),
+        (3, part_ids[2], "delivered"),
+    ]
+    [(delivered_at,)] = await _rows(
+        container, "SELECT delivered_at FROM messages WHERE id = %s", message_id
+    )
+    assert delivered_at is not None
+    assert len(await _rows(container, "SELECT id FROM webhook_receipts")) == 4
+    # Replays (and the stored receipts' own retries) resolve every part again and
+    # change nothing.
+    assert await receipts.replay(container, account_id=str(account)) == (4, 0)
+    assert await receipts.replay(container) == (4, 0)
+    again = (await tenant.client.get(f"/api/messages/{message_id}/delivery-report")).json()
+    assert again == report
+
+
+async def test_one_undeliverable_part_fails_the_message_with_its_error(
+    tenant: Any, container: Any, peer: SmppServerPeer, supervisor: ListenerSupervisor
+) -> None:
+    data = await factories.borrower_with_case(container, tenant.organization_id, phone=PHONE)
+    await _smpp_account(container, tenant.organization_id, peer)
+    await peer.wait_bound()
+    message_id, part_ids = await _send_long(tenant, container, data["case_id"])
+    assert len(part_ids) == 3
+    assert await peer.deliver_receipt(part_ids[0], "DELIVRD", done="2611221200") == 0
+    assert await _status(tenant, message_id) == ("sent", None)
+    # Part 2 undeliverable: the message fails at once, with that part's error ...
+    assert await peer.deliver_receipt(part_ids[1], "UNDELIV", err="034", done="2611221201") == 0
+    assert await _status(tenant, message_id) == ("failed", "034")
+    # ... and stays failed when the other parts arrive, one of them failing too.
+    assert await peer.deliver_receipt(part_ids[2], "EXPIRED", err="027", done="2611221202") == 0
+    assert await _status(tenant, message_id) == ("failed", "034")
+    report = (await tenant.client.get(f"/api/messages/{message_id}/delivery-report")).json()
+    assert [(p["part"], p["status"], p["errorCode"]) for p in report["parts"]] == [
+        (1, "delivered", None),
+        (2, "failed", "034"),
+        (3, "failed", "027"),
+    ]
+    moves = [
+        (e["part"], e["status"])
+        for e in report["events"]
+        if e["source"] == "provider" and e["status"] == "failed"
+    ]
+    assert moves == [(2, "failed"), (3, "failed")]
+    changed = await _rows(
+        container,
+        "SELECT part, status_before, status_after FROM message_events WHERE message_id = %s "
+        "AND source = 'provider' AND status_after <> status_before",
+        message_id,
+    )
+    assert changed == [(2, "sent", "failed")], "one transition, by the failing part"
+    # A carrier that reports a failure and later the delivery did deliver (as for any
+    # message, status_after_event): once the two failed parts are delivered after all,
+    # every part is, and so is the message.
+    assert await peer.deliver_receipt(part_ids[1], "DELIVRD", done="2611221210") == 0
+    assert await _status(tenant, message_id) == ("failed", "034")
+    assert await peer.deliver_receipt(part_ids[2], "DELIVRD", done="2611221211") == 0
+    assert (await _status(tenant, message_id))[0] == "delivered"
+
+
+async def test_concurrent_part_receipts_deliver_the_message_once(
+    tenant: Any, container: Any, peer: SmppServerPeer, supervisor: ListenerSupervisor
+) -> None:
+    data = await factories.borrower_with_case(container, tenant.organization_id, phone=PHONE)
+    await _smpp_account(container, tenant.organization_id, peer)
+    await peer.wait_bound()
+    sent = [await _send_long(tenant, container, data["case_id"]) for _ in range(3)]
+    # Every part of every message at once, shuffled, some twice: each deliver_sm is
+    # stored and applied in its own transaction, concurrently with the others.
+    receipts_ = [pid for _, part_ids in sent for pid in part_ids]
+    receipts_ += receipts_[::4]
+    random.Random(5).shuffle(receipts_)
+    answers = await asyncio.gather(
+        *(peer.deliver_receipt(pid, "DELIVRD", done="2611221200") for pid in receipts_)
+    )
+    assert answers == [0] * len(receipts_)
+    for message_id, _ in sent:
+        assert await _status(tenant, message_id) == ("delivered", None)
+        rows = await _rows(
+            container,
+            "SELECT count(*), count(*) FILTER (WHERE status_after <> status_before) "
+            "FROM message_events WHERE message_id = %s AND source = 'provider'",
+            message_id,
+        )
+        assert rows == [(3, 1)]
+
+
+async def test_a_part_receipt_ahead_of_our_bookkeeping_is_applied_by_its_retry(
+    tenant: Any, container: Any, peer: SmppServerPeer, supervisor: ListenerSupervisor
+) -> None:
+    data = await factories.borrower_with_case(container, tenant.organization_id, phone=PHONE)
+    await _smpp_account(container, tenant.organization_id, peer)
+    await peer.wait_bound()
+    # The peer numbers message ids 1, 2, 3...: part 2's receipt arrives before the
+    # dispatcher recorded the parts (it matches nothing yet and is retried).
+    assert await peer.deliver_receipt("00000002", "UNDELIV", err="001") == 0
+    [(receipt_id,)] = await _rows(container, "SELECT id FROM webhook_receipts")
+    message_id, part_ids = await _send_long(tenant, container, data["case_id"])
+    assert part_ids[1] == "00000002"
+    assert await _status(tenant, message_id) == ("sent", None)
+    await receipts.process_stored_receipt(container, receipt_id, 0)  # the retry job's work
+    assert await _status(tenant, message_id) == ("failed", "001")
 
 
 # -- the supervisor with a fake listening provider ------------------------------------

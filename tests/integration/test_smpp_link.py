@@ -93,8 +93,11 @@ async def test_bind_and_send_short_and_long_gsm7_and_ucs2(peer: SmppServerPeer) 
     assert len(parts[0].payload) == 153
     assert bytes([0x1B, 0x65]) in parts[0].payload
     assert long_gsm.provider_message_id == parts[0].message_id  # the first part's id
+    assert long_gsm.part_ids == (parts[0].message_id, parts[1].message_id)  # every part's
+    assert short.part_ids == () and short_ucs2.part_ids == ()  # one part: tracked as one
     assert subs[3].data_coding == 8 and subs[3].text == "Оплатите 🙏"
     ucs = subs[4:7]
+    assert long_ucs2.part_ids == tuple(p.message_id for p in ucs)
     assert [p.data_coding for p in ucs] == [8, 8, 8]
     assert "".join(p.text for p in ucs) == "Привет! " * 20
     assert [len(p.payload) // 2 for p in ucs] == [67, 67, 26]
@@ -221,6 +224,9 @@ async def test_a_later_part_throttled_is_retried_in_place(peer: SmppServerPeer) 
     assert result.accepted and result.segments == 2
     assert [s.status for s in peer.submissions] == [0, pdu.Status.ESME_RTHROTTLED, 0]
     assert [s.udh[5] for s in peer.submissions] == [1, 2, 2]
+    # The part that went through on the retry is the one whose id counts.
+    first, _, second = peer.submissions
+    assert result.part_ids == (first.message_id, second.message_id)
 
 
 async def test_a_later_part_refused_leaves_the_outcome_unknown(peer: SmppServerPeer) -> None:

@@ -32,6 +32,7 @@ APP_TABLES = [
     "calls",
     "compliance_policies",
     "message_events",
+    "message_parts",
     "compliance_decisions",
     "webhook_receipts",
     "message_attachments",

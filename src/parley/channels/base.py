@@ -80,6 +80,10 @@ class SendResult:
     outcome_unknown: bool = False
     segments: int | None = None
     cost: str | None = None  # decimal string, provider currency
+    # A message sent as several parts that each get their own provider id and delivery
+    # receipt (SMPP concatenation): every part's id in part order, the first being
+    # `provider_message_id`. Empty when the provider tracks the message as one.
+    part_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

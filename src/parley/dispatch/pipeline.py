@@ -50,7 +50,7 @@ from parley.dispatch.statements import (
 )
 from parley.domain.channels import Channel
 from parley.domain.status import MessageStatus
-from parley.inbox import announce
+from parley.inbox import announce, message_parts
 from parley.services import contactability, unsubscribe, whatsapp_window
 
 if TYPE_CHECKING:
@@ -400,10 +400,17 @@ class Dispatcher:
                         "costs": _array(o.result.cost for o in sent),
                     },
                 )
-                for (mid,) in await cur.fetchall():
+                recorded = [mid for (mid,) in await cur.fetchall()]
+                for mid in recorded:
                     events.append(
                         _event(by_id[mid].row, "sent", "sending", now, provider_status="accepted")
                     )
+                # Messages sent as separately receipted parts: every part's id, so that
+                # each part's receipt finds the message (only the ones recorded here).
+                await message_parts.record_sent_parts(
+                    conn,
+                    [(m, by_id[m].result.part_ids) for m in recorded if by_id[m].result.part_ids],
+                )
             for status, group, event, ats in (
                 ("failed", failed, "failed", None),
                 ("needs_review", review, "needs_review", None),

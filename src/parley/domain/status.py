@@ -13,6 +13,7 @@ queue after a transient error, cancelling it) are separate and explicit, see
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -144,6 +145,26 @@ def status_after_event(current: MessageStatus, event: EventType) -> MessageStatu
     if RANK[target] > RANK[current]:
         return target
     return current
+
+
+def parts_event(parts: Iterable[MessageStatus]) -> EventType:
+    """What the parts of a message sent as several separately receipted parts (a long SMS
+    over SMPP, each part with its own SMSC message id and receipt) amount to, as one event
+    for the message: `delivered` once every part is delivered, else `failed` as soon as any
+    part is failed, else `sent`.
+
+    Each part's own status follows `status_after_event` (forward only, so a part reported
+    failed and later delivered is delivered); the message then moves by
+    `status_after_event(message, parts_event(parts))` after each part event, so it stays
+    forward only too. Once every part's receipts are in, the message is `delivered` if
+    every part is, and `failed` if any part ended failed, in whatever order they came.
+    """
+    statuses = list(parts)
+    if statuses and all(s is MessageStatus.DELIVERED for s in statuses):
+        return EventType.DELIVERED
+    if any(s is MessageStatus.FAILED for s in statuses):
+        return EventType.FAILED
+    return EventType.SENT
 
 
 def can_dispatch_transition(current: MessageStatus, target: MessageStatus) -> bool:

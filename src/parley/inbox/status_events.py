@@ -6,12 +6,16 @@ takes two statements inside the receipt's transaction:
 1. `lock_messages` (or `store_receipt_and_lock` on ingestion, which also stores the
    receipt and checks that the account it was verified with is unchanged): lock the
    messages the events name, in id order so that concurrent receipts touching the same
-   messages cannot deadlock;
+   messages cannot deadlock. Provider ids are resolved by `message_parts.RESOLVE_SQL`:
+   a message's own provider id, or the id of one part of a message sent as several
+   separately receipted parts (a long SMS over SMPP);
 2. `record_event` per event: store the event with the status before and after it and
    move the message forward, in one statement. "After" comes from the domain's status
    machine (`status_after_event`), handed to SQL as a transition table for the event's
    type, and is looked up against the row as it is *now* -- so several events for one
-   message in one receipt, or a duplicate among them, compose correctly.
+   message in one receipt, or a duplicate among them, compose correctly. An event about
+   one part takes `message_parts.RECORD_SQL` instead, which moves the part and then the
+   message by what all its parts amount to.
 
 Duplicate events (same provider event id) change nothing: the insert is skipped and so is
 the update that depends on it.
@@ -29,6 +33,7 @@ import psycopg
 
 from parley.channels.base import DeliveryEvent
 from parley.domain.status import EventType, MessageStatus, status_after_event
+from parley.inbox import message_parts
 
 if TYPE_CHECKING:
     from parley.dispatch.providers import AccountRow
@@ -36,13 +41,19 @@ if TYPE_CHECKING:
 # Events whose error code and reason are kept on the message.
 _FAILURES = frozenset({EventType.FAILED, EventType.BOUNCED, EventType.REJECTED})
 
-_LOCK_SQL = (
-    "SELECT provider_message_id, id::text, organization_id::text, case_id::text, channel "
-    "FROM messages "
-    "WHERE provider_account_id = %s AND provider_message_id = ANY(%s) ORDER BY id FOR UPDATE"
-)
+# Each statement in two texts, by whether the events name exactly one provider id
+# (message_parts.resolve_sql explains why).
+_LOCK_SQL = {
+    one: f"""
+SELECT rp.pid, m.id::text, m.organization_id::text, m.case_id::text, m.channel, rp.part
+FROM ({message_parts.resolve_sql(one)}) rp JOIN messages m ON m.id = rp.message_id
+ORDER BY m.id FOR UPDATE OF m
+"""  # noqa: S608 (constant fragments only)
+    for one in (True, False)
+}
 
-_RECEIPT_AND_LOCK_SQL = """
+_RECEIPT_AND_LOCK_SQL = {
+    one: f"""
 WITH a AS (
   SELECT 1 FROM provider_accounts
   WHERE id = %(account)s::uuid AND config = %(config)s::jsonb AND secrets = %(secrets)s::jsonb
@@ -55,15 +66,17 @@ WITH a AS (
   ON CONFLICT (provider_account_id, dedupe_key) DO NOTHING
   RETURNING id
 ), m AS (
-  SELECT provider_message_id, id, organization_id, case_id, channel FROM messages
-  WHERE provider_account_id = %(account)s::uuid AND provider_message_id = ANY(%(ids)s)
-    AND EXISTS (SELECT 1 FROM r)
-  ORDER BY id FOR UPDATE
+  SELECT rp.pid, m.id, m.organization_id, m.case_id, m.channel, rp.part
+  FROM ({message_parts.resolve_sql(one)}) rp JOIN messages m ON m.id = rp.message_id
+  WHERE EXISTS (SELECT 1 FROM r)
+  ORDER BY m.id FOR UPDATE OF m
 )
-SELECT EXISTS (SELECT 1 FROM a), r.id, m.provider_message_id, m.id::text,
-       m.organization_id::text, m.case_id::text, m.channel
+SELECT EXISTS (SELECT 1 FROM a), r.id, m.pid, m.id::text,
+       m.organization_id::text, m.case_id::text, m.channel, m.part
 FROM (SELECT 1) one LEFT JOIN r ON true LEFT JOIN m ON true
-"""
+"""  # noqa: S608 (constant fragments only)
+    for one in (True, False)
+}
 
 _RECORD_SQL = """
 WITH t AS (
@@ -107,6 +120,7 @@ class Target:
     organization_id: str
     case_id: str | None = None  # for the status-change announcement
     channel: str | None = None
+    part: int | None = None  # the provider id names this part of the message
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +154,18 @@ async def lock_messages(
     """Lock the messages `events` name (by provider id); those found, by provider id."""
     if not events:
         return {}
-    cur = await conn.execute(_LOCK_SQL, (account_id, provider_ids(events)))
+    ids = provider_ids(events)
+    cur = await conn.execute(_LOCK_SQL[len(ids) == 1], {"account": account_id, "ids": ids})
+    return _targets(await cur.fetchall())
+
+
+def _targets(rows: Sequence[tuple[Any, ...]]) -> dict[str, Target]:
+    """Targets by provider id from (pid, message, org, case, channel, part) rows."""
+    parts = message_parts.part_of(rows)
     return {
-        pid: Target(mid, org, case, channel)
-        for pid, mid, org, case, channel in await cur.fetchall()
+        pid: Target(mid, org, case, channel, parts[pid])
+        for pid, mid, org, case, channel, _ in rows
+        if pid is not None
     }
 
 
@@ -169,8 +191,9 @@ async def store_receipt_and_lock(
     was verified with) is still the stored one, so a caller may verify with a recently
     read row; AccountChanged (nothing written) when it is not.
     """
+    ids = provider_ids(events)
     cur = await conn.execute(
-        _RECEIPT_AND_LOCK_SQL,
+        _RECEIPT_AND_LOCK_SQL[len(ids) == 1],
         {
             "org": account.organization_id,
             "account": account.id,
@@ -181,7 +204,7 @@ async def store_receipt_and_lock(
             "url": url,
             "headers": orjson.dumps(headers).decode(),
             "body": body,
-            "ids": provider_ids(events),
+            "ids": ids,
         },
     )
     rows = await cur.fetchall()
@@ -189,11 +212,7 @@ async def store_receipt_and_lock(
         raise AccountChanged(account.id)
     if rows[0][1] is None:
         return None, {}
-    return rows[0][1], {
-        pid: Target(mid, org, case, channel)
-        for _, _, pid, mid, org, case, channel in rows
-        if pid is not None
-    }
+    return rows[0][1], _targets([row[2:] for row in rows])
 
 
 async def record_events(
@@ -213,7 +232,7 @@ async def record_events(
         # which did not pay off for the usual one-event callback).
         cur = conn.cursor()
         await cur.execute(
-            _RECORD_SQL,
+            _RECORD_SQL if target.part is None else message_parts.RECORD_SQL,
             {
                 "message": target.message_id,
                 "org": target.organization_id,
@@ -227,7 +246,8 @@ async def record_events(
                 "at": event.occurred_at,
                 "raw": orjson.dumps(event.raw, default=str).decode(),
                 "failure": event.event_type in _FAILURES,
-            },
+            }
+            | message_parts.part_params(target.part),
         )
         pending.append((cur, target, event))
     changes = []

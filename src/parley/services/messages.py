@@ -49,6 +49,7 @@ from parley.storage.models import (
     Document,
     Message,
     MessageEvent,
+    MessagePart,
     MessageTemplate,
     MessageTemplateVersion,
 )
@@ -526,6 +527,19 @@ async def events(session: AsyncSession, message: Message) -> list[MessageEvent]:
             MessageEvent.organization_id == message.organization_id,
         )
         .order_by(MessageEvent.occurred_at, MessageEvent.id)
+    )
+    return list(rows)
+
+
+async def parts(session: AsyncSession, message: Message) -> list[MessagePart]:
+    """The parts of a message sent as separately receipted parts; empty for the others."""
+    rows = await session.scalars(
+        select(MessagePart)
+        .where(
+            MessagePart.message_id == message.id,
+            MessagePart.organization_id == message.organization_id,
+        )
+        .order_by(MessagePart.part)
     )
     return list(rows)
 

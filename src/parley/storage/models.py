@@ -26,6 +26,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -367,6 +368,40 @@ class MessageEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = _created()
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The part a provider event is about, for a message sent as separately receipted
+    # parts (see MessagePart); NULL otherwise.
+    part: Mapped[int | None] = mapped_column(SmallInteger)
+
+
+class MessagePart(Base):
+    """One part of a message sent as several separately receipted parts (a long SMS over
+    SMPP: each submit_sm gets its own SMSC message id and its own delivery receipt).
+
+    Written by the dispatcher with the `sent` update, for every part (part 1's id is also
+    the message's provider_message_id); the receipts of any part find the message through
+    the unique (provider_account_id, provider_message_id). `status` is the part's own
+    forward-only status; the message's follows from all of them (domain.status.parts_event,
+    inbox/message_parts.py). Messages tracked as one (every other provider, a one-part SMS)
+    have no rows here.
+    """
+
+    __tablename__ = "message_parts"
+    __table_args__ = (
+        UniqueConstraint(
+            "provider_account_id", "provider_message_id", name="ux_message_parts_provider_id"
+        ),
+    )
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    part: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # 1-based
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    provider_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("provider_accounts.id"))
+    provider_message_id: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), server_default="sent")
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    status_changed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 class WebhookReceipt(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import reduce
 
 from hypothesis import given
@@ -14,6 +15,7 @@ from parley.domain.status import (
     EventType,
     MessageStatus,
     can_dispatch_transition,
+    parts_event,
     status_after_event,
 )
 
@@ -83,3 +85,68 @@ def test_dispatcher_transitions():
     assert not can_dispatch_transition(MessageStatus.SENT, MessageStatus.QUEUED)
     assert not can_dispatch_transition(MessageStatus.CANCELLED, MessageStatus.QUEUED)
     assert not can_dispatch_transition(MessageStatus.DELIVERED, MessageStatus.SENDING)
+
+
+# -- messages sent as separately receipted parts (a long SMS over SMPP) ----------------
+
+PART_EVENTS = [EventType.SENT, EventType.DELIVERED, EventType.FAILED, EventType.REJECTED]
+part_events = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=2), st.sampled_from(PART_EVENTS)), max_size=12
+)
+
+
+def apply_parts(
+    evs: list[tuple[int, EventType]], parts: int = 3
+) -> tuple[MessageStatus, list[MessageStatus], list[MessageStatus]]:
+    """The message's status, its parts' and every status it went through."""
+    statuses = [MessageStatus.SENT] * parts
+    message = MessageStatus.SENT
+    history = [message]
+    for part, event in evs:
+        statuses[part] = status_after_event(statuses[part], event)
+        message = status_after_event(message, parts_event(statuses))
+        history.append(message)
+    return message, statuses, history
+
+
+@given(part_events)
+def test_a_message_of_parts_never_moves_backward(evs):
+    _, _, history = apply_parts(evs)
+    assert all(RANK[b] >= RANK[a] for a, b in itertools.pairwise(history))
+
+
+@given(part_events)
+def test_delivered_only_once_every_part_is(evs):
+    _, _, history = apply_parts(evs)
+    for n, status in enumerate(history):
+        if status is MessageStatus.DELIVERED:
+            _, statuses, _ = apply_parts(evs[:n])
+            assert statuses == [MessageStatus.DELIVERED] * 3
+            break
+
+
+@given(part_events, st.randoms())
+def test_a_message_of_parts_ends_the_same_in_any_order(evs, rnd):
+    """Once every part has its final receipt: delivered if every part is, failed if any
+    part ended failed, whatever the order and however often each came."""
+    final_receipts = [(p, rnd.choice([EventType.DELIVERED, EventType.FAILED])) for p in range(3)]
+    evs = evs + final_receipts
+    shuffled = evs + rnd.sample(evs, len(evs) // 2)
+    rnd.shuffle(shuffled)
+    for order in (evs, shuffled):
+        message, statuses, _ = apply_parts(order)
+        if all(s is MessageStatus.DELIVERED for s in statuses):
+            assert message is MessageStatus.DELIVERED
+        else:
+            assert MessageStatus.FAILED in statuses
+            assert message is MessageStatus.FAILED
+    assert apply_parts(evs)[0] == apply_parts(shuffled)[0]
+
+
+def test_parts_event():
+    d, f, s = MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.SENT
+    assert parts_event([d, d, d]) is EventType.DELIVERED
+    assert parts_event([d, s, d]) is EventType.SENT
+    assert parts_event([s, f, s]) is EventType.FAILED  # as soon as one part failed
+    assert parts_event([d, f, d]) is EventType.FAILED
+    assert parts_event([]) is EventType.SENT

@@ -16,6 +16,7 @@ from parley.api.schemas.messages import (
     ComplianceReport,
     ComplianceSummary,
     DeliveryEventOut,
+    DeliveryPartOut,
     DeliveryReport,
     MessageCreate,
     MessageList,
@@ -269,6 +270,7 @@ async def delivery_report(
 ) -> DeliveryReport:
     m = await svc.get(session, principal.organization_id, message_id)
     events = await svc.events(session, m)
+    parts = await svc.parts(session, m)
     return DeliveryReport(
         message_id=m.id,
         status=m.status,
@@ -285,9 +287,11 @@ async def delivery_report(
                 provider_status=e.provider_status,
                 error_code=e.error_code,
                 reason=e.reason,
+                part=e.part,
             )
             for e in events
         ],
+        parts=[DeliveryPartOut.model_validate(p, from_attributes=True) for p in parts],
     )
 
 

@@ -126,6 +126,18 @@ class DeliveryEventOut(CamelModel):
     provider_status: str | None = None
     error_code: str | None = None
     reason: str | None = None
+    part: int | None = None  # the part a provider event was about (see `parts`)
+
+
+class DeliveryPartOut(CamelModel):
+    """One part of a message sent as separately receipted parts (a long SMS over SMPP)."""
+
+    part: int
+    provider_message_id: str
+    status: str  # sent | delivered | failed: the part's own, forward-only status
+    error_code: str | None = None
+    error_detail: str | None = None
+    status_changed_at: datetime
 
 
 class DeliveryReport(CamelModel):
@@ -136,6 +148,9 @@ class DeliveryReport(CamelModel):
     provider: str | None
     provider_message_id: str | None
     events: list[DeliveryEventOut]
+    # Empty unless the message went out as several separately receipted parts: then the
+    # message is delivered once every part is, and failed as soon as one part failed.
+    parts: list[DeliveryPartOut] = Field(default_factory=list)
 
 
 class ThreadOut(CamelModel):

@@ -4,9 +4,9 @@ worker process), shared by sends and by the listener that receives receipts and 
 Sending: the body is split as the SMS preview counts it (`coding.encode_message`), each
 part is a submit_sm; at most `window` submit_sm await their response at once and at
 most `throughput` per second leave (token bucket), both per bind. A multi-part message
-is identified by the message_id of its **first** part (what `send` returns): receipts
-arrive per part, the first part's moves the message, the others' are stored with the
-receipt and match no message (see docs/providers.md).
+is identified by the message_id of its **first** part (`provider_message_id`); every
+part's message_id is returned too (`part_ids`), recorded by the dispatcher, so that the
+receipt of any part finds the message (inbox/message_parts.py, docs/providers.md).
 
 Outcomes: submit_sm_resp ESME_ROK accepted; throttling, queue-full and system errors
 retryable (before any part was accepted); other statuses permanent. No bind (connect
@@ -208,7 +208,7 @@ class SmppProvider:
             )
         source_ton, source_npi, source_addr = address_type(source)
         dest_ton, dest_npi, dest_addr = address_type(message.to)
-        first_id: str | None = None
+        ids: list[str] = []  # the message_id of each part accepted so far
         for part in parts:
             body = pdu.ShortMessage(
                 source_addr=source_addr,
@@ -224,7 +224,7 @@ class SmppProvider:
             ).encode()
             # The first part is tried once (a retry later resends the whole message); a
             # later part is retried in place: the handset already holds the earlier ones.
-            attempts = 1 if first_id is None else PART_RETRIES
+            attempts = PART_RETRIES if ids else 1
             result: str | SendResult = SendResult(False, retryable=True, error_code="not_sent")
             delay = 0.0
             for attempt in range(attempts):
@@ -246,9 +246,9 @@ class SmppProvider:
                     break
                 delay = result.retry_after or 1.0
             if isinstance(result, str):
-                first_id = first_id or result
+                ids.append(result)
                 continue
-            if first_id is None:
+            if not ids:
                 return result
             return SendResult(
                 accepted=False,
@@ -256,10 +256,16 @@ class SmppProvider:
                 error_code=result.error_code or "part_failed",
                 error_detail=(
                     f"part {part.number} of {part.total} not accepted after part 1 was "
-                    f"(message id {first_id}): {result.error_detail}"
+                    f"(message id {ids[0]}): {result.error_detail}"
                 ),
             )
-        return SendResult(accepted=True, provider_message_id=first_id, segments=len(parts))
+        return SendResult(
+            accepted=True,
+            provider_message_id=ids[0],
+            segments=len(parts),
+            # (An SMSC answering every part with the same id tracks them as one message.)
+            part_ids=tuple(ids) if len(set(ids)) > 1 else (),
+        )
 
     async def _submit(self, session: Session, body: bytes) -> str | SendResult:
         """One submit_sm: its message_id, or the SendResult saying why not."""
