@@ -20,6 +20,7 @@ from parley.storage import embedded
 from parley.storage.migrate import upgrade
 
 APP_TABLES = [
+    "conversation_filings",
     "webhook_delivery_attempts",
     "webhook_deliveries",
     "webhook_endpoints",

@@ -8,7 +8,10 @@ address, or a known borrower without a case) gets one conversation per sender ad
 the team queue, so the message is seen and can be filed by a person.
 
 Routing: a case's conversations carry the case's assigned agent (NULL = the team queue)
-and follow it when the case is reassigned (:func:`reassign_case`).
+and follow it when the case is reassigned (:func:`reassign_case`). Filing a team-queue
+sender's messages on a case (parley.services.filing) moves them, with the unread count
+they carry, into the case's conversation (:func:`merge_into_case`) and shrinks or removes
+the sender's row (:func:`shrink_sender`).
 
 Each change is one upsert in the transaction that records the message or call: the last
 activity and the latest item move forward, inbound messages add one to the unread count
@@ -80,6 +83,24 @@ VALUES (%(id)s, %(org)s, NULL, %(borrower)s, %(sender)s, NULL,
 ON CONFLICT (organization_id, sender_address) WHERE case_id IS NULL
 DO UPDATE SET {_ON_CONFLICT_SET}
 {_RETURNING}
+"""  # noqa: S608 (constant fragments only)
+
+
+# Filing (parley.services.filing): a team-queue sender's messages join a case's
+# conversation. `unread` is what they bring along; a new row takes `status`, an
+# existing one reopens only if something unread arrives, like any inbound message.
+MERGE_UPSERT = f"""
+INSERT INTO conversations AS c {_COLUMNS}
+VALUES (%(id)s, %(org)s, %(case)s, %(borrower)s, NULL,
+        (SELECT assigned_agent_id FROM cases WHERE id = %(case)s AND organization_id = %(org)s
+         FOR SHARE),
+        %(status)s, %(at)s, %(kind)s, %(item)s, %(channel)s, %(direction)s, %(preview)s,
+        %(unread)s, %(now)s, %(now)s)
+ON CONFLICT (organization_id, case_id, borrower_id) WHERE case_id IS NOT NULL
+DO UPDATE SET {_ON_CONFLICT_SET}
+RETURNING c.id, c.assigned_agent_id, c.unread_count, c.status, c.last_activity_at,
+    (SELECT case_number FROM cases WHERE id = c.case_id), c.last_item_kind, c.last_item_id,
+    c.last_channel, c.last_direction, c.last_preview
 """  # noqa: S608 (constant fragments only)
 
 
@@ -171,6 +192,102 @@ async def touch(conn: psycopg.AsyncConnection[Any], item: Item) -> Touched:
         },
     )
     return touched
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """A case's conversation after filed messages joined it."""
+
+    conversation_id: str
+    assigned_agent_id: str | None
+    unread_count: int
+    status: str
+    last_activity_at: datetime
+    case_number: str | None
+    last_item: dict[str, Any]  # kind, id, channel, direction, preview, at
+
+
+async def merge_into_case(
+    conn: psycopg.AsyncConnection[Any],
+    latest: Item,
+    *,
+    unread: int,
+    status_if_new: str,
+    now: datetime,
+) -> Merged:
+    """Upsert the (case, borrower) conversation with filed messages: `latest` is the
+    newest of them, `unread` how many of them were unread where they came from. Announces
+    nothing: the caller knows what the change means (services/filing.py)."""
+    if latest.case_id is None or latest.borrower_id is None:
+        raise ValueError("filed messages need a case and a borrower")
+    cur = await conn.execute(
+        MERGE_UPSERT,
+        {
+            "id": uuid.uuid4(),
+            "org": latest.organization_id,
+            "case": latest.case_id,
+            "borrower": latest.borrower_id,
+            "status": status_if_new,
+            "at": latest.at,
+            "kind": latest.kind,
+            "item": latest.item_id,
+            "channel": latest.channel,
+            "direction": latest.direction,
+            "preview": latest.preview,
+            "unread": unread,
+            "now": now,
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None  # an upsert always returns its row
+    return Merged(
+        conversation_id=str(row[0]),
+        assigned_agent_id=str(row[1]) if row[1] else None,
+        unread_count=row[2],
+        status=row[3],
+        last_activity_at=row[4],
+        case_number=row[5],
+        last_item={
+            "kind": row[6],
+            "id": str(row[7]),
+            "channel": row[8],
+            "direction": row[9],
+            "preview": row[10],
+            "at": row[4].isoformat(),
+        },
+    )
+
+
+async def shrink_sender(
+    conn: psycopg.AsyncConnection[Any],
+    conversation_id: uuid.UUID | str,
+    latest: Item | None,
+    *,
+    unread: int,
+    now: datetime,
+) -> None:
+    """A team-queue conversation after some of its messages were filed: `latest` is the
+    newest message still unfiled (None: nothing is left, and the row goes; the filing
+    record keeps its id, see services/filing.py)."""
+    if latest is None:
+        await conn.execute("DELETE FROM conversations WHERE id = %s", (conversation_id,))
+        return
+    await conn.execute(
+        "UPDATE conversations SET last_activity_at = %s, last_item_kind = %s, "
+        "last_item_id = %s, last_channel = %s, last_direction = %s, last_preview = %s, "
+        "unread_count = %s, updated_at = %s WHERE id = %s",
+        (
+            latest.at,
+            latest.kind,
+            latest.item_id,
+            latest.channel,
+            latest.direction,
+            latest.preview,
+            unread,
+            now,
+            conversation_id,
+        ),
+    )
 
 
 async def reassign_case(

@@ -298,9 +298,14 @@ async def _record_unfiled(
         provider_account_id=uuid.UUID(account.id),
         provider=account.provider,
         provider_message_id=item.provider_message_id,
+        # As on a filed reply: a later reply naming it can join its thread once filed.
+        rfc822_message_id=item.provider_message_id[:300] if item.channel is Channel.EMAIL else None,
+        cc=list(item.cc),
         received_at=item.occurred_at,
         purpose="reply",
-        flags=["unfiled"],
+        # `auto_reply`: when a person files it (services/filing.py), an out-of-office
+        # quoting "reply STOP" is not taken for the borrower's words.
+        flags=["unfiled", "auto_reply"] if item.kind == "auto_reply" else ["unfiled"],
         status_changed_at=now,
         created_at=now,
     )
@@ -320,6 +325,17 @@ async def _record_unfiled(
         )
     )
     await session.flush()
+    if item.channel is Channel.WHATSAPP:
+        # The window belongs to the number, known or not: once the message is filed, an
+        # agent may answer free-form within 24 hours of it, as for any borrower.
+        await whatsapp_window.record_inbound(
+            await raw_connection(session),
+            org_id,
+            sender,
+            item.occurred_at,
+            item.provider_message_id,
+            now,
+        )
     await _announce(await raw_connection(session), message, item, case_id=None)
 
 

@@ -140,24 +140,51 @@ def _visible(principal: Principal) -> tuple[str, dict[str, Any]]:
     )
 
 
+def visibility(principal: Principal) -> tuple[str, dict[str, Any]]:
+    """A condition on `conversations` (" AND ...", and its parameters) keeping the rows
+    the principal may see: all for supervisors and admins, for an agent their own and the
+    team queue's."""
+    return _visible(principal)
+
+
 async def get(
     conn: psycopg.AsyncConnection[Any], principal: Principal, conversation_id: uuid.UUID
 ) -> dict[str, Any]:
     """One conversation the principal may see (404 otherwise)."""
     extra, params = _visible(principal)
+    row = await _one(conn, principal.organization_id, conversation_id, extra, params)
+    if row is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return row
+
+
+async def get_in_organization(
+    conn: psycopg.AsyncConnection[Any], organization_id: uuid.UUID, conversation_id: uuid.UUID
+) -> dict[str, Any]:
+    """One conversation of the organization, whoever it is assigned to (the result of an
+    action the caller was allowed to take, e.g. filing on another agent's case)."""
+    row = await _one(conn, organization_id, conversation_id, "", {})
+    if row is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return row
+
+
+async def _one(
+    conn: psycopg.AsyncConnection[Any],
+    organization_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    extra: str,
+    params: dict[str, Any],
+) -> dict[str, Any] | None:
     scope = (
         "(SELECT * FROM conversations WHERE id = %(id)s "  # noqa: S608 (constants)
         f"AND organization_id = %(org)s{extra})"
     )
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            _SELECT.format(scopes=scope),
-            {"id": conversation_id, "org": principal.organization_id, **params},
+            _SELECT.format(scopes=scope), {"id": conversation_id, "org": organization_id, **params}
         )
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"conversation {conversation_id} not found")
-    return row
+        return await cur.fetchone()
 
 
 async def mark_read(

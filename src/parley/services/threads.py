@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import datetime
 
-from sqlalchemy import case, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,7 +59,10 @@ async def for_message(
         index_where=text("status = 'active'"),  # a literal, to match the partial index
         set_={
             "message_count": table.c.message_count + 1,
-            "last_message_at": stmt.excluded.last_message_at,
+            # Forward only: a message filed later (services/filing.py) may be older.
+            "last_message_at": func.greatest(
+                table.c.last_message_at, stmt.excluded.last_message_at
+            ),
             "participants": merged,
         },
     ).returning(table.c.id)

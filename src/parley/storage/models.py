@@ -971,3 +971,28 @@ class Conversation(Base):
     last_read_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
+
+
+class ConversationFiling(Base):
+    """A person filed a team-queue sender's messages on a borrower and case (append-only:
+    who filed what, when; see `parley.services.filing`). The team-queue conversation it
+    names may be gone (merged into the case's conversation): this row still answers for
+    it."""
+
+    __tablename__ = "conversation_filings"
+    __table_args__ = (Index("ix_conversation_filings_from", "organization_id", "conversation_id"),)
+    id: Mapped[uuid.UUID] = _pk()
+    organization_id: Mapped[uuid.UUID] = _org_unindexed()
+    # The team-queue conversation the messages came from (no foreign key: it is deleted
+    # once nothing unfiled is left in it).
+    conversation_id: Mapped[uuid.UUID] = mapped_column()
+    into_conversation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("conversations.id"))
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"))
+    borrower_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("borrowers.id"))
+    sender_address: Mapped[str] = mapped_column(String(320))
+    message_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(UUID(as_uuid=True)))
+    contact_point_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contact_points.id"))
+    contact_point_added: Mapped[bool] = mapped_column(Boolean, default=False)
+    filed_by_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    filed_by_name: Mapped[str] = mapped_column(String(200))
+    filed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,4 +1,5 @@
-"""/api/inbox: the agent's conversations across channels, and marking them read."""
+"""/api/inbox: the agent's conversations across channels, marking them read, and filing
+an unknown sender's messages on a borrower and case."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from parley.api import pagination
-from parley.api.deps import ContainerDep, PrincipalDep, SupervisorDep
+from parley.api.deps import ContainerDep, PrincipalDep, SessionDep, SupervisorDep
 from parley.api.schemas.common import RequestModel
-from parley.api.schemas.inbox import ConversationList, ConversationOut, LastItemOut
+from parley.api.schemas.inbox import (
+    ConsentChangeOut,
+    ConversationList,
+    ConversationOut,
+    FileConversationIn,
+    FiledContactPointOut,
+    FilingOut,
+    LastItemOut,
+)
+from parley.services import filing as filing_svc
 from parley.services import inbox as svc
 
 router = APIRouter(tags=["inbox"])
@@ -135,3 +145,62 @@ async def assign(
             conn, principal, conversation_id, body.agent_id, container.clock()
         )
     return conversation_out(row)
+
+
+@router.post("/api/inbox/{conversationId}/file", response_model=FilingOut)
+async def file_conversation(
+    conversation_id: ConversationId,
+    body: FileConversationIn,
+    session: SessionDep,
+    principal: PrincipalDep,
+    container: ContainerDep,
+) -> FilingOut:
+    """File a team-queue sender's messages (all unfiled ones, or `messageIds`) on a
+    borrower and case: they join the case's conversation with that borrower and its
+    agent. `addContactPoint` makes the sender's address the borrower's contact point
+    (409 if it is another borrower's). An opt-out among the messages is recorded on the
+    borrower's consent (422 `contact_point_required` unless the address is on file or
+    added). An already filed conversation or message answers 409."""
+    filing = await filing_svc.file(
+        container,
+        session,
+        principal,
+        conversation_id,
+        filing_svc.FileRequest(
+            case_id=body.case_id,
+            borrower_id=body.borrower_id,
+            add_contact_point=body.add_contact_point,
+            message_ids=body.message_ids,
+        ),
+    )
+    async with container.db.pool.connection() as conn:
+        # The case's conversation may be another agent's now: the filer still sees
+        # where the messages went.
+        row = await svc.get_in_organization(conn, principal.organization_id, filing.conversation_id)
+    cp = filing.contact_point
+    return FilingOut(
+        filing_id=filing.filing_id,
+        conversation=conversation_out(row),
+        from_conversation_id=filing.from_conversation_id,
+        from_conversation_removed=filing.from_conversation_removed,
+        case_id=filing.case_id,
+        borrower_id=filing.borrower_id,
+        message_ids=filing.message_ids,
+        contact_point=None
+        if cp is None
+        else FiledContactPointOut(
+            contact_point_id=cp.id, type=cp.kind, value=cp.value, added=filing.contact_point_added
+        ),
+        consent_changes=[
+            ConsentChangeOut(
+                message_id=c.message_id,
+                channel=c.channel,
+                action=c.action,
+                contact_point_id=c.contact_point_id,
+                matched=c.matched,
+            )
+            for c in filing.consent
+        ],
+        filed_at=filing.filed_at,
+        filed_by=filing.filed_by,
+    )

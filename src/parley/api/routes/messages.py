@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, time
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Path, status
 from sqlalchemy import func, select
 
 from parley.api import pagination
@@ -28,9 +28,11 @@ from parley.api.schemas.messages import (
     ThreadOut,
 )
 from parley.services import context as case_context
+from parley.services import inbox as inbox_svc
 from parley.services import messages as svc
 from parley.services import threads as thread_svc
 from parley.services.errors import Invalid
+from parley.storage.db import raw_connection
 from parley.storage.models import ComplianceDecision, Message, MessageAttachment, MessageTemplate
 
 router = APIRouter(tags=["messages"])
@@ -229,6 +231,47 @@ async def list_messages(
         conds.append(Message.created_at >= start)
     if end:
         conds.append(Message.created_at <= end)
+    total = await session.scalar(select(func.count()).select_from(Message).where(*conds)) or 0
+    query = select(Message).where(*conds)
+    if after:
+        query = query.where((Message.created_at, Message.id) < after)
+    rows = list(
+        await session.scalars(
+            query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
+        )
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = pagination.encode(rows[-1].created_at, rows[-1].id)
+    keys = await _template_keys(session, rows)
+    attached = await _attachments(session, rows)
+    return MessageList(
+        messages=[_out(m, keys, None, attached) for m in rows],
+        total_count=total,
+        next_cursor=next_cursor,
+    )
+
+
+@router.get("/api/inbox/{conversationId}/messages", response_model=MessageList)
+async def conversation_messages(
+    conversation_id: Annotated[uuid.UUID, Path(alias="conversationId")],
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> MessageList:
+    """A conversation's messages, newest first: a case's conversation with one borrower,
+    or a team-queue sender's unfiled messages (what POST .../file would file). Visible
+    to whoever may see the conversation (404 otherwise)."""
+    conv = await inbox_svc.get(await raw_connection(session), principal, conversation_id)
+    limit = pagination.clamp_limit(limit)
+    after = pagination.decode(cursor)
+    conds = [Message.organization_id == principal.organization_id]
+    if conv["case_id"] is not None:
+        conds += [Message.case_id == conv["case_id"], Message.borrower_id == conv["borrower_id"]]
+    else:
+        conds += [Message.case_id.is_(None), Message.from_address == conv["sender_address"]]
     total = await session.scalar(select(func.count()).select_from(Message).where(*conds)) or 0
     query = select(Message).where(*conds)
     if after:

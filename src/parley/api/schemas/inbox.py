@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from parley.api.schemas.common import CamelModel
+from parley.api.schemas.common import CamelModel, RequestModel
 
 
 class LastItemOut(CamelModel):
@@ -73,3 +73,46 @@ class Timeline(CamelModel):
     borrower_id: uuid.UUID
     items: list[TimelineItemOut]
     next_cursor: str | None = None
+
+
+class FileConversationIn(RequestModel):
+    """POST /api/inbox/{conversationId}/file: whose messages these are."""
+
+    borrower_id: uuid.UUID
+    case_id: uuid.UUID
+    # Make the sender's address a contact point of the borrower (refused if it is
+    # another borrower's).
+    add_contact_point: bool = False
+    # Only these messages of the conversation (default: every unfiled one).
+    message_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=500)
+
+
+class FiledContactPointOut(CamelModel):
+    contact_point_id: uuid.UUID
+    type: str
+    value: str
+    added: bool  # false: it was on file already
+
+
+class ConsentChangeOut(CamelModel):
+    message_id: uuid.UUID
+    channel: str
+    action: str  # revoke | grant
+    contact_point_id: uuid.UUID | None  # None: every contact point of the borrower
+    matched: str
+
+
+class FilingOut(CamelModel):
+    filing_id: uuid.UUID
+    # The case's conversation the messages are in now.
+    conversation: ConversationOut
+    from_conversation_id: uuid.UUID
+    # True when nothing unfiled was left: the team-queue conversation is gone.
+    from_conversation_removed: bool
+    case_id: uuid.UUID
+    borrower_id: uuid.UUID
+    message_ids: list[uuid.UUID]
+    contact_point: FiledContactPointOut | None
+    consent_changes: list[ConsentChangeOut]
+    filed_at: datetime
+    filed_by: str
