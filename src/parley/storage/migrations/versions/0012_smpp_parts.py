@@ -9,14 +9,14 @@ the part's own status, from which the message's follows (inbox/message_parts.py)
 message_events.part says which part a provider event was about (NULL for messages
 tracked as one). Adding a nullable column without a default changes only the catalog.
 
-Revision ID: 0012_smpp_parts
+Revision ID: 0012
 Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_smpp_parts"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None

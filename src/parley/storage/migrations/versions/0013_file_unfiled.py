@@ -9,16 +9,16 @@
 - conversation_filings: who filed which messages of which team-queue conversation on
   which case, and when (append-only, like the rest of the communication record).
 
-Revision ID: 0012_file_unfiled
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0012_file_unfiled"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
