@@ -218,6 +218,81 @@ async def test_no_call_for_seven_days_after_a_conversation(
     assert (await place(tenant, case_id))["status"] == "placed"
 
 
+async def _inbound_call(container: Any, tenant: Any, data: dict[str, Any], when, log_result):
+    """A call the borrower placed to us, answered, ended, logged with `log_result`."""
+    call_id = uuid.uuid4()
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id FROM contact_points WHERE borrower_id = %s AND kind = 'phone'",
+            (data["borrower_id"],),
+        )
+        contact = (await cur.fetchone())[0]
+        await conn.execute(
+            "INSERT INTO calls (id, organization_id, case_id, borrower_id, contact_point_id, "
+            "to_address, direction, status, prior_consent, purpose, answered_at, ended_at, "
+            "created_at) VALUES (%s, %s, %s, %s, %s, '+12125550123', 'inbound', 'completed', "
+            "false, 'collection', %s, %s, %s)",
+            (
+                call_id,
+                tenant.organization_id,
+                data["case_id"],
+                data["borrower_id"],
+                contact,
+                when,
+                when + timedelta(minutes=5),
+                when,
+            ),
+        )
+        if log_result is not None:
+            await conn.execute(
+                "INSERT INTO call_logs (organization_id, call_id, disposition, result, "
+                "created_at) VALUES (%s, %s, 'spoke_to_customer', %s, %s)",
+                (tenant.organization_id, call_id, log_result, when + timedelta(minutes=6)),
+            )
+
+
+async def test_a_conversation_on_a_call_the_borrower_placed_starts_the_period(
+    tenant, container, clock
+):
+    """1006.14(b)(2)(i)(B) counts any telephone conversation, whoever dialed: after the
+    borrower called in and spoke to an agent, our calls wait 7 local days. The inbound
+    call itself is not one of our attempts."""
+    data = await borrower(container, tenant.organization_id)
+    await _inbound_call(container, tenant, data, at(NY, 2025, 6, 10, 11, 0), "conversation")
+    clock.now = at(NY, 2025, 6, 10, 14, 0)
+    blocked = await place(tenant, data["case_id"])
+    assert blocked["status"] == "blocked"
+    assert blocked["compliance"]["reasons"] == ["reg_f_post_conversation"]
+    assert ts(blocked["compliance"]["nextAllowedAt"]) == at(NY, 2025, 6, 17, 0, 0)
+    facts = (await decision(tenant, blocked["callId"]))["facts"]["frequency"]
+    assert ts(facts["postConversation"]["conversationAt"]) == at(NY, 2025, 6, 10, 11, 5)
+    [inbound] = facts["attempts"]
+    assert inbound["result"] == "inbound_conversation" and inbound["countedBy"] == []
+    assert facts["caps"][0]["counted"] == 0
+
+
+async def test_an_inbound_call_without_a_conversation_neither_blocks_nor_counts(
+    tenant, container, clock
+):
+    data = await borrower(container, tenant.organization_id)
+    # Logged as a message left / no conversation, or not logged yet: neither starts the
+    # period, and calls the borrower placed never count toward 7 in 7.
+    await _inbound_call(container, tenant, data, at(NY, 2025, 6, 9, 11, 0), "left_message")
+    await _inbound_call(container, tenant, data, at(NY, 2025, 6, 9, 12, 0), None)
+    for hour in range(9, 16):
+        clock.now = at(NY, 2025, 6, 10, hour, 0)
+        assert (await place(tenant, data["case_id"]))["status"] == "placed"
+    clock.now = at(NY, 2025, 6, 10, 16, 0)
+    eighth = await place(tenant, data["case_id"])
+    # Blocked by the 7 outbound calls alone (were the inbound ones counted, the cap
+    # would have blocked the sixth): allowed again when the first of ours expires.
+    assert eighth["status"] == "blocked"
+    assert eighth["compliance"]["reasons"] == ["reg_f_call_frequency"]
+    assert ts(eighth["compliance"]["nextAllowedAt"]) == at(NY, 2025, 6, 17, 9, 0)
+    facts = (await decision(tenant, eighth["callId"]))["facts"]["frequency"]
+    assert facts["caps"][0]["counted"] == 7
+
+
 async def test_direct_consent_lets_a_call_through_the_reg_f_cap(tenant, container, clock):
     data = await borrower(container, tenant.organization_id)
     case_id = data["case_id"]

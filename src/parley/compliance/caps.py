@@ -117,6 +117,7 @@ from parley.domain.channels import Channel
 __all__ = [
     "BUNCHING_DAILY",
     "BUNCHING_UNANSWERED",
+    "CONVERSATION_RESULTS",
     "MA_TELEPHONE_OTHER",
     "MA_TELEPHONE_PERSONAL",
     "REG_F_BUNCHING",
@@ -169,6 +170,10 @@ class AttemptResult(StrEnum):
     VOICEMAIL = "voicemail"
     LEFT_MESSAGE = "left_message"
     CONVERSATION = "conversation"  # a telephone conversation: counts and starts the period
+    # A telephone conversation on a call the person placed: it starts the post-conversation
+    # period like any conversation (1006.14(b)(2)(i)(B) does not ask who dialed), but it is
+    # not a call attempt of ours, so no frequency cap counts it and bunching ignores it.
+    INBOUND_CONVERSATION = "inbound_conversation"
     BUSY = "busy"
     NOT_IN_SERVICE = "not_in_service"
     NETWORK_FAILURE = "network_failure"
@@ -193,8 +198,13 @@ UNCONNECTED_RESULTS: frozenset[AttemptResult] = frozenset(
 # For bunching, every call that did not become a conversation went unanswered (including
 # pending ones, whose outcome may still be "no answer"): flags err on the side of flagging.
 UNANSWERED_RESULTS: frozenset[AttemptResult] = frozenset(AttemptResult) - {
-    AttemptResult.CONVERSATION
+    AttemptResult.CONVERSATION,
+    AttemptResult.INBOUND_CONVERSATION,
 }
+
+CONVERSATION_RESULTS: frozenset[AttemptResult] = frozenset(
+    {AttemptResult.CONVERSATION, AttemptResult.INBOUND_CONVERSATION}
+)
 
 
 def _aware_utc(value: datetime, what: str) -> datetime:
@@ -764,6 +774,8 @@ def _evaluate_cap(
     expiries: list[datetime] = []
     indices: list[int] = []
     for index, past in history:
+        if past.result is AttemptResult.INBOUND_CONVERSATION:
+            continue  # the person called us: not an attempt
         if past.channel not in rule.channels or not _kind_matches(
             past.number_kind, rule.number_kinds
         ):
@@ -800,7 +812,7 @@ def _evaluate_post_conversation(
     conversation_at: datetime | None = None
     blocked_until: datetime | None = None
     for index, past in history:
-        if past.channel not in rule.channels or past.result is not AttemptResult.CONVERSATION:
+        if past.channel not in rule.channels or past.result not in CONVERSATION_RESULTS:
             continue
         # The conversation day is day 1: calls are blocked through local day D + days - 1.
         end = _days_end(past.at, rule.days, zones)
@@ -821,7 +833,11 @@ def _bunching_flags(
     history: _Indexed,
     zones: Sequence[ZoneInfo],
 ) -> tuple[str, ...]:
-    calls = [past for _, past in history if past.channel in rule.channels]
+    calls = [
+        past
+        for _, past in history
+        if past.channel in rule.channels and past.result is not AttemptResult.INBOUND_CONVERSATION
+    ]
     flags: list[str] = []
     unanswered = sum(
         1

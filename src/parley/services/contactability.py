@@ -119,6 +119,16 @@ LEFT JOIN LATERAL (SELECT l.result FROM call_logs l WHERE l.call_id = k.id
                    ORDER BY l.id DESC LIMIT 1) lg ON true
 WHERE (k.borrower_id, k.case_id) IN (SELECT * FROM unnest(%(b)s::uuid[], %(c)s::uuid[]))
   AND k.placed_at > %(since)s
+UNION ALL
+-- Calls the person placed are not our attempts, but a conversation on one (as its latest
+-- interaction log says) starts the 7-day period all the same, from when it ended.
+SELECT k.borrower_id::text, k.case_id::text, 'voice', coalesce(k.ended_at, k.created_at),
+       k.contact_point_id::text, p.label, 'inbound_conversation', false
+FROM calls k LEFT JOIN contact_points p ON p.id = k.contact_point_id
+JOIN LATERAL (SELECT l.result FROM call_logs l WHERE l.call_id = k.id
+              ORDER BY l.id DESC LIMIT 1) lg ON lg.result = 'conversation'
+WHERE (k.borrower_id, k.case_id) IN (SELECT * FROM unnest(%(b)s::uuid[], %(c)s::uuid[]))
+  AND k.direction = 'inbound' AND coalesce(k.ended_at, k.created_at) > %(since)s
 """
 
 DIRECT_CONSENT_SQL = """

@@ -117,6 +117,8 @@ POLICIES = (US_FEDERAL, US_MA, PER_NUMBER)
 
 # 12 CFR 1006.14(b)(3); not_dialed: click-to-call whose agent never answered (nothing dialed).
 UNCONNECTED = {R.BUSY, R.NOT_IN_SERVICE, R.NETWORK_FAILURE, R.NOT_DIALED}
+# Either side's conversation starts the post-conversation period (1006.14(b)(2)(i)(B)).
+CONVERSATIONS = {R.CONVERSATION, R.INBOUND_CONVERSATION}
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ def subject_to(rule: CapRule, new: Attempt) -> bool:
 
 
 def counts_toward(rule: CapRule, past: PastAttempt, new_point: str | None) -> bool:
+    if past.result is R.INBOUND_CONVERSATION:  # the person called: not an attempt
+        return False
     if past.channel not in rule.channels:
         return False
     kinds = rule.number_kinds
@@ -198,7 +202,7 @@ def conversation_blocks(
     zones: Sequence[ZoneInfo],
 ) -> bool:
     for past in history:
-        if past.channel not in rule.channels or past.result is not R.CONVERSATION:
+        if past.channel not in rule.channels or past.result not in CONVERSATIONS:
             continue
         if past.at > t:
             return True
