@@ -218,8 +218,11 @@ async def test_no_call_for_seven_days_after_a_conversation(
     assert (await place(tenant, case_id))["status"] == "placed"
 
 
-async def _inbound_call(container: Any, tenant: Any, data: dict[str, Any], when, log_result):
-    """A call the borrower placed to us, answered, ended, logged with `log_result`."""
+async def _inbound_call(
+    container: Any, tenant: Any, data: dict[str, Any], when, log_result, *, agent: bool = True
+):
+    """A call the borrower placed to us, ended and logged with `log_result`; answered by
+    an agent, or (`agent=False`) taken by voicemail."""
     call_id = uuid.uuid4()
     async with container.db.pool.connection() as conn:
         cur = await conn.execute(
@@ -243,6 +246,29 @@ async def _inbound_call(container: Any, tenant: Any, data: dict[str, Any], when,
                 when,
             ),
         )
+        await conn.execute(
+            "INSERT INTO call_legs (organization_id, call_id, call_sid, role, status, "
+            "answered_at, ended_at) VALUES (%s, %s, %s, 'customer', 'completed', %s, %s)",
+            (
+                tenant.organization_id,
+                call_id,
+                f"CA{call_id.hex}",
+                when,
+                when + timedelta(minutes=5),
+            ),
+        )
+        if agent:
+            await conn.execute(
+                "INSERT INTO call_legs (organization_id, call_id, call_sid, role, status, "
+                "answered_at, ended_at) VALUES (%s, %s, %s, 'agent', 'completed', %s, %s)",
+                (
+                    tenant.organization_id,
+                    call_id,
+                    f"CB{call_id.hex}",
+                    when,
+                    when + timedelta(minutes=5),
+                ),
+            )
         if log_result is not None:
             await conn.execute(
                 "INSERT INTO call_logs (organization_id, call_id, disposition, result, "
@@ -279,6 +305,11 @@ async def test_an_inbound_call_without_a_conversation_neither_blocks_nor_counts(
     # period, and calls the borrower placed never count toward 7 in 7.
     await _inbound_call(container, tenant, data, at(NY, 2025, 6, 9, 11, 0), "left_message")
     await _inbound_call(container, tenant, data, at(NY, 2025, 6, 9, 12, 0), None)
+    # A voicemail the agent logged as "callback requested" (a conversation disposition):
+    # nobody spoke to the borrower.
+    await _inbound_call(
+        container, tenant, data, at(NY, 2025, 6, 9, 13, 0), "conversation", agent=False
+    )
     for hour in range(9, 16):
         clock.now = at(NY, 2025, 6, 10, hour, 0)
         assert (await place(tenant, data["case_id"]))["status"] == "placed"

@@ -120,8 +120,9 @@ LEFT JOIN LATERAL (SELECT l.result FROM call_logs l WHERE l.call_id = k.id
 WHERE (k.borrower_id, k.case_id) IN (SELECT * FROM unnest(%(b)s::uuid[], %(c)s::uuid[]))
   AND k.placed_at > %(since)s
 UNION ALL
--- Calls the person placed are not our attempts, but a conversation on one (as its latest
--- interaction log says) starts the 7-day period all the same, from when it ended.
+-- Calls the person placed are not our attempts, but a conversation on one starts the
+-- 7-day period all the same, from when it ended: an agent answered it and its latest
+-- interaction log says so (a voicemail the agent logs as "callback requested" is not one).
 SELECT k.borrower_id::text, k.case_id::text, 'voice', coalesce(k.ended_at, k.created_at),
        k.contact_point_id::text, p.label, 'inbound_conversation', false
 FROM calls k LEFT JOIN contact_points p ON p.id = k.contact_point_id
@@ -129,6 +130,8 @@ JOIN LATERAL (SELECT l.result FROM call_logs l WHERE l.call_id = k.id
               ORDER BY l.id DESC LIMIT 1) lg ON lg.result = 'conversation'
 WHERE (k.borrower_id, k.case_id) IN (SELECT * FROM unnest(%(b)s::uuid[], %(c)s::uuid[]))
   AND k.direction = 'inbound' AND coalesce(k.ended_at, k.created_at) > %(since)s
+  AND EXISTS (SELECT 1 FROM call_legs g WHERE g.call_id = k.id AND g.role = 'agent'
+              AND g.answered_at IS NOT NULL)
 """
 
 DIRECT_CONSENT_SQL = """
