@@ -127,6 +127,7 @@ class PhoneNetwork:
         self.calls: dict[str, NetworkCall] = {}
         self.conferences: dict[str, NetworkConference] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._posting: set[asyncio.Task[Any]] = set()
         self._order: dict[str, asyncio.Lock] = {}
 
     # -- requests ------------------------------------------------------------------
@@ -304,10 +305,11 @@ class PhoneNetwork:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def spawn(self, coroutine: Any) -> None:
+    def spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def live(self) -> list[NetworkCall]:
         return [c for c in self.calls.values() if c.status not in TERMINAL]
@@ -316,6 +318,11 @@ class PhoneNetwork:
         """Wait until nothing is scheduled: every call's progress and callback is done."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def posted(self) -> None:
+        """Wait until every callback queued so far was posted (timers may still run)."""
+        while self._posting:
+            await asyncio.gather(*list(self._posting), return_exceptions=True)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -448,7 +455,7 @@ class PhoneNetwork:
         where = self.recording_url(account_sid, sid)
         if where is not None:
             params["RecordingUrl"] = where
-        self._queue(url, params, account_sid, key=sid)
+        self.queue_callback(url, params, account_sid, key=sid)
 
     async def _conference_event(
         self, conference: NetworkConference, event: str, call_sid: str | None, short: str
@@ -470,7 +477,9 @@ class PhoneNetwork:
                 "Muted": "true" if conference.participants.get(call_sid) else "false",
                 "Hold": "false",
             }
-        self._queue(conference.status_callback, params, conference.account_sid, key=conference.sid)
+        self.queue_callback(
+            conference.status_callback, params, conference.account_sid, key=conference.sid
+        )
 
     async def _set_status(self, call: NetworkCall, status: str) -> None:
         call.status = status
@@ -500,9 +509,11 @@ class PhoneNetwork:
         if status in TERMINAL:
             duration = _seconds_since(call.answered_at) if call.answered_at else 0
             params |= {"CallDuration": str(duration), "Duration": str((duration + 59) // 60)}
-        self._queue(call.status_callback, params, call.account_sid, key=call.sid)
+        self.queue_callback(call.status_callback, params, call.account_sid, key=call.sid)
 
-    def _queue(self, url: str, params: dict[str, str], account_sid: str, *, key: str) -> None:
+    def queue_callback(
+        self, url: str, params: dict[str, str], account_sid: str, *, key: str
+    ) -> None:
         """Post in the background, in order per `key` (asyncio.Lock wakes waiters FIFO)."""
         lock = self._order.setdefault(key, asyncio.Lock())
 
@@ -513,7 +524,9 @@ class PhoneNetwork:
                 except Exception:  # a callback that cannot be posted is lost, as on Twilio
                     log.exception("voice callback to %s failed", url)
 
-        self.spawn(post())
+        task = self.spawn(post())
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
 
 
 # -- the callbacks' format, for whoever receives them -------------------------------------
