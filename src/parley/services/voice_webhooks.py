@@ -114,7 +114,8 @@ def local_delivery(container: Container) -> Deliver:
             body=body,
             query=dict(parse_qsl(parts.query)),
         )
-        answer = await receive(container, *match.groups(), hook)
+        provider, account_id, path = match.groups()
+        answer = await receive(container, provider, account_id, path, hook)
         return answer.status, answer.body
 
     return deliver
