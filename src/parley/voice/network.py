@@ -333,6 +333,8 @@ class PhoneNetwork:
     # -- a call's progress -------------------------------------------------------------
 
     async def _progress(self, call: NetworkCall) -> None:
+        if call.status in TERMINAL:  # hung up before it got going
+            return
         await self._set_status(call, "initiated")
         await self._set_status(call, "ringing")
         outcome = self.outcomes.get(call.to, "answered")
