@@ -76,6 +76,7 @@ def test_the_sandbox_places_live_calls_on_voice_only() -> None:
     [
         ({"from_number": "Northwind"}, "caller id must be E.164"),
         ({"call_outcomes": {BORROWER: "maybe"}}, "must be one of"),
+        ({"call_outcomes": {BORROWER: ["busy"]}}, "must be one of"),
         ({"call_outcomes": {"555-0100": "busy"}}, "not an E.164 number or endpoint"),
         ({"call_outcomes": ["busy"]}, "call_outcomes: must be an object"),
         ({"ring_seconds": -1}, "ring_seconds: must be between"),

@@ -93,7 +93,7 @@ def parse_settings(context: ProviderContext) -> SandboxSettings:
     for where, outcome in outcomes.items():
         if not ENDPOINT.match(where):
             problems.append(f"call_outcomes: {where!r} is not an E.164 number or endpoint")
-        if outcome not in OUTCOMES:
+        if not isinstance(outcome, str) or outcome not in OUTCOMES:
             problems.append(f"call_outcomes: {where}: must be one of {', '.join(sorted(OUTCOMES))}")
     secret = context.secrets.get("signing_secret")
     if not secret or not isinstance(secret, str):
