@@ -2,13 +2,15 @@
 hundred borrowers with cases in different stages, and some message history.
 
 History is produced by sending real messages through the normal pipeline (sandbox
-providers), so it carries real events. The seed document's example case
-(550e8400-e29b-41d4-a716-446655440000, debtor@example.com) and templates
-(payment-reminder-v1, first-notice) are included so its requests work verbatim.
+providers), so it carries real events; calls are played on the sandbox's simulated
+telephone network through the same voice services and callbacks as live calls. The seed
+document's example case (550e8400-e29b-41d4-a716-446655440000, debtor@example.com) and
+templates (payment-reminder-v1, first-notice) are included so its requests work verbatim.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import secrets
@@ -191,6 +193,16 @@ WHATSAPP_TEMPLATE = {
 }
 
 
+# The demo's voice account: a called phone rings 2 s, a borrower talks for up to 45 s, a
+# voicemail lasts 4 s (docs/providers.md, sandbox voice).
+VOICE_CONFIG = {
+    "from_number": "+18005550199",
+    "ring_seconds": 2.0,
+    "talk_seconds": 45.0,
+    "voicemail_seconds": 4.0,
+}
+
+
 @dataclass
 class DemoInfo:
     organization_id: uuid.UUID
@@ -294,6 +306,18 @@ async def _load(container: Container, session) -> Organization:  # type: ignore[
             await whatsapp_templates.record_local(
                 session, org.id, account.id, now=datetime.now(UTC), **WHATSAPP_TEMPLATE
             )
+    await provider_accounts.create(
+        session,
+        org.id,
+        name="sandbox-voice",
+        provider="sandbox",
+        channel=Channel.VOICE,
+        config=VOICE_CONFIG,
+        secrets={"signing_secret": secrets.token_urlsafe(24)},
+        is_default=True,
+        rate_per_second=None,
+        burst=None,
+    )
     for key, name, channel, subject, body in TEMPLATES:
         await template_svc.create(
             session,
@@ -429,6 +453,7 @@ async def _load(container: Container, session) -> Organization:  # type: ignore[
     await session.commit()
     await _history(container, session, org, supervisor, cases[:60])
     await _replies(container, org, cases[:60])
+    await _calls(container, org, agents, cases[60:])
     return org
 
 
@@ -615,3 +640,149 @@ async def _replies(container: Container, org: Organization, cases: list[Case]) -
                 occurred_at=now,
             ),
         )
+
+
+# How long the loader waits for one of its calls to get somewhere (a bound, not a pace).
+CALL_WAIT_SECONDS = 60.0
+
+
+async def _calls(
+    container: Container, org: Organization, agents: list[User], cases: list[Case]
+) -> None:
+    """Calls, played on the sandbox voice account's simulated network exactly as live ones
+    (the webhook path included, handed over in-process: no server listens yet). Two
+    borrowers call while no agent is available and leave voicemails -- one their agent
+    has logged (a callback requested), one still unread and awaiting its log -- and a
+    third is answered by their agent and promises to pay. The agents end offline."""
+    from parley.channels.sandbox.voice import SandboxVoiceProvider
+    from parley.services import call_logs, presence, voice_calls, voice_events, voice_webhooks
+    from parley.services import inbox as inbox_svc
+    from parley.storage.models import ProviderAccount
+
+    callers = await _callable(container, org, cases, 3)
+    if len(callers) < 3:
+        return
+    async with container.db.session() as session:
+        account_id = await session.scalar(
+            select(ProviderAccount.id).where(
+                ProviderAccount.organization_id == org.id,
+                ProviderAccount.channel == Channel.VOICE.value,
+            )
+        )
+    row = await container.providers.account(str(account_id))
+    assert row is not None
+    provider = await container.providers.get(row)
+    assert isinstance(provider, SandboxVoiceProvider)
+    names = {a.id: a.name for a in agents}
+
+    def agent_of(case: Case) -> Principal:
+        assert case.assigned_agent_id is not None
+        return Principal(
+            organization_id=org.id,
+            role=Role.AGENT,
+            user_id=case.assigned_agent_id,
+            name=names[case.assigned_agent_id],
+            token_id=uuid.uuid4(),
+        )
+
+    async def ring(phone: str) -> uuid.UUID:
+        leg = await provider.simulate_inbound_call(caller=phone)
+        return await voice_events.call_of_leg(container, row, leg.sid)
+
+    async def log(case: Case, call_id: uuid.UUID, entry: call_logs.LogInput) -> None:
+        async with container.db.session() as session:
+            await call_logs.submit_log(container, session, agent_of(case), call_id, entry)
+        # The agent has dealt with it: the conversation is read.
+        async with container.db.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM conversations WHERE organization_id = %s AND case_id = %s",
+                (org.id, case.id),
+            )
+            for (conversation_id,) in await cur.fetchall():
+                await inbox_svc.mark_read(conn, agent_of(case), conversation_id, container.clock())
+
+    async def set_presence(principal: Principal, status: str, endpoint: str | None) -> None:
+        assert principal.user_id is not None
+        async with container.db.session() as session:
+            await presence.set_status(
+                session, org.id, principal.user_id, status, endpoint, container.clock()
+            )
+            await session.commit()
+
+    today = container.clock().date()
+    (_, phone_a), (logged, phone_b), (answered, phone_c) = callers
+    with provider.delivered_by(voice_webhooks.local_delivery(container)):
+        # Nobody is available: both callers leave a voicemail.
+        voicemails = [await ring(phone_a), await ring(phone_b)]
+        for call_id in voicemails:
+            await _until(container, call_id, "awaiting_log", recorded=True)
+        await log(
+            logged,
+            voicemails[1],
+            call_logs.LogInput(
+                disposition="callback_requested",
+                notes="Voicemail: asks to be called back after work.",
+                follow_up_date=today + timedelta(days=1),
+                promise_amount=None,
+                promise_date=None,
+                correction=False,
+            ),
+        )
+        # The third borrower's agent is at their desk (a softphone) and takes the call.
+        agent = agent_of(answered)
+        await set_presence(agent, "available", f"client:{agent.name.split()[0].lower()}")
+        call_id = await ring(phone_c)
+        await _until(container, call_id, "in_progress")
+        async with container.db.session() as session:
+            await voice_calls.hang_up(container, session, agent, call_id)
+        await _until(container, call_id, "awaiting_log")
+        await log(
+            answered,
+            call_id,
+            call_logs.LogInput(
+                disposition="promise_to_pay",
+                notes="Called in about the balance; pays the first part next week.",
+                follow_up_date=None,
+                promise_amount=str((answered.outstanding_amount / 4).quantize(Decimal("0.01"))),
+                promise_date=today + timedelta(days=7),
+                correction=False,
+            ),
+        )
+        await set_presence(agent, "offline", None)
+        await provider.network.posted()
+
+
+async def _callable(
+    container: Container, org: Organization, cases: list[Case], count: int
+) -> list[tuple[Case, str]]:
+    """`count` open cases with an agent, each with its borrower's phone number."""
+    wanted = [c for c in cases if c.status == "open" and c.assigned_agent_id][:count]
+    async with container.db.session() as session:
+        rows = await session.execute(
+            select(CaseBorrower.case_id, ContactPoint.value)
+            .join(ContactPoint, ContactPoint.borrower_id == CaseBorrower.borrower_id)
+            .where(
+                CaseBorrower.case_id.in_([c.id for c in wanted]),
+                ContactPoint.kind == "phone",
+                ContactPoint.organization_id == org.id,
+            )
+        )
+        phones = dict(rows.all())
+    return [(c, phones[c.id]) for c in wanted if c.id in phones]
+
+
+async def _until(
+    container: Container, call_id: uuid.UUID, status: str, *, recorded: bool = False
+) -> None:
+    """Wait until the call reached `status` (and has its recording, with `recorded`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CALL_WAIT_SECONDS
+    while True:
+        async with container.db.session() as session:
+            call = await session.get(Call, call_id)
+            assert call is not None
+            if call.status == status and (call.recording_sid is not None or not recorded):
+                return
+        if loop.time() > deadline:
+            raise RuntimeError(f"demo call {call_id} is {call.status}, not {status}")
+        await asyncio.sleep(0.1)

@@ -35,7 +35,15 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def live_api(container: Any) -> AsyncIterator[str]:
     """Serve the API on a free port and point provider callbacks at it."""
+    async with live_app(container) as (base, _app):
+        yield base
+
+
+@contextlib.asynccontextmanager
+async def live_app(container: Any) -> AsyncIterator[tuple[str, Any]]:
+    """`live_api`, also yielding the app (its SSE streams are ended on the way out)."""
     from parley.api.app import create_app
+    from parley.inbox import live
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -43,18 +51,18 @@ async def live_api(container: Any) -> AsyncIterator[str]:
     container.settings.public_base_url = base
     container.providers._public_base_url = base
     await container.providers.aclose()
+    app = create_app(container)
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(container), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
     try:
-        yield base
+        yield base, app
     finally:
+        await live.close_app(app)
         server.should_exit = True
         await task
         container.settings.public_base_url = old

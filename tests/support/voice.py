@@ -1,5 +1,6 @@
-"""Helpers for click-to-call tests: a Twilio voice account on a local `TwilioVoicePeer`,
-agents with tokens and presence, and waiting for a call's status."""
+"""Helpers for click-to-call tests: a Twilio voice account on a local `TwilioVoicePeer`
+or a sandbox voice account (its simulated network), agents with tokens and presence,
+and waiting for a call's status."""
 
 from __future__ import annotations
 
@@ -29,6 +30,32 @@ async def voice_account(container: Any, org_id: uuid.UUID, peer: Any) -> uuid.UU
         },
         secrets_={"auth_token": DEFAULT_AUTH_TOKEN},
     )
+
+
+async def sandbox_voice_account(container: Any, org_id: uuid.UUID, **config: Any) -> uuid.UUID:
+    """A sandbox voice account; phones ring briefly and stay until hung up unless
+    `config` says otherwise."""
+    return await factories.account(
+        container,
+        org_id,
+        "sandbox",
+        Channel.VOICE,
+        config={
+            "from_number": CALLER_ID,
+            "ring_seconds": 0.05,
+            "talk_seconds": None,
+            "voicemail_seconds": 0.05,
+            **config,
+        },
+        secrets_={"signing_secret": "sandbox-voice-test-secret"},
+    )
+
+
+async def sandbox_network(container: Any, account_id: uuid.UUID) -> Any:
+    """The account's simulated network (its calls and conferences), as the API uses it."""
+    row = await container.providers.account(str(account_id))
+    provider = await container.providers.get(row)
+    return provider.network
 
 
 async def agent_client(

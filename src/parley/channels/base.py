@@ -192,6 +192,63 @@ class ChannelProvider(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceResponse:
+    """What a voice provider answered a call request: ok with the resource, or its error
+    (Twilio's error codes: ``21220`` the leg is no longer in progress, ...)."""
+
+    ok: bool
+    status: int  # HTTP status; 0 when no response arrived
+    resource: dict[str, Any]
+    error_code: str | None = None
+    detail: str | None = None
+
+    @property
+    def sid(self) -> str | None:
+        sid = self.resource.get("sid")
+        return sid if isinstance(sid, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceCallback:
+    """A verified callback about a call: Twilio's parameters (``CallSid``, ``CallStatus``,
+    ``ConferenceSid``, ``RecordingSid``, ...), what deduplicates it, and when it happened."""
+
+    params: dict[str, str]
+    dedupe_key: str
+    occurred_at: datetime
+
+
+@runtime_checkable
+class VoiceProvider(Protocol):
+    """A voice account that places live calls (click-to-call, ``services.voice_calls``).
+
+    Calls are driven with TwiML documents (``parley.voice.twiml``): every party meets in
+    a conference. The provider's callbacks reach
+    ``/webhooks/{provider}/{account}/voice/...`` (``callback_url``), are verified with
+    ``verify_webhook`` and read with ``voice_callback``. Twilio implements it over its
+    Voice API; the sandbox over a simulated network (``parley.voice.network``).
+    """
+
+    def callback_url(self, path: str) -> str: ...
+
+    async def create_call(
+        self, *, to: str, twiml: str, status_callback: str | None
+    ) -> VoiceResponse: ...
+
+    async def update_call(
+        self, call_sid: str, *, twiml: str | None = None, status: str | None = None
+    ) -> VoiceResponse: ...
+
+    async def update_participant(
+        self, conference_sid: str, call_sid: str, *, muted: bool
+    ) -> VoiceResponse: ...
+
+    def verify_webhook(self, request: WebhookRequest) -> None: ...
+
+    def voice_callback(self, request: WebhookRequest) -> VoiceCallback: ...
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """How a provider is registered: its factory and the shape of its account settings.
 
@@ -205,6 +262,8 @@ class ProviderSpec:
     config_fields: Mapping[str, str]  # field name -> human description
     secret_fields: Mapping[str, str]
     required: frozenset[str] = frozenset()
+    # Its voice accounts place live calls (their instances are `VoiceProvider`s).
+    live_calls: bool = False
 
 
 @dataclass(frozen=True, slots=True)

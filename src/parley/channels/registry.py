@@ -44,3 +44,8 @@ def build(name: str, context: ProviderContext) -> ChannelProvider:
 
 def names() -> list[str]:
     return sorted(PROVIDERS)
+
+
+def call_providers() -> list[str]:
+    """The providers whose voice accounts place live calls (click-to-call)."""
+    return [name for name in names() if spec(name).live_calls]

@@ -14,9 +14,10 @@ they carry, into the case's conversation (:func:`merge_into_case`) and shrinks o
 the sender's row (:func:`shrink_sender`).
 
 Each change is one upsert in the transaction that records the message or call: the last
-activity and the latest item move forward, inbound messages add one to the unread count
-(reset by :func:`mark_read`), and a new inbound message reopens a closed conversation. No
-count is ever recomputed from `messages`, so the inbox stays an index scan at any volume.
+activity and the latest item move forward, inbound messages and calls add one to the
+unread count (reset by :func:`mark_read`), and a new inbound item reopens a closed
+conversation. No count is ever recomputed from `messages`, so the inbox stays an index
+scan at any volume.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ async def touch(conn: psycopg.AsyncConnection[Any], item: Item) -> Touched:
         "channel": item.channel,
         "direction": item.direction,
         "preview": item.preview,
-        "unread": 1 if item.direction == "inbound" and item.kind == "message" else 0,
+        # What the borrower sent or did: a message, or a call to us (answered or not).
+        "unread": 1 if item.direction == "inbound" else 0,
     }
     cur = await conn.execute(CASE_UPSERT if item.case_id is not None else SENDER_UPSERT, params)
     row = await cur.fetchone()

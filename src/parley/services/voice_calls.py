@@ -1,8 +1,8 @@
 """Click-to-call: place a call through the organization's voice account and control it
 live (its callbacks: ``services.voice_events``; its log: ``services.call_logs``).
 
-Placing a call (``POST /api/cases/{caseId}/calls`` when the organization has a Twilio
-voice account):
+Placing a call (``POST /api/cases/{caseId}/calls`` when the organization has a voice
+account that places calls: Twilio, or the sandbox's simulated network):
 
 1. the agent must be ``available`` with a voice endpoint and have no other call open (live,
    or ended and still awaiting its log): 409 naming the open call otherwise;
@@ -13,7 +13,8 @@ voice account):
    them in the call's conference (recorded); when they answer, the borrower is dialed
    into the same conference (``services.voice_events``).
 
-Every party meets in a conference, so the controls are plain Twilio operations: hang-up
+Every party meets in a conference, so the controls are plain Voice API operations
+(Twilio's, which the sandbox's network honours the same way): hang-up
 is ``Status=completed`` on the legs, mute is the Participants API on the agent's leg,
 DTMF is ``<Play digits>`` on the borrower's leg (which then rejoins the conference), a
 transfer calls another agent into the conference (blind: the first agent's leg is hung
@@ -32,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.channels.twilio import voice as twilio_voice
+from parley.channels import registry
+from parley.channels.base import VoiceProvider, VoiceResponse
 from parley.compliance import gate
 from parley.domain.channels import Channel
 from parley.services import activity, calls, presence
@@ -62,13 +64,14 @@ class ProviderFailed(ServiceError):
 
 
 async def voice_account(session: AsyncSession, org_id: uuid.UUID) -> ProviderAccount | None:
-    """The organization's voice account: its default enabled Twilio voice account."""
+    """The organization's voice account: its default enabled voice account of a provider
+    that places live calls (Twilio, or the sandbox's simulated network)."""
     account: ProviderAccount | None = await session.scalar(
         select(ProviderAccount)
         .where(
             ProviderAccount.organization_id == org_id,
             ProviderAccount.channel == Channel.VOICE.value,
-            ProviderAccount.provider == "twilio",
+            ProviderAccount.provider.in_(registry.call_providers()),
             ProviderAccount.enabled.is_(True),
         )
         .order_by(ProviderAccount.is_default.desc(), ProviderAccount.created_at)
@@ -77,20 +80,17 @@ async def voice_account(session: AsyncSession, org_id: uuid.UUID) -> ProviderAcc
     return account
 
 
-async def provider_for(
-    container: Container, account_id: uuid.UUID
-) -> twilio_voice.TwilioVoiceProvider:
+async def provider_for(container: Container, account_id: uuid.UUID) -> VoiceProvider:
     row = await container.providers.account(str(account_id))
     if row is None:
         raise Conflict("the call's voice account no longer exists")
     provider = await container.providers.get(row)
-    assert isinstance(provider, twilio_voice.TwilioVoiceProvider)
+    if not isinstance(provider, VoiceProvider):
+        raise Conflict("the call's voice account no longer places calls")
     return provider
 
 
-def conference_twiml(
-    provider: twilio_voice.TwilioVoiceProvider, call: Call, *, first: bool = False
-) -> str:
+def conference_twiml(provider: VoiceProvider, call: Call, *, first: bool = False) -> str:
     """The TwiML that puts a leg in the call's conference (the first leg records it)."""
     assert call.conference_name is not None
     base = f"calls/{call.id}"
@@ -137,7 +137,7 @@ async def call_agent(
 
 
 async def record_provider_error(
-    session: AsyncSession, call: Call, operation: str, response: twilio_voice.VoiceResponse
+    session: AsyncSession, call: Call, operation: str, response: VoiceResponse
 ) -> None:
     """A refused provider request, kept with the call's events (not a callback)."""
     session.add(
@@ -290,7 +290,7 @@ async def place(
 
 async def _live_call(
     container: Container, session: AsyncSession, principal: Principal, call_id: uuid.UUID
-) -> tuple[Call, list[CallLeg], twilio_voice.TwilioVoiceProvider]:
+) -> tuple[Call, list[CallLeg], VoiceProvider]:
     call = await locked_call(session, principal.organization_id, call_id)
     if call.provider_account_id is None:
         raise Conflict(f"call {call.id} was not placed through the voice provider")
@@ -314,7 +314,7 @@ async def _checked(
     session: AsyncSession,
     call: Call,
     operation: str,
-    response: twilio_voice.VoiceResponse,
+    response: VoiceResponse,
 ) -> None:
     if not response.ok:
         await record_provider_error(session, call, operation, response)

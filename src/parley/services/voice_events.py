@@ -1,4 +1,5 @@
-"""Twilio's callbacks about calls, applied forward-only, and inbound calls routed to agents.
+"""A voice provider's callbacks about calls (Twilio's, or the sandbox network's, in
+Twilio's vocabulary), applied forward-only, and inbound calls routed to agents.
 
 Every callback is stored as a ``call_events`` row (the provider's timestamp, the raw
 parameters) once -- a repeat (same idempotency token) is dropped -- under the call row's
@@ -19,7 +20,7 @@ What a leg's progress does to its call:
 - an agent other than the call's own leaves (a transfer): they are free again.
 
 Inbound calls (a borrower calls our number; the number's Voice URL is
-``/webhooks/twilio/{account}/voice/inbound``): the caller's number is matched to a
+``/webhooks/{provider}/{account}/voice/inbound``): the caller's number is matched to a
 borrower of the organization and their most recent open case; the call rings the case's
 assigned agent when available, else the available agent idle longest; with nobody
 available the caller leaves a voicemail, which the case's agent then logs. Unknown
@@ -31,13 +32,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.channels.base import VoiceCallback
 from parley.services import calls as calls_svc
 from parley.services import presence
 from parley.services.errors import NotFound
@@ -85,11 +85,8 @@ UNKNOWN_CALLER = "Thank you for calling. We could not find your account; please 
 Action = Callable[[], Awaitable[Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class Callback:
-    params: dict[str, str]
-    dedupe_key: str
-    occurred_at: datetime
+# A verified callback: the provider's parameters, its dedupe key, its time.
+Callback = VoiceCallback
 
 
 def _rank(status: str) -> int:

@@ -1,4 +1,5 @@
-"""/api/provider-accounts: configure how an organization reaches each provider."""
+"""/api/provider-accounts: configure how an organization reaches each provider; on
+sandbox accounts, play the borrower (``simulate-inbound``, ``simulate-inbound-call``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from parley.api.deps import AdminDep, ContainerDep, SessionDep, SupervisorDep
 from parley.api.schemas.common import CamelModel, RequestModel
 from parley.domain.channels import Channel
 from parley.services import provider_accounts as svc
-from parley.services.errors import Invalid
+from parley.services import voice_calls, voice_events
+from parley.services.errors import Invalid, NotFound
+from parley.voice.network import E164
 
 router = APIRouter(prefix="/api/provider-accounts", tags=["provider accounts"])
 
@@ -136,3 +139,54 @@ async def simulate_inbound(
         subject=body.subject,
     )
     return SimulatedInboundOut(provider_message_id=message_id)
+
+
+class SimulatedCall(RequestModel):
+    from_: str = Field(alias="from", min_length=3, max_length=32)
+
+
+class SimulatedCallOut(CamelModel):
+    provider_call_id: str
+    # The call Parley recorded; null when the number matched no borrower (the caller
+    # heard a short message, nothing was recorded).
+    call_id: uuid.UUID | None
+
+
+@router.post(
+    "/{account_id}/simulate-inbound-call", response_model=SimulatedCallOut, status_code=202
+)
+async def simulate_inbound_call(
+    account_id: uuid.UUID,
+    body: SimulatedCall,
+    session: SessionDep,
+    principal: SupervisorDep,
+    container: ContainerDep,
+) -> SimulatedCallOut:
+    """Sandbox voice accounts only: play a borrower calling the account's number. The
+    sandbox's network rings this installation's voice webhook exactly as Twilio would; the
+    call is routed like any inbound call (the case's agent if available, else another
+    available agent, else voicemail) and the rest of it runs in the background."""
+    account = await svc.get(session, principal.organization_id, account_id)
+    if account.provider != "sandbox" or account.channel != Channel.VOICE.value:
+        raise Invalid.field("accountId", "only sandbox voice accounts can simulate calls")
+    if not E164.match(body.from_):
+        raise Invalid.field("from", "must be an E.164 number, e.g. +12125550147")
+    row = await container.providers.account(str(account.id))
+    if row is None or not row.enabled:
+        raise Invalid.field("accountId", "the account is disabled")
+    from parley.channels.sandbox.voice import SandboxVoiceProvider  # loads with the account
+
+    provider = await container.providers.get(row)
+    assert isinstance(provider, SandboxVoiceProvider)
+    await session.rollback()  # hold no transaction while our own webhook is called
+    leg = await provider.simulate_inbound_call(caller=body.from_)
+    if leg.status == "failed":
+        raise voice_calls.ProviderFailed(
+            f"the sandbox could not reach this installation's voice webhook at "
+            f"{provider.callback_url('inbound')} (is PARLEY_PUBLIC_BASE_URL right?)"
+        )
+    try:
+        call_id = await voice_events.call_of_leg(container, row, leg.sid)
+    except NotFound:
+        call_id = None
+    return SimulatedCallOut(provider_call_id=leg.sid, call_id=call_id)

@@ -1,5 +1,6 @@
 """Sandbox provider: serves every channel, accepts every message, and reports realistic
-signed status callbacks to Parley's own webhook endpoint (see `provider`).
+signed status callbacks to Parley's own webhook endpoint (see `provider`); on voice it
+also places live calls on a simulated telephone network (see `voice`).
 
 Importing this package is cheap: aiohttp and the provider load when an account is built.
 """
@@ -26,4 +27,5 @@ SPEC = ProviderSpec(
     config_fields=CONFIG_FIELDS,
     secret_fields=SECRET_FIELDS,
     required=REQUIRED,
+    live_calls=True,
 )

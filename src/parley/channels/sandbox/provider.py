@@ -15,17 +15,21 @@ For each accepted message, background tasks POST to
 Body: `{"id", "message_id", "status", "timestamp" (RFC 3339), "error_code", "channel"}`,
 signed `X-Sandbox-Signature: sha256=<hex HMAC-SHA256(signing_secret, raw body)>`.
 A callback that cannot be posted is logged and dropped: this is a sandbox.
+
+A voice account also places live calls on a simulated telephone network
+(`parley.channels.sandbox.voice`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -49,6 +53,9 @@ from parley.domain.status import EventType
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Sandbox-Signature"
+
+# (url, body, headers) -> (status, body) of the answer: how a callback reaches Parley.
+Deliver = Callable[[str, bytes, dict[str, str]], Awaitable[tuple[int, bytes]]]
 
 STATUS_EVENTS: dict[str, EventType] = {
     "queued": EventType.QUEUED,
@@ -97,6 +104,7 @@ class SandboxProvider:
         self._rng = random.Random(settings.seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._local: Deliver | None = None
         self._closed = False
 
     async def send(self, message: OutboundMessage) -> SendResult:
@@ -150,19 +158,38 @@ class SandboxProvider:
 
     async def _post(self, body: bytes) -> None:
         assert self.webhook_url is not None
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self.settings.signing_secret, body),
         }
+        await self._deliver(self.webhook_url, body, headers)
+
+    async def _deliver(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST a signed callback; the answer's status and body (0: it could not be posted,
+        logged and dropped -- this is a sandbox)."""
+        if self._local is not None:
+            return await self._local(url, body, headers)
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         try:
-            async with self._session.post(self.webhook_url, data=body, headers=headers) as resp:
-                await resp.read()
+            async with self._session.post(url, data=body, headers=headers) as resp:
+                payload = await resp.read()
                 if resp.status >= 300:
                     log.warning("sandbox callback answered %s (dropped)", resp.status)
+                return resp.status, payload
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("sandbox callback to %s failed (dropped): %r", self.webhook_url, exc)
+            log.warning("sandbox callback to %s failed (dropped): %r", url, exc)
+            return 0, b""
+
+    @contextlib.contextmanager
+    def delivered_by(self, deliver: Deliver) -> Iterator[None]:
+        """Hand callbacks to `deliver` instead of posting them over HTTP, while the block
+        runs: for the demo loader, which plays calls before any server listens."""
+        previous, self._local = self._local, deliver
+        try:
+            yield
+        finally:
+            self._local = previous
 
     # -- webhooks ------------------------------------------------------------------
 
@@ -285,4 +312,13 @@ def create(context: ProviderContext) -> SandboxProvider:
     webhook_url = None
     if context.public_base_url:
         webhook_url = f"{context.public_base_url.rstrip('/')}/webhooks/sandbox/{context.account_id}"
+    if Channel(context.channel) is Channel.VOICE:
+        from parley.channels.sandbox.voice import SandboxVoiceProvider
+
+        return SandboxVoiceProvider(
+            settings,
+            webhook_url=webhook_url,
+            account_id=context.account_id,
+            public_base_url=context.public_base_url,
+        )
     return SandboxProvider(settings, channel=Channel(context.channel), webhook_url=webhook_url)

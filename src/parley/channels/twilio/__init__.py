@@ -30,4 +30,5 @@ SPEC = ProviderSpec(
     config_fields=CONFIG_FIELDS,
     secret_fields=SECRET_FIELDS,
     required=REQUIRED,
+    live_calls=True,
 )

@@ -9,6 +9,8 @@
 - ``send``: an automated voice message (the body spoken with ``<Say>``), so a voice
   account also honours the message-provider interface.
 
+``VoiceResponse`` (``parley.channels.base``) is what each request answers.
+
 Webhooks are signed like every Twilio webhook (X-Twilio-Signature; the SMS provider's
 verification is inherited). Agents' click-to-call callbacks are handled by
 ``parley.services.voice_events``; ``parse_webhook`` only normalizes a voice message's
@@ -17,8 +19,8 @@ status for the message pipeline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+import hashlib
+from typing import ClassVar
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -32,6 +34,8 @@ from parley.channels.base import (
     ProviderConfigError,
     ProviderContext,
     SendResult,
+    VoiceCallback,
+    VoiceResponse,
     WebhookRequest,
 )
 from parley.channels.twilio.config import TwilioSettings, parse_settings
@@ -53,22 +57,6 @@ _EVENT_TYPES = {
     "failed": EventType.FAILED,
     "canceled": EventType.FAILED,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class VoiceResponse:
-    """What the Voice API answered: ok with the resource, or Twilio's error."""
-
-    ok: bool
-    status: int  # HTTP status; 0 when no response arrived
-    resource: dict[str, Any]
-    error_code: str | None = None
-    detail: str | None = None
-
-    @property
-    def sid(self) -> str | None:
-        sid = self.resource.get("sid")
-        return sid if isinstance(sid, str) else None
 
 
 class TwilioVoiceProvider(TwilioProvider):
@@ -173,6 +161,16 @@ class TwilioVoiceProvider(TwilioProvider):
             error_code=response.error_code,
             error_detail=response.detail,
         )
+
+    def voice_callback(self, request: WebhookRequest) -> VoiceCallback:
+        """A verified click-to-call callback: deduplicated by Twilio's idempotency token
+        (else the URL and body, which a retry repeats)."""
+        params = webhook_params(request)
+        key = (
+            request.header("I-Twilio-Idempotency-Token")
+            or hashlib.sha256(request.url.encode() + b"|" + request.body).hexdigest()
+        )
+        return VoiceCallback(params, key, callback_time(params))
 
     def parse_webhook(self, request: WebhookRequest) -> list[DeliveryEvent | InboundMessage]:
         params = webhook_params(request)
