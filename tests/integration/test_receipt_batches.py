@@ -15,56 +15,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from parley.channels.base import DeliveryEvent, WebhookRequest
-from parley.channels.twilio import kit
-from parley.domain.channels import Channel
 from parley.domain.status import EventType
 from parley.inbox import receipt_batch, receipts, status_events
-from tests.support import factories
+from tests.support import callbacks
 
 TOKEN = "token-0123456789"
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 async def _twilio(container: Any, tenant: Any) -> str:
-    account = await factories.account(
-        container,
-        tenant.organization_id,
-        "twilio",
-        Channel.SMS,
-        config={**kit.CONFIG, "base_url": "http://127.0.0.1:9"},
-        secrets_={"auth_token": TOKEN},
-    )
-    return str(account)
+    return await callbacks.twilio_account(container, tenant, TOKEN)
 
 
-async def _sent(container: Any, tenant: Any, account: str, provider_id: str) -> str:
-    data = await factories.borrower_with_case(
-        container, tenant.organization_id, email=f"{uuid.uuid4().hex[:12]}@example.com"
-    )
-    message_id = str(uuid.uuid4())
-    async with container.db.pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO messages (id, organization_id, case_id, borrower_id, channel, "
-            "direction, status, priority, to_address, cc, bcc, body, provider_account_id, "
-            "provider, provider_message_id, attempts, status_changed_at, created_at) "
-            "VALUES (%s, %s, %s, %s, 'sms', 'outbound', 'sent', 'normal', '+12025550123', "
-            "'[]', '[]', 'Hello', %s, 'twilio', %s, 1, now(), now())",
-            (
-                message_id,
-                tenant.organization_id,
-                data["case_id"],
-                data["borrower_id"],
-                account,
-                provider_id,
-            ),
-        )
-    return message_id
+_sent = callbacks.sent_message
 
 
 def _event(
@@ -326,18 +293,7 @@ async def _events(container: Any, account: Any, request: WebhookRequest) -> list
 
 
 def _callback(container: Any, account: str, sid: str, status: str) -> WebhookRequest:
-    body = urlencode(
-        {"MessageSid": sid, "MessageStatus": status, "AccountSid": kit.CONFIG["account_sid"]}
-    ).encode()
-    request = WebhookRequest(
-        method="POST",
-        url=f"{container.settings.base_url}/webhooks/twilio/{account}",
-        headers={"content-type": "application/x-www-form-urlencoded"},
-        body=body,
-    )
-    return kit.sign(request, {"auth_token": TOKEN})
+    return callbacks.status_callback(container, account, sid, status, TOKEN)
 
 
-async def _post(tenant: Any, request: WebhookRequest) -> Any:
-    path = request.url.split("://", 1)[1].split("/", 1)[1]
-    return await tenant.client.post("/" + path, content=request.body, headers=dict(request.headers))
+_post = callbacks.post

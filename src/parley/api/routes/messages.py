@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, status
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.api import pagination
 from parley.api.deps import ContainerDep, PrincipalDep, SessionDep, SupervisorDep
@@ -231,6 +232,11 @@ async def list_messages(
         conds.append(Message.created_at >= start)
     if end:
         conds.append(Message.created_at <= end)
+    return await _page(session, conds, after, limit)
+
+
+async def _page(session: AsyncSession, conds: list[Any], after: Any, limit: int) -> MessageList:
+    """The messages matching `conds`, newest first, one keyset page after `after`."""
     total = await session.scalar(select(func.count()).select_from(Message).where(*conds)) or 0
     query = select(Message).where(*conds)
     if after:
@@ -272,26 +278,7 @@ async def conversation_messages(
         conds += [Message.case_id == conv["case_id"], Message.borrower_id == conv["borrower_id"]]
     else:
         conds += [Message.case_id.is_(None), Message.from_address == conv["sender_address"]]
-    total = await session.scalar(select(func.count()).select_from(Message).where(*conds)) or 0
-    query = select(Message).where(*conds)
-    if after:
-        query = query.where((Message.created_at, Message.id) < after)
-    rows = list(
-        await session.scalars(
-            query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
-        )
-    )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = pagination.encode(rows[-1].created_at, rows[-1].id)
-    keys = await _template_keys(session, rows)
-    attached = await _attachments(session, rows)
-    return MessageList(
-        messages=[_out(m, keys, None, attached) for m in rows],
-        total_count=total,
-        next_cursor=next_cursor,
-    )
+    return await _page(session, conds, after, limit)
 
 
 @router.get("/api/messages/{message_id}", response_model=MessageOut)
