@@ -1,4 +1,4 @@
-"""Many verified webhook receipts stored, and their status events applied, in three statements.
+"""Many verified webhook receipts stored, and their status events applied, in two statements.
 
 The batched form of `status_events.store_receipt_and_lock` + `record_events`, for the
 group commit of status callbacks (`receipts.ingest`). Within the caller's transaction:
@@ -7,9 +7,10 @@ group commit of status callbacks (`receipts.ingest`). Within the caller's transa
    batch counts as a repeat too), in one insert -- which also checks that every account
    the receipts were verified with is still the stored one (else nothing is written and
    :class:`~parley.inbox.status_events.AccountChanged` is raised);
-2. lock the messages the new receipts' events name, in id order (so concurrent batches
-   and single receipts cannot deadlock), reading each one's status and which of the
-   batch's provider event ids it already has;
+2. in the same statement, once the insert is done, lock the messages the receipts'
+   events name, in id order (so concurrent batches and single receipts cannot
+   deadlock), reading each one's status and which of the batch's provider event ids it
+   already has;
 3. walk the events in arrival order through the domain's status machine
    (`status_after_event`), exactly as `record_events` would one by one: a repeated
    event id changes nothing, an event that cannot advance the status is stored with
@@ -20,9 +21,7 @@ group commit of status callbacks (`receipts.ingest`). Within the caller's transa
    for), the unique index fails the statement, the caller rolls the batch back and
    applies its receipts one by one instead.
 
-Steps 1 and 2 are sent before either is read, and step 4 is not read at all, so the
-module also works in pipeline mode; ingestion does not use it (measured: no cheaper in
-CPU, psycopg sends each statement as it is queued).
+So a batch of any size is two statements (plus BEGIN, COMMIT and the announcements).
 
 Events whose provider id names a part of a multi-part message (SMPP, `message_parts`)
 match no message here; they come over listener connections, never through the webhook
@@ -55,7 +54,12 @@ _FAILURES = frozenset({EventType.FAILED, EventType.BOUNCED, EventType.REJECTED})
 # Each statement takes its rows as one JSON array (`jsonb_to_recordset`): orjson writes it
 # in C, where psycopg would adapt every array element in Python (measured: the largest
 # cost of a batch in the API process).
-_RECEIPTS_SQL = """
+# Steps 1 and 2 in one statement. Its rows: one ('a', number of unchanged accounts), one
+# ('r', receipt id, account, dedupe key) per new receipt, one ('m', ...) per locked
+# message. The lock waits for the receipts' insert (its InitPlan counts them), so a
+# batch takes its receipts' keys before its messages' locks, in that order, as a single
+# receipt does: two batches sharing a repeat wait for each other instead of deadlocking.
+_RECEIPTS_AND_LOCK_SQL = """
 WITH a AS (
   SELECT count(*) AS n
   FROM jsonb_to_recordset(%(accounts)s::jsonb) AS u(id uuid, config jsonb, secrets jsonb)
@@ -70,24 +74,29 @@ WITH a AS (
   WHERE (SELECT n FROM a) = %(n_accounts)s
   ORDER BY u.account, u.dedupe
   ON CONFLICT (provider_account_id, dedupe_key) DO NOTHING
-  RETURNING id, provider_account_id::text, dedupe_key
+  RETURNING id, provider_account_id, dedupe_key
+), m AS (
+  SELECT m.provider_account_id, m.provider_message_id, m.id, m.organization_id, m.case_id,
+         m.channel, m.status, m.delivered_at IS NOT NULL AS delivered,
+         ARRAY(SELECT e.provider_event_id FROM message_events e
+               WHERE e.message_id = m.id
+                 AND e.provider_event_id IN
+                     (SELECT jsonb_array_elements_text(%(event_ids)s::jsonb))) AS known
+  FROM messages m
+  JOIN jsonb_to_recordset(%(keys)s::jsonb) AS u(account uuid, pid text)
+    ON m.provider_account_id = u.account AND m.provider_message_id = u.pid
+  WHERE (SELECT count(*) FROM r) >= 0
+  ORDER BY m.id
+  FOR UPDATE OF m
 )
-SELECT (SELECT n FROM a), r.id, r.provider_account_id, r.dedupe_key
-FROM (SELECT 1) one LEFT JOIN r ON true
-"""
-
-_LOCK_SQL = """
-SELECT m.provider_account_id::text, m.provider_message_id, m.id::text,
-       m.organization_id::text, m.case_id::text, m.channel, m.status,
-       m.delivered_at IS NOT NULL,
-       ARRAY(SELECT e.provider_event_id FROM message_events e
-             WHERE e.message_id = m.id
-               AND e.provider_event_id IN (SELECT jsonb_array_elements_text(%(event_ids)s::jsonb)))
-FROM messages m
-JOIN jsonb_to_recordset(%(keys)s::jsonb) AS u(account uuid, pid text)
-  ON m.provider_account_id = u.account AND m.provider_message_id = u.pid
-ORDER BY m.id
-FOR UPDATE OF m
+SELECT 'a', (SELECT n FROM a)::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL::text[]
+UNION ALL
+SELECT 'r', r.id::text, r.provider_account_id::text, r.dedupe_key, NULL, NULL, NULL, NULL,
+       NULL, NULL FROM r
+UNION ALL
+SELECT 'm', m.id::text, m.provider_account_id::text, m.provider_message_id,
+       m.organization_id::text, m.case_id::text, m.channel, m.status, m.delivered::text,
+       m.known FROM m
 """
 
 _WRITE_SQL = """
@@ -165,14 +174,9 @@ async def store_and_apply(
 ) -> BatchResult:
     """Store the receipts and apply their status events (see the module docstring); to be
     called inside a transaction, which the caller rolls back on any exception."""
-    # Both statements are sent before either is read (one round trip in pipeline mode).
     # The lock covers the messages of every receipt, repeats included: locking a few
-    # more rows costs less than waiting to learn which receipts are new.
-    stored = await _send_receipts(conn, pending)
-    events = [(p.account.id, event) for p in pending for event in p.events]
-    locked = await _send_lock(conn, events) if events else None
-    receipts = await _read_receipts(stored, pending)
-    messages = await _read_lock(locked) if locked is not None else {}
+    # more rows costs less than learning first which receipts are new.
+    receipts, messages = await _store_and_lock(conn, pending)
     new = [(p, r) for p, r in zip(pending, receipts, strict=True) if r.receipt_id is not None]
     if not any(p.events for p, _ in new):
         return BatchResult(receipts)
@@ -222,12 +226,16 @@ async def store_and_apply(
     return BatchResult(receipts, changes)
 
 
-async def _send_receipts(
+async def _store_and_lock(
     conn: psycopg.AsyncConnection[Any], pending: Sequence[PendingReceipt]
-) -> psycopg.AsyncCursor[Any]:
+) -> tuple[list[StoredReceipt], dict[tuple[str, str], _Message]]:
     accounts = {p.account.id: p.account for p in pending}
-    return await conn.execute(
-        _RECEIPTS_SQL,
+    keys = sorted({(p.account.id, e.provider_message_id) for p in pending for e in p.events})
+    event_ids = sorted(
+        {e.provider_event_id for p in pending for e in p.events if e.provider_event_id}
+    )
+    cur = await conn.execute(
+        _RECEIPTS_AND_LOCK_SQL,
         {
             "accounts": _json(
                 [{"id": a.id, "config": a.config, "secrets": a.secrets} for a in accounts.values()]
@@ -247,48 +255,38 @@ async def _send_receipts(
                     for p in pending
                 ]
             ),
-        },
-    )
-
-
-async def _read_receipts(
-    cur: psycopg.AsyncCursor[Any], pending: Sequence[PendingReceipt]
-) -> list[StoredReceipt]:
-    accounts = {p.account.id for p in pending}
-    rows = await cur.fetchall()
-    if not rows or rows[0][0] != len(accounts):
-        raise AccountChanged(",".join(sorted(accounts)))
-    ids = {(account, key): rid for _, rid, account, key in rows if rid is not None}
-    out = []
-    for p in pending:
-        # The first receipt with a new key gets its id; a repeat in the same batch is a
-        # repeat like any other.
-        rid = ids.pop((p.account.id, p.dedupe_key), None)
-        out.append(StoredReceipt(rid))
-    return out
-
-
-async def _send_lock(
-    conn: psycopg.AsyncConnection[Any], events: Sequence[tuple[str, DeliveryEvent]]
-) -> psycopg.AsyncCursor[Any]:
-    keys = sorted({(account, e.provider_message_id) for account, e in events})
-    event_ids = sorted({e.provider_event_id for _, e in events if e.provider_event_id})
-    return await conn.execute(
-        _LOCK_SQL,
-        {
             "keys": _json([{"account": a, "pid": pid} for a, pid in keys]),
             "event_ids": orjson.dumps(event_ids).decode(),
         },
     )
-
-
-async def _read_lock(cur: psycopg.AsyncCursor[Any]) -> dict[tuple[str, str], _Message]:
-    return {
-        (account, pid): _Message(
-            mid, org, case, channel, MessageStatus(status), delivered, set(known)
-        )
-        for account, pid, mid, org, case, channel, status, delivered, known in await cur.fetchall()
-    }
+    ids: dict[tuple[str, str], int] = {}
+    messages: dict[tuple[str, str], _Message] = {}
+    unchanged = -1
+    for (
+        kind,
+        first,
+        account,
+        key,
+        org,
+        case,
+        channel,
+        status,
+        delivered,
+        known,
+    ) in await cur.fetchall():
+        if kind == "a":
+            unchanged = int(first)
+        elif kind == "r":
+            ids[(account, key)] = int(first)
+        else:
+            messages[(account, key)] = _Message(
+                first, org, case, channel, MessageStatus(status), delivered == "true", set(known)
+            )
+    if unchanged != len(accounts):
+        raise AccountChanged(",".join(sorted(accounts)))
+    # The first receipt with a new key gets its id; a repeat in the same batch is a
+    # repeat like any other.
+    return [StoredReceipt(ids.pop((p.account.id, p.dedupe_key), None)) for p in pending], messages
 
 
 def _move(msg: _Message, event: DeliveryEvent, after: MessageStatus) -> None:

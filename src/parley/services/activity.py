@@ -47,8 +47,9 @@ async def emit_many(
     conn: psycopg.AsyncConnection[Any], events: Sequence[tuple[str, str, dict[str, Any]]]
 ) -> None:
     """Announce several (organization id, event type, data) events in one statement, as
-    :func:`emit` would one by one: for batch paths (the dispatcher's status changes),
-    which must not pay a round trip per message."""
+    :func:`emit` would one by one: for batch paths (the dispatcher's status changes,
+    webhook receipts' group commits), which must not pay a round trip per message. (A
+    second statement defers the delivery job only when some subscription matched.)"""
     if events:
         # One array literal (each payload double-quoted, backslash and quote escaped)
         # rather than a list psycopg adapts element by element: this runs per batch on
@@ -63,11 +64,29 @@ async def emit_many(
             )
             + "}"
         )
-        await conn.execute(
-            "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) WITH ORDINALITY AS u(p, n) ORDER BY n",
-            (CHANNEL, payloads),
+        rows = webhooks_out_queue.delivery_rows(events)
+        if rows is None:
+            await conn.execute(_NOTIFY_MANY_SQL, {"channel": CHANNEL, "payloads": payloads})
+            return
+        # The notifications and the customer webhooks' deliveries in one statement.
+        cur = await conn.execute(
+            _EMIT_MANY_SQL, {"channel": CHANNEL, "payloads": payloads, "events": rows}
         )
-        await webhooks_out_queue.enqueue_many(conn, events)
+        row = await cur.fetchone()
+        if row and row[0]:
+            await webhooks_out_queue.defer(conn, row[0])
+
+
+_NOTIFY_MANY_SQL = (
+    "SELECT pg_notify(%(channel)s, p) "
+    "FROM unnest(%(payloads)s::text[]) WITH ORDINALITY AS u(p, n) ORDER BY n"
+)
+# pg_notify is volatile, so `n` is evaluated once and in full (the count reads it all).
+_EMIT_MANY_SQL = (
+    f"WITH n AS ({_NOTIFY_MANY_SQL}), "  # noqa: S608 - two constant statements, no input
+    f"d AS ({webhooks_out_queue.ENQUEUE_MANY_SQL.strip()}) "
+    "SELECT ARRAY(SELECT id FROM d), (SELECT count(*) FROM n)"
+)
 
 
 def _payload(organization_id: str, event_type: str, data: dict[str, Any]) -> str:

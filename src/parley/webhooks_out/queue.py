@@ -71,7 +71,7 @@ async def enqueue(
 
 # The events as one JSON array: orjson writes it in C, where psycopg would adapt (and
 # escape) every payload of a text[] in Python -- this runs per batch on hot paths.
-_ENQUEUE_MANY_SQL = """
+ENQUEUE_MANY_SQL = """
 INSERT INTO webhook_deliveries (id, organization_id, endpoint_id, event_id, event_type,
                                 payload, status, attempts, next_attempt_at)
 SELECT gen_random_uuid(), e.organization_id, e.id, u.event_id, u.event_type,
@@ -84,32 +84,36 @@ RETURNING id::text
 """
 
 
+def delivery_rows(events: Sequence[tuple[str, str, dict[str, Any]]]) -> str | None:
+    """The `%(events)s` parameter of :data:`ENQUEUE_MANY_SQL` for (organization id, event
+    type, data) events: one JSON array; None when no event is of a subscribable type."""
+    wanted = [(org, t, data) for org, t, data in events if t in payloads.SUBSCRIBABLE]
+    if not wanted:
+        return None
+    now = datetime.now(UTC)
+    return orjson.dumps(
+        [
+            {
+                "org": org,
+                "event_type": t,
+                "event_id": new_event_id(),
+                "payload": payloads.build(t, data, now),
+            }
+            for org, t, data in wanted
+        ]
+    ).decode()
+
+
 async def enqueue_many(
     conn: psycopg.AsyncConnection[Any],
     events: Sequence[tuple[str, str, dict[str, Any]]],
 ) -> list[str]:
     """:func:`enqueue` for several (organization id, event type, data) events in one
     statement (the dispatcher's batches); the new delivery ids."""
-    wanted = [(org, t, data) for org, t, data in events if t in payloads.SUBSCRIBABLE]
-    if not wanted:
+    rows = delivery_rows(events)
+    if rows is None:
         return []
-    now = datetime.now(UTC)
-    cur = await conn.execute(
-        _ENQUEUE_MANY_SQL,
-        {
-            "events": orjson.dumps(
-                [
-                    {
-                        "org": org,
-                        "event_type": t,
-                        "event_id": new_event_id(),
-                        "payload": payloads.build(t, data, now),
-                    }
-                    for org, t, data in wanted
-                ]
-            ).decode()
-        },
-    )
+    cur = await conn.execute(ENQUEUE_MANY_SQL, {"events": rows})
     ids = [row[0] for row in await cur.fetchall()]
     if ids:
         await defer(conn, ids)
