@@ -38,20 +38,19 @@ from parley.dispatch import email_send, outbox, ratelimit
 from parley.dispatch.providers import AccountRow
 from parley.dispatch.retry import RetryPolicy
 from parley.dispatch.statements import (
-    CLAIM_SQL,
-    DECISIONS_COPY,
+    CLAIM_BATCH_SQL,
     EVENTS_COPY,
     FAIL_UNSENT_SQL,
     LOAD_SQL,
-    OUTCOME_SQL,
     PEEK_SQL,
-    SENT_SQL,
+    RECORD_SQL,
     SET_STATUS_SQL,
 )
 from parley.domain.channels import Channel
 from parley.domain.status import MessageStatus
 from parley.inbox import announce
-from parley.services import contactability, unsubscribe, whatsapp_window
+from parley.services import activity, contactability, unsubscribe, whatsapp_window
+from parley.webhooks_out import queue as webhooks_out_queue
 
 if TYPE_CHECKING:
     from parley.bootstrap import Container
@@ -190,8 +189,11 @@ class Dispatcher:
 
     async def _claim(self, ids: list[str], account: AccountRow | None = None) -> list[Row]:
         now = self.c.clock()
+        # Events of the rare outcomes (review, blocked, deferred, window closed); the
+        # `sending` events of the claimed messages are written by the claim statement.
         events: list[tuple[Any, ...]] = []
-        decisions: list[tuple[Any, ...]] = []
+        decisions: list[dict[str, Any]] = []
+        evidence: list[tuple[Any, Any]] = []
         allowed: dict[str, Row] = {}
         review: list[str] = []
         blocked: list[str] = []
@@ -224,32 +226,31 @@ class Dispatcher:
             # per-(borrower, case) locks the frequency caps need; the claim below
             # records the attempts before this transaction releases them.
             # Equal contexts share one Decision object (assess's memo): its evidence is
-            # encoded once, not once per message.
-            encoded: dict[int, tuple[str, str]] = {}
+            # stored once per batch and referenced by each message's decision row.
+            shared: dict[int, int] = {}
             for row, decision in zip(
                 candidates, await self._decide_all(conn, candidates, now), strict=True
             ):
-                evidence = encoded.get(id(decision))
-                if evidence is None:
-                    evidence = encoded[id(decision)] = (
-                        _json(decision.rules_record()),
-                        _json(decision.facts_record()),
-                    )
+                position = shared.get(id(decision))
+                if position is None:
+                    evidence.append((decision.rules_record(), decision.facts_record()))
+                    position = shared[id(decision)] = len(evidence)  # 1-based (ORDINALITY)
                 decisions.append(
-                    (
-                        row.organization_id,
-                        row.id,
-                        decision.outcome.value,
-                        decision.defer_until,
-                        *evidence,
-                    )
+                    {
+                        "org": row.organization_id,
+                        "id": row.id,
+                        "outcome": decision.outcome.value,
+                        "until": decision.defer_until,
+                        "e": position,
+                    }
                 )
-                reason = ", ".join(decision.reasons) or None
                 if decision.outcome is gate.Outcome.BLOCK:
                     blocked.append(row.id)
+                    reason = ", ".join(decision.reasons) or None
                     events.append(_event(row, "blocked", row.status, now, reason=reason))
                 elif decision.outcome is gate.Outcome.DEFER and decision.defer_until:
                     deferred[decision.defer_until].append(row.id)
+                    reason = ", ".join(decision.reasons) or None
                     events.append(_event(row, "scheduled", row.status, now, reason=reason))
                 else:
                     allowed[row.id] = row
@@ -266,11 +267,21 @@ class Dispatcher:
                 await outbox.defer_send(self.c.jobs, conn, deferred_ids, schedule_at=until)
             await _close_whatsapp_outside_window(conn, allowed, events, now)
             claimed: list[Row] = []
-            if allowed:
-                cur = await conn.execute(CLAIM_SQL, (now, self.job_id, now, _array(allowed)))
+            if decisions:
+                cur = await conn.execute(
+                    CLAIM_BATCH_SQL,
+                    {
+                        "evidence": _jsonb(evidence),
+                        "decisions": _jsonb(decisions),
+                        "claim": _jsonb(
+                            [{"id": r.id, "before": r.status} for r in allowed.values()]
+                        ),
+                        "now": now,
+                        "job": self.job_id,
+                    },
+                )
                 for (message_id,) in await cur.fetchall():
                     row = allowed[message_id]
-                    events.append(_event(row, "sending", row.status, now))
                     row.attempts += 1
                     row.claim_job_id = self.job_id
                     if row.channel == "email":
@@ -278,13 +289,14 @@ class Dispatcher:
                     claimed.append(row)
             # Attachments and tracking links are added to emails at send time.
             await email_send.prepare(self.c, conn, claimed, account)
-            await _copy_rows(conn, EVENTS_COPY, events, "parley")
-            await _copy_rows(conn, DECISIONS_COPY, decisions, "send")
-            # `sending` is not announced: it lasts as long as the provider call, and the
-            # outcome (sent, failed, ...) follows from this very batch. Kept out of the
-            # claim's transaction, NOTIFY (which serializes commits database-wide) is
-            # paid here only for the rare blocked / deferred / needs-review rows.
-            await _announce(conn, [e for e in events if e[4] != "sending"], {r.id: r for r in rows})
+            if events:
+                await _copy_rows(conn, EVENTS_COPY, events, "parley")
+                # `sending` is not announced: it lasts as long as the provider call, and
+                # the outcome (sent, failed, ...) follows from this very batch. Kept out
+                # of the claim's transaction, NOTIFY (which serializes commits
+                # database-wide) is paid here only for the rare blocked / deferred /
+                # needs-review rows.
+                await _announce(conn, events, {r.id: r for r in rows})
         return claimed
 
     async def _decide_all(
@@ -369,83 +381,73 @@ class Dispatcher:
     # -- record -----------------------------------------------------------------------
 
     async def _record(self, outcomes: list[Outcome]) -> None:
+        """Each outcome, its event and its announcement, in one statement; retries get
+        their new jobs in the same transaction (invariant 1)."""
         now = self.c.clock()
-        sent: list[Outcome] = []
-        failed: list[Outcome] = []
-        review: list[Outcome] = []
-        retry: list[tuple[Outcome, datetime]] = []
+        items: list[dict[str, Any]] = []
+        retry_at: dict[str, datetime] = {}
         for o in outcomes:
-            res = o.result
+            res, mid = o.result, o.row.id
             if res.accepted:
-                sent.append(o)
-            elif res.outcome_unknown:
-                review.append(o)
+                items.append(
+                    {
+                        "id": mid,
+                        "s": "sent",
+                        "e": "sent",
+                        "pid": res.provider_message_id,
+                        "seg": res.segments,
+                        "cost": res.cost,
+                    }
+                )
+                continue
+            if res.outcome_unknown:
+                status, event, at = "needs_review", "needs_review", None
             elif res.retryable and not self.policy.exhausted(o.row.attempts):
                 delay = self.policy.delay(o.row.attempts, res.retry_after)
-                retry.append((o, _retry_slot_after(now + timedelta(seconds=delay))))
+                at = retry_at[mid] = _retry_slot_after(now + timedelta(seconds=delay))
+                status, event = "queued", "deferred"
             else:
-                failed.append(o)
-        by_id = {o.row.id: o for o in outcomes}
-        events: list[tuple[Any, ...]] = []
+                status, event, at = "failed", "failed", None
+            items.append(
+                {
+                    "id": mid,
+                    "s": status,
+                    "e": event,
+                    "code": res.error_code,
+                    "detail": res.error_detail,
+                    "at": at,
+                }
+            )
+        if not items:
+            return
         async with self.c.db.pool.connection() as conn, conn.transaction():
-            if sent:
-                cur = await conn.execute(
-                    SENT_SQL,
-                    {
-                        "now": now,
-                        "job": self.job_id,
-                        "ids": _array(o.row.id for o in sent),
-                        "pids": _array(o.result.provider_message_id for o in sent),
-                        "segs": _array(o.result.segments for o in sent),
-                        "costs": _array(o.result.cost for o in sent),
-                    },
-                )
-                for (mid,) in await cur.fetchall():
-                    events.append(
-                        _event(by_id[mid].row, "sent", "sending", now, provider_status="accepted")
+            cur = await conn.execute(
+                RECORD_SQL,
+                {
+                    "outcomes": _jsonb(items),
+                    "now": now,
+                    "job": self.job_id,
+                    "at": now.isoformat(),
+                    "channel": activity.CHANNEL,
+                },
+            )
+            recorded = await cur.fetchall()
+            # Only messages this job still held get a new job.
+            retries: dict[datetime, list[str]] = defaultdict(list)
+            subscribed = []
+            for mid, status, wanted, org, case_id, channel, code, _ in recorded:
+                if status == "queued":
+                    retries[retry_at[mid]].append(mid)
+                if wanted:
+                    data = announce.status_change_data(
+                        mid, case_id, channel, status, "sending", now, code
                     )
-            for status, group, event, ats in (
-                ("failed", failed, "failed", None),
-                ("needs_review", review, "needs_review", None),
-                ("queued", [o for o, _ in retry], "deferred", [at for _, at in retry]),
-            ):
-                if not group:
-                    continue
-                cur = await conn.execute(
-                    OUTCOME_SQL,
-                    {
-                        "status": status,
-                        "now": now,
-                        "job": self.job_id,
-                        "ids": _array(o.row.id for o in group),
-                        "codes": _array(o.result.error_code for o in group),
-                        "details": _array(o.result.error_detail for o in group),
-                        "ats": _array(ats or [None] * len(group)),
-                    },
-                )
-                for (mid,) in await cur.fetchall():
-                    o = by_id[mid]
-                    events.append(
-                        _event(
-                            o.row,
-                            event,
-                            "sending",
-                            now,
-                            after=status,
-                            code=o.result.error_code,
-                            reason=o.result.error_detail,
-                        )
-                    )
-            held = {e[1] for e in events}
-            retry_at: dict[datetime, list[str]] = defaultdict(list)
-            for o, at in retry:
-                if o.row.id in held:  # only messages this job still held get a new job
-                    retry_at[at].append(o.row.id)
-            for at, retry_ids in retry_at.items():
+                    subscribed.append((org, announce.EVENT, data))
+            for at, retry_ids in retries.items():
                 await outbox.defer_send(self.c.jobs, conn, retry_ids, schedule_at=at)
-            await _copy_rows(conn, EVENTS_COPY, events, "parley")
-            await _announce(conn, events, {mid: o.row for mid, o in by_id.items()})
-        lost = len(outcomes) - len(events)
+            if subscribed:
+                await webhooks_out_queue.enqueue_many(conn, subscribed)
+        lost = len(items) - len(recorded)
         if lost:
             log.warning("%d outcomes not recorded: their claim was taken over meanwhile", lost)
 
@@ -614,7 +616,9 @@ def _is_capped_context(ctx: AttemptContext) -> bool:
     return contactability.is_capped(frequency, ctx.channel)
 
 
-def _json(value: Any) -> str:
+def _jsonb(value: Any) -> str:
+    """A parameter the statement reads as `%s::jsonb` (orjson writes it in C; psycopg
+    would adapt a list element by element in Python)."""
     return orjson.dumps(value).decode()
 
 
