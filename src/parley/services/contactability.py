@@ -215,8 +215,36 @@ async def load_contexts(
 
     contexts: list[AttemptContext] = []
     capped: list[int] = []
+    # Attempts with equal facts get one context (a batch of a campaign names a few
+    # distinct sets of facts for hundreds of borrowers): built, and checked for caps,
+    # once. The key is every fact the context is built from; a preferences document
+    # (a dict) keeps its attempt out of the memo.
+    built: dict[tuple[Any, ...], tuple[AttemptContext, bool]] = {}
     for i, req in enumerate(requests):
         row = rows[i]
+        signal = _phone_signal(row[12]) if row[12] else None
+        confirmation = bool(req.message_id and row[20] == req.message_id)
+        key = None
+        if row[14] is None:
+            key = (
+                req.organization_id,
+                req.channel,
+                req.purpose,
+                req.immediate,
+                confirmation,
+                row[1:8],
+                row[9:11],
+                row[11] if signal is None else None,
+                row[12:14],
+                row[15:20],
+                row[21],
+            )
+            found = built.get(key)
+            if found is not None:
+                contexts.append(found[0])
+                if found[1]:
+                    capped.append(i)
+                continue
         (
             _,
             tz,
@@ -230,7 +258,7 @@ async def load_contexts(
             cp_label,
             cp_source,
             phone,
-            phone_tz,
+            _phone_tz,
             pref_version,
             pref_doc,
             ce_id,
@@ -238,11 +266,10 @@ async def load_contexts(
             ce_source,
             ce_at,
             ce_cp_scoped,
-            ce_confirmation,
+            _ce_confirmation,
             email_used,
         ) = row
         policy = policies[req.organization_id]
-        signal = _phone_signal(phone_tz) if phone_tz else None
         location = Location(
             stated_zone=tz,
             country=country,
@@ -259,9 +286,7 @@ async def load_contexts(
             source=ce_source,
             effective_at=ce_at,
             scope=None if ce_id is None else ("contact_point" if ce_cp_scoped else "borrower"),
-            is_confirmation_of_revocation=bool(
-                req.message_id and ce_confirmation == req.message_id
-            ),
+            is_confirmation_of_revocation=confirmation,
         )
         ctx = AttemptContext(
             channel=req.channel,
@@ -282,9 +307,11 @@ async def load_contexts(
             consent=consent,
         )
         contexts.append(ctx)
-        frequency = policy.frequency_for(location.jurisdiction)
-        if is_capped(frequency, req.channel):
+        is_capped_now = is_capped(policy.frequency_for(location.jurisdiction), req.channel)
+        if is_capped_now:
             capped.append(i)
+        if key is not None:
+            built[key] = (ctx, is_capped_now)
     if capped:
         await _attach_history(conn, requests, contexts, capped, now, lock, exclude_message_ids)
     return contexts
