@@ -1,15 +1,18 @@
 """The dispatcher: pace, gate and claim, send, record — for one job's batch of message ids.
 
 Per account and per sub-batch (why it is safe):
-1. Reserve rate-limit tokens and wait for the first slot *before* claiming, so messages
-   never sit in `sending` waiting for tokens.
+1. For a rate-limited account, claim only when this process has fewer than two of its
+   batches claimed and not yet sent, so messages do not sit long in `sending` waiting
+   for tokens (ratelimit.Pacer).
 2. In one transaction, lock the messages, re-run the compliance gate (invariant 3),
    record every decision, and mark the allowed ones `sending` with this job's id;
    commit. A provider never sees a message that is not durably `sending` (invariant 2).
-3. Call the provider concurrently, each send paced to its own token slot.
+3. Call the provider concurrently; a rate-limited account's sends go one at a time,
+   each when the token it takes from the shared bucket just before it is due.
 4. In one transaction, record each outcome and its event — only for messages this job
    still holds (`status = 'sending'` and `claim_job_id` = this job); transient failures
-   go back to `queued` with a new scheduled job in that same transaction (invariant 1).
+   go back to `queued` with a new scheduled job in that same transaction (invariant 1),
+   due a back-off (at least the provider's Retry-After) after the answer came.
 A job that finds a message `sending` under a claim that is no longer running (its worker
 died, or this very job died and was re-queued) cannot know whether the provider got it:
 it marks it `needs_review` instead of sending again. A claim held by a running job is
@@ -23,7 +26,7 @@ import logging
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -93,6 +96,9 @@ class Row:
 class Outcome:
     row: Row
     result: SendResult
+    # When the provider's answer came, for answers that were not an acceptance: a retry
+    # waits from then (a Retry-After counts from the response), not from the record.
+    answered_at: datetime | None = None
 
 
 class Dispatcher:
@@ -131,44 +137,44 @@ class Dispatcher:
             await self._fail_unsent(ids, code, detail)
             return
         size = self.chunk_size
+        pacer = None
         if account.rate_per_second:
             # About one second of tokens per claim, so nothing waits long in `sending`.
             size = max(1, min(size, int(account.rate_per_second)))
+            if self.c.pacers is None:
+                self.c.pacers = ratelimit.Pacers(self.c.db.pool)
+            pacer = self.c.pacers.get(
+                account.id,
+                account.rate_per_second,
+                account.burst or max(1.0, account.rate_per_second),
+            )
         for start in range(0, len(ids), size):
-            await self._run_batch(account, provider, ids[start : start + size])
+            await self._run_batch(account, provider, ids[start : start + size], pacer)
 
     async def _run_batch(
-        self, account: AccountRow, provider: ChannelProvider, ids: list[str]
+        self,
+        account: AccountRow,
+        provider: ChannelProvider,
+        ids: list[str],
+        pacer: ratelimit.Pacer | None,
     ) -> None:
-        reservation = None
-        loop = asyncio.get_running_loop()
-        if account.rate_per_second:
-            async with self.c.db.pool.connection() as conn:
-                reservation = await ratelimit.reserve(
-                    conn,
-                    account.id,
-                    len(ids),
-                    account.rate_per_second,
-                    account.burst or max(1.0, account.rate_per_second),
-                )
-        start = loop.time()
-        if reservation is not None:
-            first = reservation.delay_for(0)
-            if first > 0:
-                await asyncio.sleep(first)
-        claimed = await self._claim(ids, account)
-        if not claimed:
-            return
-        if reservation is not None:
-            # Slots count from the end of the claim when it overran the first slot: a slow
-            # claim (a busy database) must not leave every slot it spanned due at once and
-            # fire them as one burst at the provider; the rest keep their spacing.
-            start = max(start, loop.time() - reservation.delay_for(0))
-        results = await _send_all(provider, claimed, reservation, start)
+        if pacer is None:
+            claimed = await self._claim(ids, account)
+            if not claimed:
+                return
+            results, answered = await _send_all(provider, claimed, None, self.c.clock)
+        else:
+            # A rate-limited account's batch is claimed only when few of its messages
+            # are already claimed here and waiting for their turn (ratelimit.Pacer).
+            async with pacer.batches:
+                claimed = await self._claim(ids, account)
+                if not claimed:
+                    return
+                results, answered = await _send_all(provider, claimed, pacer, self.c.clock)
         outcomes = []
-        for row, result in zip(claimed, results, strict=True):
+        for i, (row, result) in enumerate(zip(claimed, results, strict=True)):
             if isinstance(result, SendResult):
-                outcomes.append(Outcome(row, result))
+                outcomes.append(Outcome(row, result, answered.get(i)))
             else:
                 # A provider bug: we can't tell whether it sent. Treat as unknown.
                 log.error("provider %s raised for message %s: %r", provider.name, row.id, result)
@@ -404,7 +410,8 @@ class Dispatcher:
                 status, event, at = "needs_review", "needs_review", None
             elif res.retryable and not self.policy.exhausted(o.row.attempts):
                 delay = self.policy.delay(o.row.attempts, res.retry_after)
-                at = retry_at[mid] = _retry_slot_after(now + timedelta(seconds=delay))
+                answered = min(now, o.answered_at or now)
+                at = retry_at[mid] = _retry_slot_after(answered + timedelta(seconds=delay))
                 status, event = "queued", "deferred"
             else:
                 status, event, at = "failed", "failed", None
@@ -538,31 +545,42 @@ def _retry_slot_after(at: datetime) -> datetime:
 async def _send_all(
     provider: ChannelProvider,
     rows: list[Row],
-    reservation: ratelimit.Reservation | None,
-    start: float,
-) -> list[SendResult | BaseException]:
-    """Send every row concurrently, each no earlier than its token slot.
+    pacer: ratelimit.Pacer | None,
+    clock: Callable[[], datetime],
+) -> tuple[list[SendResult | BaseException], dict[int, datetime]]:
+    """Send every row concurrently (a rate-limited account's each at its turn): the
+    results in order, and when each answer that was not an acceptance came, by index.
 
     One task per message, queueing in the provider (its pool or semaphore) in the order
     the batches were claimed: a job's batch finishes, and is recorded, before later
     batches of other jobs get the provider, so claims, sends and records of the jobs
     overlap. (A few lanes per batch instead shared the provider round-robin between all
     running jobs: every batch finished late and together.)"""
-    if reservation is None:
-        sends = [provider.send(_outbound(row)) for row in rows]
+    loop = asyncio.get_running_loop()
+    if pacer is None:
+        tasks = [loop.create_task(provider.send(_outbound(row))) for row in rows]
     else:
-        sends = [_paced(provider, row, reservation, i, start) for i, row in enumerate(rows)]
-    return await asyncio.gather(*sends, return_exceptions=True)
+        tasks = [loop.create_task(_paced(provider, row, pacer)) for row in rows]
+    answered: dict[int, datetime] = {}
+    position = {task: i for i, task in enumerate(tasks)}
+
+    def note(task: asyncio.Task[SendResult]) -> None:
+        if task.cancelled() or task.exception() is not None or not task.result().accepted:
+            answered[position[task]] = clock()
+
+    for task in tasks:
+        task.add_done_callback(note)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    return results, answered
 
 
-async def _paced(
-    provider: ChannelProvider,
-    row: Row,
-    reservation: ratelimit.Reservation,
-    index: int,
-    start: float,
-) -> SendResult:
-    await ratelimit.wait_for_slot(reservation, index, start)
+async def _paced(provider: ChannelProvider, row: Row, pacer: ratelimit.Pacer) -> SendResult:
+    try:
+        await pacer.wait_turn()
+    except ratelimit.PacingUnavailable as exc:  # nothing was sent: try again later
+        return SendResult(
+            False, retryable=True, error_code="rate_limit_unavailable", error_detail=str(exc)
+        )
     return await provider.send(_outbound(row))
 
 
