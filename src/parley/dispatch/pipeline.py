@@ -451,7 +451,9 @@ class Dispatcher:
                     )
                     subscribed.append((org, announce.EVENT, data))
             for at, retry_ids in retries.items():
-                await outbox.defer_send(self.c.jobs, conn, retry_ids, schedule_at=at)
+                await outbox.defer_retry(
+                    self.c.jobs, conn, retry_ids, schedule_at=at, batch_size=self.chunk_size
+                )
             if subscribed:
                 await webhooks_out_queue.enqueue_many(conn, subscribed)
         lost = len(items) - len(recorded)
