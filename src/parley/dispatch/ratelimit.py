@@ -119,21 +119,24 @@ class Pacer:
     async def _refilled(self) -> None:
         if self._refill is None:
             self._refill = self.loop.create_task(self._reserve())
-        await self._refill
+        # Shielded: other sends wait for the same trip; one of them being cancelled
+        # must not cancel it.
+        await asyncio.shield(self._refill)
         if not self._slots:
             raise PacingUnavailable(f"no rate-limit slots for account {self.account_id}")
 
     async def _reserve(self) -> None:
         try:
-            async with self.pool.connection() as conn:
-                r = await reserve(conn, self.account_id, self.lookahead, self.rate, self.burst)
-        except Exception:  # the waiting send learns it from _refilled; log it once here
-            log.warning(
-                "rate limit of account %s: reserving slots failed", self.account_id, exc_info=True
-            )
-            self._refill = None
-            return
-        try:
+            try:
+                async with self.pool.connection() as conn:
+                    r = await reserve(conn, self.account_id, self.lookahead, self.rate, self.burst)
+            except Exception:  # the waiting send learns it from _refilled
+                log.warning(
+                    "rate limit of account %s: reserving slots failed",
+                    self.account_id,
+                    exc_info=True,
+                )
+                return
             start = self.loop.time()
             last = self._slots[-1] if self._slots else start
             for i in range(r.count):
