@@ -20,6 +20,7 @@ from parley.storage import embedded
 from parley.storage.db import Database
 
 if TYPE_CHECKING:
+    from parley.dispatch.ratelimit import Pacers
     from parley.inbox.group_commit import GroupCommit
     from parley.webhooks_out.sender import WebhookSender
 
@@ -43,6 +44,9 @@ class Container:
     # Group commit of provider status callbacks, made on first use in an API process
     # (inbox.receipts.ingest).
     receipt_batcher: GroupCommit[Any, Any] | None = None
+    # Send pacing of rate-limited provider accounts, made on first use in a worker
+    # (dispatch.ratelimit).
+    pacers: Pacers | None = None
     _closed: bool = field(default=False, repr=False)
 
     async def close(self) -> None:

@@ -26,6 +26,7 @@ async def run_worker(
     async with container.db.pool.connection() as conn:
         await unsubscribe.secret(container, conn)  # created once, outside any claim
     await _prepare_worker(container, concurrency)
+    collect_less_often()
     listeners = await _start_listeners(container)
     try:
         await _run_jobs(container, concurrency, queues)
@@ -132,6 +133,19 @@ def _server(container: Container) -> uvicorn.Server:
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     return server
+
+
+# The youngest generation is collected after this many allocations (CPython's default
+# is 700). A worker allocates a task, a future, a request and a few dicts per message it
+# sends; with the default the collector ran every few messages and took ~10% of a
+# dispatching worker's CPU (perf, dispatch-sms). Cyclic garbage waits a little longer
+# to be freed; the memory it holds meanwhile is a few MB at most.
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
+
+def collect_less_often() -> None:
+    """Run the cyclic garbage collector's young collections less often (see above)."""
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 20, 20)
 
 
 def settle_heap() -> None:

@@ -176,3 +176,40 @@ async def test_provider_text_survives_the_event_copy(tenant, container):
             (mid,),
         )
         assert await cur.fetchone() == ("failed", "sending", "failed", "552", detail, None)
+
+
+async def test_retries_due_at_the_same_time_share_a_waiting_job(container):
+    """Retries of different batches due on the same slot join one waiting job; a job a
+    worker already took, or one that is full, is not joined."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from parley.dispatch import outbox
+
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    first, second, third = ([str(uuid.uuid4()) for _ in range(n)] for n in (2, 3, 4))
+
+    async def retry(ids, batch_size=10):
+        async with container.db.pool.connection() as conn, conn.transaction():
+            await outbox.defer_retry(
+                container.jobs, conn, ids, schedule_at=at, batch_size=batch_size
+            )
+
+    async def jobs():
+        async with container.db.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, args->'message_ids' FROM procrastinate_jobs "
+                "WHERE task_name = 'parley:send_messages' ORDER BY id"
+            )
+            return await cur.fetchall()
+
+    await retry(first)
+    await retry(second)
+    ((job, ids),) = await jobs()
+    assert ids == first + second
+    await retry(third, batch_size=8)  # 5 + 4 would exceed a batch: a job of their own
+    assert [ids for _, ids in await jobs()] == [first + second, third]
+    async with container.db.pool.connection() as conn:
+        await conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (job,))
+    await retry(first, batch_size=100)
+    assert [ids for _, ids in await jobs()] == [first + second, third + first]

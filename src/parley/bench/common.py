@@ -302,6 +302,9 @@ async def run_parley(
             # interpreter start-up included, is recorded too.
             await _wait_for_workers(conn, args.workers, fleet, args.timeout)
             released_after = time.perf_counter() - launched_perf
+            # The workers' start-up (imports, container, connections) is in worker_cpu_s
+            # but outside the measured interval: this is how much of it came before.
+            worker_cpu_at_release = fleet.cpu_seconds()
             await release(conn)
             started = time.perf_counter()
             # Every 50 ms: is anything still in flight? (an index probe). Once a second:
@@ -351,6 +354,7 @@ async def run_parley(
         "first_sent_s": round(float(row[5]) - launched, 2) if row[5] else None,
         "last_sent_s": round(float(row[6]) - launched, 2) if row[6] else None,
         "worker_cpu_s": worker_cpu,
+        "worker_cpu_after_release_s": round(worker_cpu - worker_cpu_at_release, 2),
         "peer_cpu_s": round(after["cpu_s"] - before["cpu_s"], 2),
         **machine,
         "timeline": timeline,

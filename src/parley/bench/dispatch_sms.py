@@ -379,7 +379,8 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         f"({parley['sent_per_s_from_launch']:.0f} msg/s counting start-up); "
         f"first message sent {parley['first_sent_s']} s after launch, last {parley['last_sent_s']}"
         f" s; {parley['sent_after_retry']} sent after a retry; CPU: workers "
-        f"{parley['worker_cpu_s']} s, PostgreSQL {parley['postgres_cpu_s']} s, peer "
+        f"{parley['worker_cpu_s']} s ({parley['worker_cpu_after_release_s']} s after the "
+        f"release), PostgreSQL {parley['postgres_cpu_s']} s, peer "
         f"{parley['peer_cpu_s']} s, whole machine {parley['machine_busy_cpu_s']} s",
         f"rate phase: {limited['sent']} sent of {limited['total']} over 2 accounts at "
         f"{args.rate:g}/s each: {achieved:.1f} msg/s steady, {limited['sent_per_s']:.1f} msg/s "

@@ -1,15 +1,18 @@
 """The dispatcher: pace, gate and claim, send, record — for one job's batch of message ids.
 
 Per account and per sub-batch (why it is safe):
-1. Reserve rate-limit tokens and wait for the first slot *before* claiming, so messages
-   never sit in `sending` waiting for tokens.
+1. For a rate-limited account, claim only when this process has fewer than two of its
+   batches claimed and not yet sent, so messages do not sit long in `sending` waiting
+   for tokens (ratelimit.Pacer).
 2. In one transaction, lock the messages, re-run the compliance gate (invariant 3),
    record every decision, and mark the allowed ones `sending` with this job's id;
    commit. A provider never sees a message that is not durably `sending` (invariant 2).
-3. Call the provider concurrently, each send paced to its own token slot.
+3. Call the provider concurrently; a rate-limited account's sends go one at a time,
+   each when the token it takes from the shared bucket just before it is due.
 4. In one transaction, record each outcome and its event — only for messages this job
    still holds (`status = 'sending'` and `claim_job_id` = this job); transient failures
-   go back to `queued` with a new scheduled job in that same transaction (invariant 1).
+   go back to `queued` with a new scheduled job in that same transaction (invariant 1),
+   due a back-off (at least the provider's Retry-After) after the answer came.
 A job that finds a message `sending` under a claim that is no longer running (its worker
 died, or this very job died and was re-queued) cannot know whether the provider got it:
 it marks it `needs_review` instead of sending again. A claim held by a running job is
@@ -23,7 +26,7 @@ import logging
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -38,20 +41,19 @@ from parley.dispatch import email_send, outbox, ratelimit
 from parley.dispatch.providers import AccountRow
 from parley.dispatch.retry import RetryPolicy
 from parley.dispatch.statements import (
-    CLAIM_SQL,
-    DECISIONS_COPY,
+    CLAIM_BATCH_SQL,
     EVENTS_COPY,
     FAIL_UNSENT_SQL,
     LOAD_SQL,
-    OUTCOME_SQL,
     PEEK_SQL,
-    SENT_SQL,
+    RECORD_SQL,
     SET_STATUS_SQL,
 )
 from parley.domain.channels import Channel
 from parley.domain.status import MessageStatus
 from parley.inbox import announce, message_parts
-from parley.services import contactability, unsubscribe, whatsapp_window
+from parley.services import activity, contactability, unsubscribe, whatsapp_window
+from parley.webhooks_out import queue as webhooks_out_queue
 
 if TYPE_CHECKING:
     from parley.bootstrap import Container
@@ -94,6 +96,9 @@ class Row:
 class Outcome:
     row: Row
     result: SendResult
+    # When the provider's answer came, for answers that were not an acceptance: a retry
+    # waits from then (a Retry-After counts from the response), not from the record.
+    answered_at: datetime | None = None
 
 
 class Dispatcher:
@@ -132,44 +137,44 @@ class Dispatcher:
             await self._fail_unsent(ids, code, detail)
             return
         size = self.chunk_size
+        pacer = None
         if account.rate_per_second:
             # About one second of tokens per claim, so nothing waits long in `sending`.
             size = max(1, min(size, int(account.rate_per_second)))
+            if self.c.pacers is None:
+                self.c.pacers = ratelimit.Pacers(self.c.db.pool)
+            pacer = self.c.pacers.get(
+                account.id,
+                account.rate_per_second,
+                account.burst or max(1.0, account.rate_per_second),
+            )
         for start in range(0, len(ids), size):
-            await self._run_batch(account, provider, ids[start : start + size])
+            await self._run_batch(account, provider, ids[start : start + size], pacer)
 
     async def _run_batch(
-        self, account: AccountRow, provider: ChannelProvider, ids: list[str]
+        self,
+        account: AccountRow,
+        provider: ChannelProvider,
+        ids: list[str],
+        pacer: ratelimit.Pacer | None,
     ) -> None:
-        reservation = None
-        loop = asyncio.get_running_loop()
-        if account.rate_per_second:
-            async with self.c.db.pool.connection() as conn:
-                reservation = await ratelimit.reserve(
-                    conn,
-                    account.id,
-                    len(ids),
-                    account.rate_per_second,
-                    account.burst or max(1.0, account.rate_per_second),
-                )
-        start = loop.time()
-        if reservation is not None:
-            first = reservation.delay_for(0)
-            if first > 0:
-                await asyncio.sleep(first)
-        claimed = await self._claim(ids, account)
-        if not claimed:
-            return
-        if reservation is not None:
-            # Slots count from the end of the claim when it overran the first slot: a slow
-            # claim (a busy database) must not leave every slot it spanned due at once and
-            # fire them as one burst at the provider; the rest keep their spacing.
-            start = max(start, loop.time() - reservation.delay_for(0))
-        results = await _send_all(provider, claimed, reservation, start)
+        if pacer is None:
+            claimed = await self._claim(ids, account)
+            if not claimed:
+                return
+            results, answered = await _send_all(provider, claimed, None, self.c.clock)
+        else:
+            # A rate-limited account's batch is claimed only when few of its messages
+            # are already claimed here and waiting for their turn (ratelimit.Pacer).
+            async with pacer.batches:
+                claimed = await self._claim(ids, account)
+                if not claimed:
+                    return
+                results, answered = await _send_all(provider, claimed, pacer, self.c.clock)
         outcomes = []
-        for row, result in zip(claimed, results, strict=True):
+        for i, (row, result) in enumerate(zip(claimed, results, strict=True)):
             if isinstance(result, SendResult):
-                outcomes.append(Outcome(row, result))
+                outcomes.append(Outcome(row, result, answered.get(i)))
             else:
                 # A provider bug: we can't tell whether it sent. Treat as unknown.
                 log.error("provider %s raised for message %s: %r", provider.name, row.id, result)
@@ -190,8 +195,11 @@ class Dispatcher:
 
     async def _claim(self, ids: list[str], account: AccountRow | None = None) -> list[Row]:
         now = self.c.clock()
+        # Events of the rare outcomes (review, blocked, deferred, window closed); the
+        # `sending` events of the claimed messages are written by the claim statement.
         events: list[tuple[Any, ...]] = []
-        decisions: list[tuple[Any, ...]] = []
+        decisions: list[dict[str, Any]] = []
+        evidence: list[tuple[Any, Any]] = []
         allowed: dict[str, Row] = {}
         review: list[str] = []
         blocked: list[str] = []
@@ -224,32 +232,31 @@ class Dispatcher:
             # per-(borrower, case) locks the frequency caps need; the claim below
             # records the attempts before this transaction releases them.
             # Equal contexts share one Decision object (assess's memo): its evidence is
-            # encoded once, not once per message.
-            encoded: dict[int, tuple[str, str]] = {}
+            # stored once per batch and referenced by each message's decision row.
+            shared: dict[int, int] = {}
             for row, decision in zip(
                 candidates, await self._decide_all(conn, candidates, now), strict=True
             ):
-                evidence = encoded.get(id(decision))
-                if evidence is None:
-                    evidence = encoded[id(decision)] = (
-                        _json(decision.rules_record()),
-                        _json(decision.facts_record()),
-                    )
+                position = shared.get(id(decision))
+                if position is None:
+                    evidence.append((decision.rules_record(), decision.facts_record()))
+                    position = shared[id(decision)] = len(evidence)  # 1-based (ORDINALITY)
                 decisions.append(
-                    (
-                        row.organization_id,
-                        row.id,
-                        decision.outcome.value,
-                        decision.defer_until,
-                        *evidence,
-                    )
+                    {
+                        "org": row.organization_id,
+                        "id": row.id,
+                        "outcome": decision.outcome.value,
+                        "until": decision.defer_until,
+                        "e": position,
+                    }
                 )
-                reason = ", ".join(decision.reasons) or None
                 if decision.outcome is gate.Outcome.BLOCK:
                     blocked.append(row.id)
+                    reason = ", ".join(decision.reasons) or None
                     events.append(_event(row, "blocked", row.status, now, reason=reason))
                 elif decision.outcome is gate.Outcome.DEFER and decision.defer_until:
                     deferred[decision.defer_until].append(row.id)
+                    reason = ", ".join(decision.reasons) or None
                     events.append(_event(row, "scheduled", row.status, now, reason=reason))
                 else:
                     allowed[row.id] = row
@@ -266,11 +273,21 @@ class Dispatcher:
                 await outbox.defer_send(self.c.jobs, conn, deferred_ids, schedule_at=until)
             await _close_whatsapp_outside_window(conn, allowed, events, now)
             claimed: list[Row] = []
-            if allowed:
-                cur = await conn.execute(CLAIM_SQL, (now, self.job_id, now, _array(allowed)))
+            if decisions:
+                cur = await conn.execute(
+                    CLAIM_BATCH_SQL,
+                    {
+                        "evidence": _jsonb(evidence),
+                        "decisions": _jsonb(decisions),
+                        "claim": _jsonb(
+                            [{"id": r.id, "before": r.status} for r in allowed.values()]
+                        ),
+                        "now": now,
+                        "job": self.job_id,
+                    },
+                )
                 for (message_id,) in await cur.fetchall():
                     row = allowed[message_id]
-                    events.append(_event(row, "sending", row.status, now))
                     row.attempts += 1
                     row.claim_job_id = self.job_id
                     if row.channel == "email":
@@ -278,13 +295,14 @@ class Dispatcher:
                     claimed.append(row)
             # Attachments and tracking links are added to emails at send time.
             await email_send.prepare(self.c, conn, claimed, account)
-            await _copy_rows(conn, EVENTS_COPY, events, "parley")
-            await _copy_rows(conn, DECISIONS_COPY, decisions, "send")
-            # `sending` is not announced: it lasts as long as the provider call, and the
-            # outcome (sent, failed, ...) follows from this very batch. Kept out of the
-            # claim's transaction, NOTIFY (which serializes commits database-wide) is
-            # paid here only for the rare blocked / deferred / needs-review rows.
-            await _announce(conn, [e for e in events if e[4] != "sending"], {r.id: r for r in rows})
+            if events:
+                await _copy_rows(conn, EVENTS_COPY, events, "parley")
+                # `sending` is not announced: it lasts as long as the provider call, and
+                # the outcome (sent, failed, ...) follows from this very batch. Kept out
+                # of the claim's transaction, NOTIFY (which serializes commits
+                # database-wide) is paid here only for the rare blocked / deferred /
+                # needs-review rows.
+                await _announce(conn, events, {r.id: r for r in rows})
         return claimed
 
     async def _decide_all(
@@ -369,90 +387,87 @@ class Dispatcher:
     # -- record -----------------------------------------------------------------------
 
     async def _record(self, outcomes: list[Outcome]) -> None:
+        """Each outcome, its event and its announcement, in one statement; retries get
+        their new jobs in the same transaction (invariant 1)."""
         now = self.c.clock()
-        sent: list[Outcome] = []
-        failed: list[Outcome] = []
-        review: list[Outcome] = []
-        retry: list[tuple[Outcome, datetime]] = []
+        items: list[dict[str, Any]] = []
+        retry_at: dict[str, datetime] = {}
         for o in outcomes:
-            res = o.result
+            res, mid = o.result, o.row.id
             if res.accepted:
-                sent.append(o)
-            elif res.outcome_unknown:
-                review.append(o)
+                items.append(
+                    {
+                        "id": mid,
+                        "s": "sent",
+                        "e": "sent",
+                        "pid": res.provider_message_id,
+                        "seg": res.segments,
+                        "cost": res.cost,
+                    }
+                )
+                continue
+            if res.outcome_unknown:
+                status, event, at = "needs_review", "needs_review", None
             elif res.retryable and not self.policy.exhausted(o.row.attempts):
                 delay = self.policy.delay(o.row.attempts, res.retry_after)
-                retry.append((o, _retry_slot_after(now + timedelta(seconds=delay))))
+                answered = min(now, o.answered_at or now)
+                at = retry_at[mid] = _retry_slot_after(answered + timedelta(seconds=delay))
+                status, event = "queued", "deferred"
             else:
-                failed.append(o)
-        by_id = {o.row.id: o for o in outcomes}
-        events: list[tuple[Any, ...]] = []
+                status, event, at = "failed", "failed", None
+            items.append(
+                {
+                    "id": mid,
+                    "s": status,
+                    "e": event,
+                    "code": res.error_code,
+                    "detail": res.error_detail,
+                    "at": at,
+                }
+            )
+        if not items:
+            return
         async with self.c.db.pool.connection() as conn, conn.transaction():
-            if sent:
-                cur = await conn.execute(
-                    SENT_SQL,
-                    {
-                        "now": now,
-                        "job": self.job_id,
-                        "ids": _array(o.row.id for o in sent),
-                        "pids": _array(o.result.provider_message_id for o in sent),
-                        "segs": _array(o.result.segments for o in sent),
-                        "costs": _array(o.result.cost for o in sent),
-                    },
-                )
-                recorded = [mid for (mid,) in await cur.fetchall()]
-                for mid in recorded:
-                    events.append(
-                        _event(by_id[mid].row, "sent", "sending", now, provider_status="accepted")
+            cur = await conn.execute(
+                RECORD_SQL,
+                {
+                    "outcomes": _jsonb(items),
+                    "now": now,
+                    "job": self.job_id,
+                    "at": now.isoformat(),
+                    "channel": activity.CHANNEL,
+                },
+            )
+            recorded = await cur.fetchall()
+            # Messages sent as separately receipted parts (SMPP): every part's id, so that
+            # each part's receipt finds the message (only those recorded `sent` here).
+            by_id = {o.row.id: o for o in outcomes}
+            await message_parts.record_sent_parts(
+                conn,
+                [
+                    (row[0], by_id[row[0]].result.part_ids)
+                    for row in recorded
+                    if row[1] == "sent" and by_id[row[0]].result.part_ids
+                ],
+            )
+            # Only messages this job still held get a new job.
+            retries: dict[datetime, list[str]] = defaultdict(list)
+            subscribed = []
+            for mid, status, wanted, org, case_id, channel, code, _ in recorded:
+                if status == "queued":
+                    retries[retry_at[mid]].append(mid)
+                if wanted:
+                    data = announce.status_change_data(
+                        mid, case_id, channel, status, "sending", now, code
                     )
-                # Messages sent as separately receipted parts: every part's id, so that
-                # each part's receipt finds the message (only the ones recorded here).
-                await message_parts.record_sent_parts(
-                    conn,
-                    [(m, by_id[m].result.part_ids) for m in recorded if by_id[m].result.part_ids],
+                    subscribed.append((org, announce.EVENT, data))
+            for at, retry_ids in retries.items():
+                await outbox.defer_retry(
+                    self.c.jobs, conn, retry_ids, schedule_at=at, batch_size=self.chunk_size
                 )
-            for status, group, event, ats in (
-                ("failed", failed, "failed", None),
-                ("needs_review", review, "needs_review", None),
-                ("queued", [o for o, _ in retry], "deferred", [at for _, at in retry]),
-            ):
-                if not group:
-                    continue
-                cur = await conn.execute(
-                    OUTCOME_SQL,
-                    {
-                        "status": status,
-                        "now": now,
-                        "job": self.job_id,
-                        "ids": _array(o.row.id for o in group),
-                        "codes": _array(o.result.error_code for o in group),
-                        "details": _array(o.result.error_detail for o in group),
-                        "ats": _array(ats or [None] * len(group)),
-                    },
-                )
-                for (mid,) in await cur.fetchall():
-                    o = by_id[mid]
-                    events.append(
-                        _event(
-                            o.row,
-                            event,
-                            "sending",
-                            now,
-                            after=status,
-                            code=o.result.error_code,
-                            reason=o.result.error_detail,
-                        )
-                    )
-            held = {e[1] for e in events}
-            retry_at: dict[datetime, list[str]] = defaultdict(list)
-            for o, at in retry:
-                if o.row.id in held:  # only messages this job still held get a new job
-                    retry_at[at].append(o.row.id)
-            for at, retry_ids in retry_at.items():
-                await outbox.defer_send(self.c.jobs, conn, retry_ids, schedule_at=at)
-            await _copy_rows(conn, EVENTS_COPY, events, "parley")
-            await _announce(conn, events, {mid: o.row for mid, o in by_id.items()})
-        lost = len(outcomes) - len(events)
+            if subscribed:
+                await webhooks_out_queue.enqueue_many(conn, subscribed)
+        lost = len(items) - len(recorded)
         if lost:
             log.warning("%d outcomes not recorded: their claim was taken over meanwhile", lost)
 
@@ -543,31 +558,42 @@ def _retry_slot_after(at: datetime) -> datetime:
 async def _send_all(
     provider: ChannelProvider,
     rows: list[Row],
-    reservation: ratelimit.Reservation | None,
-    start: float,
-) -> list[SendResult | BaseException]:
-    """Send every row concurrently, each no earlier than its token slot.
+    pacer: ratelimit.Pacer | None,
+    clock: Callable[[], datetime],
+) -> tuple[list[SendResult | BaseException], dict[int, datetime]]:
+    """Send every row concurrently (a rate-limited account's each at its turn): the
+    results in order, and when each answer that was not an acceptance came, by index.
 
     One task per message, queueing in the provider (its pool or semaphore) in the order
     the batches were claimed: a job's batch finishes, and is recorded, before later
     batches of other jobs get the provider, so claims, sends and records of the jobs
     overlap. (A few lanes per batch instead shared the provider round-robin between all
     running jobs: every batch finished late and together.)"""
-    if reservation is None:
-        sends = [provider.send(_outbound(row)) for row in rows]
+    loop = asyncio.get_running_loop()
+    if pacer is None:
+        tasks = [loop.create_task(provider.send(_outbound(row))) for row in rows]
     else:
-        sends = [_paced(provider, row, reservation, i, start) for i, row in enumerate(rows)]
-    return await asyncio.gather(*sends, return_exceptions=True)
+        tasks = [loop.create_task(_paced(provider, row, pacer)) for row in rows]
+    answered: dict[int, datetime] = {}
+    position = {task: i for i, task in enumerate(tasks)}
+
+    def note(task: asyncio.Task[SendResult]) -> None:
+        if task.cancelled() or task.exception() is not None or not task.result().accepted:
+            answered[position[task]] = clock()
+
+    for task in tasks:
+        task.add_done_callback(note)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    return results, answered
 
 
-async def _paced(
-    provider: ChannelProvider,
-    row: Row,
-    reservation: ratelimit.Reservation,
-    index: int,
-    start: float,
-) -> SendResult:
-    await ratelimit.wait_for_slot(reservation, index, start)
+async def _paced(provider: ChannelProvider, row: Row, pacer: ratelimit.Pacer) -> SendResult:
+    try:
+        await pacer.wait_turn()
+    except ratelimit.PacingUnavailable as exc:  # nothing was sent: try again later
+        return SendResult(
+            False, retryable=True, error_code="rate_limit_unavailable", error_detail=str(exc)
+        )
     return await provider.send(_outbound(row))
 
 
@@ -621,7 +647,9 @@ def _is_capped_context(ctx: AttemptContext) -> bool:
     return contactability.is_capped(frequency, ctx.channel)
 
 
-def _json(value: Any) -> str:
+def _jsonb(value: Any) -> str:
+    """A parameter the statement reads as `%s::jsonb` (orjson writes it in C; psycopg
+    would adapt a list element by element in Python)."""
     return orjson.dumps(value).decode()
 
 

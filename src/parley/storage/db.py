@@ -14,7 +14,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -37,8 +39,11 @@ def libpq_url(url: str) -> str:
     return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
 
 
-async def _autocommit(conn: psycopg.AsyncConnection) -> None:
+async def _configure(conn: psycopg.AsyncConnection) -> None:
     await conn.set_autocommit(True)
+    # json/jsonb columns parsed by orjson (in C) rather than the stdlib decoder: the
+    # dispatcher reads several per message it claims.
+    set_json_loads(orjson.loads, conn)
 
 
 # A pooled connection is checked (one round trip) before it is handed out only when it
@@ -85,7 +90,7 @@ class Database:
             open=False,
             # Autocommit set per connection rather than in `kwargs`: Procrastinate opens
             # its LISTEN connection with the pool's kwargs plus its own autocommit=True.
-            configure=_autocommit,
+            configure=_configure,
             check=_check_if_idle,
             reset=_mark_returned,
         )

@@ -12,6 +12,8 @@ from urllib.parse import urlencode
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from parley.channels.base import (
     DeliveryEvent,
@@ -349,6 +351,17 @@ async def test_concurrency_is_bounded() -> None:
         await sender.aclose()
     assert all(r.accepted for r in results)
     assert peer.stats.max_in_flight == 3
+
+
+@given(st.text())
+def test_form_quote_is_quote_plus(text: str) -> None:
+    from urllib.parse import quote_plus
+
+    from parley.channels.twilio.provider import form_quote
+
+    assert form_quote(text) == quote_plus(text)
+    ascii_text = text.encode("ascii", "replace").decode()
+    assert form_quote(ascii_text) == quote_plus(ascii_text)
 
 
 def test_encoded_form_is_the_url_encoding_of_form():
