@@ -70,6 +70,26 @@ async def test_batches_are_capped_and_run_side_by_side() -> None:
     assert r.batches == [[0], [2], [4, 6, 8], [10, 12, 14]]
 
 
+async def test_a_second_batch_waits_until_enough_items_wait() -> None:
+    r = Recorder()
+    r.gate.clear()
+    commit = GroupCommit(r.process, max_in_flight=2, overlap_at=3)
+    first = asyncio.create_task(commit.submit(0))
+    await settle()
+    two = [asyncio.create_task(commit.submit(i)) for i in (2, 4)]
+    await settle()
+    assert r.batches == [[0]]  # two waiting: not worth a batch of their own yet
+    three = [asyncio.create_task(commit.submit(i)) for i in (6, 8)]
+    await settle()
+    # The third waiting item starts a second batch beside the first; the fourth waits.
+    assert r.batches == [[0], [2, 4, 6]]
+    r.gate.set()
+    assert [await t for t in [first, *two, *three]] == [0, 20, 40, 60, 80]
+    assert r.batches == [[0], [2, 4, 6], [8]]
+    with pytest.raises(ValueError):
+        GroupCommit(r.process, overlap_at=0)
+
+
 async def test_each_submitter_gets_its_own_outcome() -> None:
     r = Recorder()
     r.gate.clear()

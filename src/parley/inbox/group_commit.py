@@ -11,8 +11,11 @@ Nothing waits for a batch to fill: an item submitted to an idle batcher is proce
 once, alone, so a quiet system answers as fast as before. Batches only grow when items
 arrive faster than they are written, which is when writing them together pays.
 
-At most ``max_in_flight`` batches run at once (two: one is built and sent while the
-other waits on the database), each of at most ``max_size`` items.
+At most ``max_in_flight`` batches run at once, each of at most ``max_size`` items. While
+one is in flight, another starts only once ``overlap_at`` items wait: fewer wait for the
+batch in flight and then go together (every batch has a fixed cost, so a second batch
+of two costs more than one more round of waiting saves), more start at once so that a
+backlog is worked off by two batches side by side.
 """
 
 from __future__ import annotations
@@ -35,12 +38,20 @@ class GroupCommit(Generic[T, R]):
     """Submit items one by one; they are processed in batches. Bound to the event loop
     it was created in (see :meth:`for_loop`)."""
 
-    def __init__(self, process: Process[T, R], *, max_size: int = 200, max_in_flight: int = 2):
-        if max_size < 1 or max_in_flight < 1:
-            raise ValueError("max_size and max_in_flight must be at least 1")
+    def __init__(
+        self,
+        process: Process[T, R],
+        *,
+        max_size: int = 200,
+        max_in_flight: int = 2,
+        overlap_at: int = 1,
+    ):
+        if max_size < 1 or max_in_flight < 1 or overlap_at < 1:
+            raise ValueError("max_size, max_in_flight and overlap_at must be at least 1")
         self._process = process
         self.max_size = max_size
         self.max_in_flight = max_in_flight
+        self.overlap_at = overlap_at
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -57,6 +68,8 @@ class GroupCommit(Generic[T, R]):
 
     def _start_batches(self) -> None:
         while self._waiting and self._in_flight < self.max_in_flight:
+            if self._in_flight and len(self._waiting) < self.overlap_at:
+                return  # few waiting: they go together once the batch in flight is done
             batch = self._waiting[: self.max_size]
             del self._waiting[: self.max_size]
             self._in_flight += 1

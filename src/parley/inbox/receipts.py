@@ -92,6 +92,13 @@ async def ingest(
     return await _batcher(container).submit(_Submitted(pending, request))
 
 
+# A second batch starts beside the one in flight only once this many callbacks wait
+# (measured with `parley bench webhooks`, 1M messages: at 1 -- start at once -- batches
+# stayed small and the API process spent 0.59 ms of CPU per callback; at 8, 0.58 ms; at
+# 16, 0.51 ms, with p99 73 ms at 80% of full speed).
+_OVERLAP_AT = 16
+
+
 @dataclass(frozen=True, slots=True)
 class _Submitted:
     pending: receipt_batch.PendingReceipt
@@ -106,7 +113,12 @@ def _batcher(container: Container) -> GroupCommit[_Submitted, IngestResult]:
         async def process(batch: Sequence[_Submitted]) -> list[IngestResult | BaseException]:
             return await _store_batch(container, batch)
 
-        batcher = GroupCommit(process, max_size=container.settings.webhook_batch_size)
+        batcher = GroupCommit(
+            process,
+            max_size=container.settings.webhook_batch_size,
+            max_in_flight=2,
+            overlap_at=_OVERLAP_AT,
+        )
         container.receipt_batcher = batcher
     return batcher
 
