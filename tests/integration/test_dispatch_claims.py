@@ -4,6 +4,7 @@ one (or this same job, re-run after it died) it is flagged for review, never res
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from parley.dispatch.pipeline import Dispatcher
 from tests.support import factories
@@ -182,7 +183,7 @@ async def test_retries_due_at_the_same_time_share_a_waiting_job(container):
     """Retries of different batches due on the same slot join one waiting job; a job a
     worker already took, or one that is full, is not joined."""
     import uuid
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, timedelta
 
     from parley.dispatch import outbox
 
@@ -213,3 +214,55 @@ async def test_retries_due_at_the_same_time_share_a_waiting_job(container):
         await conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (job,))
     await retry(first, batch_size=100)
     assert [ids for _, ids in await jobs()] == [first + second, third + first]
+
+
+async def test_outcome_announcements_are_what_activity_emit_would_send(
+    tenant, container, database_url
+):
+    """The record statement builds its NOTIFY payloads in SQL: they must be the payload
+    `activity.emit` builds for the same change (sent, and a failure with its code)."""
+    import orjson
+    import psycopg
+
+    from parley.channels.base import SendResult
+    from parley.dispatch.pipeline import Outcome
+    from parley.inbox import announce
+    from parley.services import activity
+
+    ok, data = await _message(tenant, container)
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages", json={"messageType": "sms", "body": "Two"}
+    )
+    bad = r.json()["messageId"]
+    job = await _fake_job(container, "doing")
+    d = Dispatcher(container, job_id=job)
+    claimed = {row.id: row for row in await d._claim([ok, bad])}
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listen:
+        await listen.execute(f"LISTEN {activity.CHANNEL}")
+        await d._record(
+            [
+                Outcome(claimed[ok], SendResult(True, provider_message_id="sbx_1")),
+                Outcome(claimed[bad], SendResult(False, error_code="21610", error_detail="x")),
+            ]
+        )
+        seen = {}
+        async for note in listen.notifies(timeout=2.0, stop_after=2):
+            payload = orjson.loads(note.payload)
+            seen[payload["data"]["messageId"]] = payload
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute("SELECT status_changed_at FROM messages WHERE id = %s", (ok,))
+        (at,) = await cur.fetchone()
+    case_id = str(data["case_id"])
+    for mid, status, code in ((ok, "sent", None), (bad, "failed", "21610")):
+        expected = {
+            "org": str(tenant.organization_id),
+            "type": announce.EVENT,
+            "data": announce.status_change_data(mid, case_id, "sms", status, "sending", at, code),
+        }
+        want = orjson.loads(activity._payload(*expected.values()))
+        got = seen[mid]
+        # The same instant (the database may render the stored one in another zone).
+        assert datetime.fromisoformat(got["data"].pop("timestamp")) == datetime.fromisoformat(
+            want["data"].pop("timestamp")
+        )
+        assert got == want, mid

@@ -95,6 +95,22 @@ async def test_a_stalled_loop_gives_up_its_slots_instead_of_bursting(container, 
     assert span >= (len(after) - 1 - pacer.lookahead - 2) / RATE - 0.01, (span, len(after))
 
 
+async def test_slots_are_reserved_only_for_sends_that_wait(container, tenant):
+    """Sends one at a time hold no slot between them: a slot reserved for a send that
+    never came would be a token lost (the bucket's burst is 1)."""
+    account = await _account(container, tenant)
+    pacer = ratelimit.Pacer(container.db.pool, account, RATE, 1)
+    for _ in range(5):
+        await pacer.wait_turn()
+        assert pacer.held == 0
+    await asyncio.sleep(0.2)
+    await pacer.wait_turn()
+    assert pacer.given_up == 0
+    times: list[float] = []
+    await _send_times(pacer, 30, times)  # a queue of sends is served from slots ahead
+    assert pacer.held == 0 and pacer.given_up == 0
+
+
 async def test_no_slot_means_a_retryable_result_and_no_send(container, tenant):
     account = await _account(container, tenant)
     closed = AsyncConnectionPool(container.db.url, open=False)  # the database is unreachable

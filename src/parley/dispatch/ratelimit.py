@@ -43,9 +43,10 @@ RETURNING tokens + %(n)s
 # with the slots after it.
 LATE_SECONDS = 0.05
 # Slots are reserved this far ahead of the sends that wait for them (in one round trip,
-# at least one slot, at most MAX_LOOKAHEAD), and reserved again before they run out: a
-# bucket left unreserved for longer than one slot (burst 1) loses its refill, and a
-# round trip takes a few milliseconds on a busy machine.
+# at least one slot, at most MAX_LOOKAHEAD; never more than there are sends waiting),
+# and reserved again before they run out: a bucket left unreserved for longer than one
+# slot (burst 1) loses its refill, and a round trip takes a few milliseconds on a busy
+# machine.
 LOOKAHEAD_SECONDS = 0.05
 MAX_LOOKAHEAD = 50
 # Batches of one account a worker process may have claimed and not finished sending:
@@ -96,25 +97,41 @@ class Pacer:
         self._turn = asyncio.Lock()
         self._slots: deque[float] = deque()  # loop times of reserved, unused slots
         self._refill: asyncio.Task[None] | None = None
+        self._waiting = 0  # sends in wait_turn (holding or queued for the turn)
         self.given_up = 0  # slots given up late (for tests and diagnostics)
+
+    @property
+    def held(self) -> int:
+        """Slots reserved and not used yet."""
+        return len(self._slots)
 
     async def wait_turn(self) -> None:
         """Return when one send may start (its token taken, its slot come). Callers
         queue in order; the send should follow at once."""
-        async with self._turn:
-            loop = self.loop
-            while True:
-                if not self._slots:
-                    await self._refilled()
-                due = self._slots.popleft()
-                if loop.time() - due <= LATE_SECONDS:
-                    break
-                self.given_up += 1
-            if len(self._slots) < self.lookahead and self._refill is None:
-                self._refill = loop.create_task(self._reserve())
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        self._waiting += 1
+        try:
+            async with self._turn:
+                await self._take_turn()
+        finally:
+            self._waiting -= 1
+
+    async def _take_turn(self) -> None:
+        loop = self.loop
+        while True:
+            if not self._slots:
+                await self._refilled()
+            due = self._slots.popleft()
+            if loop.time() - due <= LATE_SECONDS:
+                break
+            self.given_up += 1
+        # Reserve ahead for the sends queued behind this one (never for sends that may
+        # not come: a slot reserved and not used is a token lost).
+        behind = self._waiting - 1
+        if len(self._slots) < min(self.lookahead, behind) and self._refill is None:
+            self._refill = loop.create_task(self._reserve())
+        wait = due - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _refilled(self) -> None:
         if self._refill is None:
@@ -127,9 +144,11 @@ class Pacer:
 
     async def _reserve(self) -> None:
         try:
+            # The sends waiting now, at least one, at most the lookahead.
+            count = max(1, min(self.lookahead, self._waiting - len(self._slots)))
             try:
                 async with self.pool.connection() as conn:
-                    r = await reserve(conn, self.account_id, self.lookahead, self.rate, self.burst)
+                    r = await reserve(conn, self.account_id, count, self.rate, self.burst)
             except Exception:  # the waiting send learns it from _refilled
                 log.warning(
                     "rate limit of account %s: reserving slots failed",

@@ -10,6 +10,10 @@ committed goes unannounced:
 - outbound webhooks to the customer's systems: deliveries are queued for the
   organization's subscriptions to the event type (``parley.webhooks_out``).
 
+The dispatcher's record statement (``dispatch.statements.RECORD_SQL``) builds the
+``message.status_changed`` payload of :func:`emit` in SQL for a whole batch; a test
+(tests/integration/test_dispatch_claims.py) holds the two to the same payload.
+
 Event types: ``message.created``, ``message.received``, ``message.status_changed``,
 ``conversation.updated``, ``conversation.assigned``, ``call.status_changed``,
 ``call.completed``.
