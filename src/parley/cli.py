@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,10 @@ def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) 
     from parley.runtime import serve
 
     settings = _settings(args)
+    if worker and not api and settings.worker_nice:
+        # Measured: an inbox read's p95 was 3-6x its quiet value while dispatch kept
+        # both cores of a 2-core host busy; reads should not wait behind bulk sends.
+        os.nice(settings.worker_nice)
 
     async def main(container):  # type: ignore[no-untyped-def]
         if getattr(args, "demo", False):

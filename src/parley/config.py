@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     db_pool_size: int = 10
     worker_concurrency: int = 8
+    # A `parley worker` process (not `parley run`) lowers its CPU priority by this much
+    # (os.nice): bulk sending then yields the CPU to API requests sharing the host.
+    worker_nice: int = Field(default=5, ge=0, le=19)
     # How often an idle worker looks for jobs that became due (retries, scheduled sends).
     job_poll_seconds: float = 0.5
     # Bulk sends are split into jobs of this many messages (one job, many message ids).
