@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 
 from parley.domain.status import EventType, MessageStatus, status_after_event
+from parley.inbox import status_sql
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +99,7 @@ WITH p AS (
   FROM p, e
   WHERE mp.message_id = %(message)s::uuid AND mp.part = %(part)s AND p.after <> p.before
 )
-UPDATE messages SET
-  status = e.status_after,
-  status_changed_at = %(at)s::timestamptz,
-  delivered_at = CASE WHEN e.status_after = 'delivered'
-                      THEN coalesce(messages.delivered_at, %(at)s::timestamptz)
-                      ELSE messages.delivered_at END,
-  error_code = CASE WHEN %(failure)s THEN coalesce(%(code)s, messages.error_code)
-                    ELSE messages.error_code END,
-  error_detail = CASE WHEN %(failure)s THEN coalesce(%(reason)s, messages.error_detail)
-                      ELSE messages.error_detail END
-FROM e
-WHERE messages.id = %(message)s::uuid AND e.status_after <> e.status_before
-RETURNING messages.id::text, e.status_before, e.status_after
+{status_sql.MOVE_MESSAGE_SQL}
 """  # noqa: S608 (constant fragments only)
 
 # Every value PARTS_EVENT_SQL can give.

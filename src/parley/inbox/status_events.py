@@ -33,7 +33,7 @@ import psycopg
 
 from parley.channels.base import DeliveryEvent
 from parley.domain.status import EventType, MessageStatus, status_after_event
-from parley.inbox import message_parts
+from parley.inbox import message_parts, status_sql
 
 if TYPE_CHECKING:
     from parley.dispatch.providers import AccountRow
@@ -78,7 +78,7 @@ FROM (SELECT 1) one LEFT JOIN r ON true LEFT JOIN m ON true
     for one in (True, False)
 }
 
-_RECORD_SQL = """
+_RECORD_SQL = f"""
 WITH t AS (
   SELECT m.status AS before, coalesce(x.after, m.status) AS after
   FROM messages m
@@ -96,20 +96,8 @@ WITH t AS (
   ON CONFLICT (message_id, provider_event_id) DO NOTHING
   RETURNING status_before, status_after
 )
-UPDATE messages SET
-  status = e.status_after,
-  status_changed_at = %(at)s::timestamptz,
-  delivered_at = CASE WHEN e.status_after = 'delivered'
-                      THEN coalesce(messages.delivered_at, %(at)s::timestamptz)
-                      ELSE messages.delivered_at END,
-  error_code = CASE WHEN %(failure)s THEN coalesce(%(code)s, messages.error_code)
-                    ELSE messages.error_code END,
-  error_detail = CASE WHEN %(failure)s THEN coalesce(%(reason)s, messages.error_detail)
-                      ELSE messages.error_detail END
-FROM e
-WHERE messages.id = %(message)s::uuid AND e.status_after <> e.status_before
-RETURNING messages.id::text, e.status_before, e.status_after
-"""
+{status_sql.MOVE_MESSAGE_SQL}
+"""  # noqa: S608 (constant fragments only)
 
 
 @dataclass(frozen=True, slots=True)
