@@ -92,6 +92,16 @@ async def _inbox(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any
 async def world(container: Any, tenant: Tenant) -> dict[str, Any]:
     """Two borrowers (Pat's case assigned to an agent, Sam's unassigned) and the sandbox
     accounts they reply through."""
+    w = await inbox_world(container, tenant)
+    yield w
+    await w["owner"].aclose()
+    await w["other"].aclose()
+
+
+async def inbox_world(container: Any, tenant: Tenant) -> dict[str, Any]:
+    """Pat's case assigned to an agent (`owner`, an API client), Sam's unassigned,
+    another agent (`other`), and the sandbox accounts replies come through. The caller
+    closes the two clients."""
     pat = await factories.borrower_with_case(container, tenant.organization_id)
     sam = await factories.borrower_with_case(
         container,
@@ -104,9 +114,7 @@ async def world(container: Any, tenant: Tenant) -> dict[str, Any]:
     accounts = await factories.sandbox_accounts(container, tenant.organization_id, callbacks=False)
     owner = await _agent(container, tenant, pat["agent_id"])
     other = await _agent(container, tenant)
-    yield {"pat": pat, "sam": sam, "accounts": accounts, "owner": owner, "other": other}
-    await owner.aclose()
-    await other.aclose()
+    return {"pat": pat, "sam": sam, "accounts": accounts, "owner": owner, "other": other}
 
 
 async def test_replies_reach_the_assigned_agent_or_the_team_queue(container, tenant, world):

@@ -21,7 +21,7 @@ from parley.domain.channels import Channel
 from parley.inbox import live
 from parley.services import consent
 from tests.conftest import Tenant
-from tests.integration.test_inbox import _agent, _inbox, _reply
+from tests.integration.test_inbox import _inbox, _reply, inbox_world
 from tests.integration.test_live_updates import connect, serving
 from tests.support import factories
 from tests.support.live import drain
@@ -33,21 +33,10 @@ STRANGER = "+13125550142"  # writes from a number nobody has on file
 async def world(container: Any, tenant: Tenant) -> Any:
     """As in test_inbox: Pat's case assigned to an agent (`owner`), Sam's unassigned,
     another agent (`other`), and the sandbox accounts replies come through."""
-    pat = await factories.borrower_with_case(container, tenant.organization_id)
-    sam = await factories.borrower_with_case(
-        container,
-        tenant.organization_id,
-        email="sam@example.com",
-        phone="+12025550199",
-        first_name="Sam",
-        with_agent=False,
-    )
-    accounts = await factories.sandbox_accounts(container, tenant.organization_id, callbacks=False)
-    owner = await _agent(container, tenant, pat["agent_id"])
-    other = await _agent(container, tenant)
-    yield {"pat": pat, "sam": sam, "accounts": accounts, "owner": owner, "other": other}
-    await owner.aclose()
-    await other.aclose()
+    w = await inbox_world(container, tenant)
+    yield w
+    await w["owner"].aclose()
+    await w["other"].aclose()
 
 
 async def _rows(container: Any, sql: str, *params: Any) -> list[tuple[Any, ...]]:
