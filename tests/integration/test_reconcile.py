@@ -63,3 +63,23 @@ async def test_sending_under_an_ended_job_is_flagged_for_review(tenant, containe
     assert await reconcile(container, now=later) == (0, 1)
     msg = (await tenant.client.get(f"/api/messages/{ids[0]}")).json()
     assert msg["status"] == "needs_review" and msg["errorCode"] == "claim_lost"
+
+
+async def test_only_messages_no_live_job_carries_are_orphans(tenant, container):
+    # Each send is its own job; the job of the second one failed for good.
+    ids = await _send(tenant, container, n=3)
+    async with container.db.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'failed' WHERE args->'message_ids' ? %s",
+            (ids[1],),
+        )
+        cur = await conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")
+        assert (await cur.fetchone())[0] == 2
+    later = container.clock() + timedelta(minutes=10)
+    assert await reconcile(container, now=later) == (1, 0)
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT args->'message_ids' FROM procrastinate_jobs WHERE status = 'todo' "
+            "ORDER BY id DESC LIMIT 1"
+        )
+        assert (await cur.fetchone())[0] == [ids[1]]  # the new job carries just that one

@@ -42,13 +42,18 @@ WHERE d.id = %s
 FOR UPDATE OF d SKIP LOCKED
 """
 
+# The live jobs' delivery ids listed once and anti-joined by hash (as in
+# dispatch/reconcile.py: a correlated search of every job's list per delivery grew as
+# deliveries x jobs).
 _SWEEP_SQL = """
+WITH covered AS MATERIALIZED (
+  SELECT jsonb_array_elements_text(j.args->'delivery_ids') AS id
+  FROM procrastinate_jobs j
+  WHERE j.task_name = %(task)s AND j.status IN ('todo', 'doing')
+)
 SELECT d.id::text FROM webhook_deliveries d
 WHERE d.status = 'pending' AND d.next_attempt_at < now() - %(grace)s
-  AND NOT EXISTS (
-    SELECT 1 FROM procrastinate_jobs j
-    WHERE j.task_name = %(task)s AND j.status IN ('todo', 'doing')
-      AND j.args->'delivery_ids' ? d.id::text)
+  AND NOT EXISTS (SELECT 1 FROM covered c WHERE c.id = d.id::text)
 ORDER BY d.next_attempt_at
 LIMIT %(limit)s
 FOR UPDATE OF d SKIP LOCKED
