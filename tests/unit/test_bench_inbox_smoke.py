@@ -1,5 +1,6 @@
 """Smoke test of `parley bench inbox --quick`: it seeds its own throw-away database and
-writes a record with every measured read, its gates and the query plans. Timings and
+writes a record with every measured read (quiet, then while `parley worker` processes
+dispatch SMS), its gates and the query plans. Timings and
 verdicts depend on the machine and are only required to be present, never asserted."""
 
 from __future__ import annotations
@@ -44,6 +45,20 @@ def test_quick_run_records_every_read(tmp_path: Path) -> None:
     for figures in record["results"].values():
         assert figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
     assert {g["gate"].split(" ")[0] for g in record["gates"]} == READS
+    # The same reads again while `parley worker` processes dispatch SMS, each gated
+    # against its quiet p95; the dispatch must have lasted through that measurement.
+    busy = record["results_while_dispatching"]
+    assert set(busy) == set(record["results"])
+    for name, figures in busy.items():
+        assert figures["p95_vs_quiet"] == round(
+            figures["p95_ms"] / record["results"][name]["p95_ms"], 2
+        )
+    assert {g["gate"] for g in record["gates"] if "while dispatching" in g["gate"]} == {
+        f"{name} while dispatching: p95 <= 2x quiet" for name in READS
+    }
+    (check,) = record["checks"]
+    assert check["check"] == "dispatch ran through the whole window" and check["passed"]
+    assert record["dispatch"]["sent_during_window"] > 0
     # The plans are recorded (their shape at 20k messages says little about 1M).
     assert record["plans"]["inbox_agent_first_page"][-1].startswith("Execution Time")
     assert record["plans"]["timeline_first_page"][-1].startswith("Execution Time")

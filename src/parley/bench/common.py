@@ -246,7 +246,7 @@ class WorkerFleet:
                 p.wait(5)
 
 
-async def _wait_for_workers(
+async def wait_for_workers(
     conn: psycopg.AsyncConnection, count: int, fleet: WorkerFleet, limit_s: float
 ) -> None:
     """Until `count` workers have registered (they do once they listen for jobs)."""
@@ -300,7 +300,7 @@ async def run_parley(
             # messages (seeded with held jobs) are released to workers that are up, and
             # runs to the poll that finds nothing in flight. The figure from launch,
             # interpreter start-up included, is recorded too.
-            await _wait_for_workers(conn, args.workers, fleet, args.timeout)
+            await wait_for_workers(conn, args.workers, fleet, args.timeout)
             released_after = time.perf_counter() - launched_perf
             # The workers' start-up (imports, container, connections) is in worker_cpu_s
             # but outside the measured interval: this is how much of it came before.

@@ -1,0 +1,146 @@
+"""SMS dispatch kept running in the background while another workload measures.
+
+`parley bench inbox` measures its reads twice: on a quiet machine, and again while
+`parley worker` processes send SMS as fast as they can through the `twilio` provider to
+the Twilio Messages API peer (the `dispatch-sms` workload's peer, settings and worker
+options). The messages are seeded, held, before the quiet phase, so both phases read the
+same data set; they are released to the workers only for the second phase, which starts
+once sending is under way and ends while messages are still queued (checked: a phase
+that ran out of messages to send did not measure "while dispatch runs").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from parley.bench import common, dispatch_sms
+from parley.bench.processes import PeerProcess
+
+# The `dispatch-sms` workload's worker options (common.base_parser's defaults).
+WORKER_OPTIONS = argparse.Namespace(
+    concurrency=8,
+    parallelism=200,
+    batch_size=400,
+    retry_base_seconds=0.2,
+    job_poll_seconds=0.1,
+)
+SID = dispatch_sms.account_sid(9)
+SENT_COUNT = (
+    "SELECT count(*) FILTER (WHERE NOT in_flight), count(*) FILTER (WHERE in_flight) "
+    "FROM messages WHERE organization_id = %s"
+)
+# What is left unsent is cancelled, with its jobs, so that a later run on the same data
+# set (--reuse) does not send it (its workers, or reconciliation).
+CANCEL_LEFTOVERS = [
+    "UPDATE messages SET status = 'cancelled', status_changed_at = now() "
+    "WHERE organization_id = %(org)s AND in_flight",
+    "DELETE FROM procrastinate_jobs WHERE status = 'todo' AND task_name = 'parley:send_messages'",
+]
+
+
+@dataclass
+class BackgroundDispatch:
+    """Seed (held), start, sample and stop a dispatch run; `figures` says what it did."""
+
+    container: Any
+    count: int
+    workers: int
+    log_dir: Path
+    seed: int = 7
+    organization_id: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+    _peer: PeerProcess | None = None
+    _fleet: common.WorkerFleet | None = None
+    _window_start: tuple[float, int] | None = None
+    _cpu_at_start: float = 0.0
+
+    async def prepare(self) -> None:
+        """Start the peer and seed the messages with held jobs (no clock runs yet)."""
+        self._peer = PeerProcess(
+            dispatch_sms.peer_factory,
+            {"accounts": {SID: dispatch_sms.AUTH_TOKEN}, "seed": self.seed},
+        ).__enter__()
+        started = time.perf_counter()
+        self.organization_id = (
+            await dispatch_sms.seed_accounts(
+                self.container,
+                self._peer.info["base_url"],
+                [(SID, self.count)],
+                WORKER_OPTIONS.batch_size,
+                None,
+                None,
+                max(1, dispatch_sms.RAW_CONCURRENCY // self.workers),
+            )
+        )[0]
+        self.figures["seed_s"] = round(time.perf_counter() - started, 1)
+
+    async def start(self, conn: psycopg.AsyncConnection[Any], warm_up_sent: int) -> None:
+        """Launch the workers, release the messages, and return once `warm_up_sent` are
+        sent (the workers are past start-up and sending steadily)."""
+        from parley.bench.seed import release
+
+        url = self.container.db.url
+        self._fleet = common.WorkerFleet(
+            url, self.workers, common.worker_env(WORKER_OPTIONS), self.log_dir
+        )
+        self._fleet.warm()
+        self._fleet.start()
+        await common.wait_for_workers(conn, self.workers, self._fleet, 120)
+        await release(conn)
+        deadline = time.perf_counter() + 120
+        while (await self._counts(conn))[0] < warm_up_sent:
+            self._fleet.check()
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"fewer than {warm_up_sent} sent after 120 s")
+            await asyncio.sleep(0.1)
+        self._window_start = (time.perf_counter(), (await self._counts(conn))[0])
+        self._cpu_at_start = self._fleet.cpu_seconds()
+
+    async def stop(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+        """End the window: what was sent during it, and whether sending lasted through it."""
+        assert self._fleet is not None and self._window_start is not None
+        try:
+            self._fleet.check()
+            sent, in_flight = await self._counts(conn)
+            elapsed = time.perf_counter() - self._window_start[0]
+            during = sent - self._window_start[1]
+            self.figures.update(
+                {
+                    "messages": self.count,
+                    "workers": self.workers,
+                    "worker_env": common.worker_env(WORKER_OPTIONS),
+                    "window_s": round(elapsed, 1),
+                    "sent_during_window": during,
+                    "sent_per_s_during_window": round(during / elapsed, 1) if elapsed else 0.0,
+                    "in_flight_at_end": in_flight,
+                    "worker_cpu_during_window_s": round(
+                        self._fleet.cpu_seconds() - self._cpu_at_start, 2
+                    ),
+                }
+            )
+        finally:
+            self.close()
+            for sql in CANCEL_LEFTOVERS:
+                await conn.execute(sql, {"org": self.organization_id})
+        return self.figures
+
+    def close(self) -> None:
+        if self._fleet is not None:
+            self._fleet.stop()
+            self._fleet = None
+        if self._peer is not None:
+            self._peer.__exit__(None, None, None)
+            self._peer = None
+
+    async def _counts(self, conn: psycopg.AsyncConnection[Any]) -> tuple[int, int]:
+        cur = await conn.execute(SENT_COUNT, (self.organization_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
