@@ -85,14 +85,22 @@ async def create_container(
     *,
     migrate: bool = True,
     clock: Callable[[], datetime] = utcnow,
+    lowered: bool = False,
 ) -> Container:
+    """`lowered`: a standalone worker's, whose local database backends run at the
+    worker's lower CPU priority too (storage/priority.py)."""
     settings = settings or Settings()
     url, server = resolve_database_url(settings)
     if migrate:
         from parley.storage.migrate import upgrade
 
         upgrade(url)  # a no-op (one query) when the schema is current
-    db = Database.create(url, pool_size=settings.db_pool_size)
+    db = Database.create(
+        url,
+        pool_size=settings.db_pool_size,
+        backend_nice=settings.worker_nice if lowered else 0,
+        backend_idle=lowered and settings.worker_priority == "idle",
+    )
     await db.open()
     jobs = build_job_app(db)
     await jobs.open_async(pool=db.pool)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
@@ -23,10 +22,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-async def _with_container(settings: Settings, fn, *, migrate: bool = True):  # type: ignore[no-untyped-def]
+async def _with_container(settings: Settings, fn, *, migrate: bool = True, lowered: bool = False):  # type: ignore[no-untyped-def]
     from parley.bootstrap import create_container
 
-    container = await create_container(settings, migrate=migrate)
+    container = await create_container(settings, migrate=migrate, lowered=lowered)
     try:
         return await fn(container)
     finally:
@@ -39,10 +38,14 @@ def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) 
     from parley.runtime import serve
 
     settings = _settings(args)
-    if worker and not api and settings.worker_nice:
-        # Measured: an inbox read's p95 was 3-6x its quiet value while dispatch kept
-        # both cores of a 2-core host busy; reads should not wait behind bulk sends.
-        os.nice(settings.worker_nice)
+    # Measured: an inbox read's p95 was 3-6x its quiet value while dispatch kept both
+    # cores of a 2-core host busy; reads should not wait behind bulk sends. A standalone
+    # worker, and its backends on a local PostgreSQL, run at lower CPU priority.
+    lowered = worker and not api and settings.worker_priority != "normal"
+    if lowered:
+        from parley.storage.priority import lower_process
+
+        lower_process(0, settings.worker_nice, settings.worker_priority == "idle")
 
     async def main(container):  # type: ignore[no-untyped-def]
         if getattr(args, "demo", False):
@@ -56,7 +59,7 @@ def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) 
         print(f"Parley {what}{where} ({db}); Ctrl-C stops.", flush=True)
         await serve(container, api=api, worker=worker)
 
-    asyncio.run(_with_container(settings, main))
+    asyncio.run(_with_container(settings, main, lowered=lowered))
     return 0
 
 

@@ -6,6 +6,7 @@ Nothing is built here at import time; `Settings()` is created by the composition
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,9 @@ class Settings(BaseSettings):
     # A `parley worker` process (not `parley run`) lowers its CPU priority by this much
     # (os.nice): bulk sending then yields the CPU to API requests sharing the host.
     worker_nice: int = Field(default=5, ge=0, le=19)
+    # normal: as is; nice: worker_nice; idle: worker_nice and Linux SCHED_IDLE (bulk
+    # sending gets only the CPU nothing else wants). Its local database backends too.
+    worker_priority: Literal["normal", "nice", "idle"] = "nice"
     # How often an idle worker looks for jobs that became due (retries, scheduled sends).
     job_poll_seconds: float = 0.5
     # Bulk sends are split into jobs of this many messages (one job, many message ids).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from parley.storage import priority
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -44,6 +46,18 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
     # json/jsonb columns parsed by orjson (in C) rather than the stdlib decoder: the
     # dispatcher reads several per message it claims.
     set_json_loads(orjson.loads, conn)
+
+
+def _configure_lowered(
+    nice: int, idle: bool
+) -> Callable[[psycopg.AsyncConnection], Awaitable[None]]:
+    """`_configure`, then the backend lowered like its worker (storage/priority.py)."""
+
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        await _configure(conn)
+        await priority.lower_backend(conn, nice, idle)
+
+    return configure
 
 
 # A pooled connection is checked (one round trip) before it is handed out only when it
@@ -74,8 +88,14 @@ class Database:
     pool: AsyncConnectionPool
 
     @classmethod
-    def create(cls, url: str, *, pool_size: int = 10) -> Database:
+    def create(
+        cls, url: str, *, pool_size: int = 10, backend_nice: int = 0, backend_idle: bool = False
+    ) -> Database:
+        """`backend_nice` / `backend_idle` (a standalone worker's): the pooled
+        connections' backends are lowered like the worker when PostgreSQL runs on this
+        host (storage/priority.py)."""
         url = libpq_url(url)
+        lowered = backend_nice > 0 or backend_idle
         engine = create_async_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,
@@ -90,7 +110,7 @@ class Database:
             open=False,
             # Autocommit set per connection rather than in `kwargs`: Procrastinate opens
             # its LISTEN connection with the pool's kwargs plus its own autocommit=True.
-            configure=_configure,
+            configure=_configure_lowered(backend_nice, backend_idle) if lowered else _configure,
             check=_check_if_idle,
             reset=_mark_returned,
         )

@@ -1,0 +1,105 @@
+"""Bulk work yields the CPU: a standalone worker runs at a lower priority and, when
+PostgreSQL runs on the same host, so do the database backends serving it.
+
+On a small host that runs everything (API, workers and PostgreSQL on two cores), a
+dispatch run keeps every core busy, and about half of the CPU a send costs is spent by
+the PostgreSQL backend that writes it. Lowering only the worker process's priority
+leaves those backends competing at normal priority with the backends that answer an
+agent's inbox. So each new pooled connection of a worker looks up its backend
+(`pg_backend_pid()`) and lowers it the same way — only when that process is provably
+the backend of this very connection on this host: its command line (which PostgreSQL
+sets to "postgres: [cluster: ]user database client(port) ...") must name this
+connection's client port (TCP), or be a local-socket backend of this user and
+database. Where the OS does not allow it (a server run by another user, without
+CAP_SYS_NICE), the worker says so once and carries on. On a separate database host
+(the scaled-out deployment) there is nothing to do.
+
+Two levels (`PARLEY_WORKER_PRIORITY`): `nice` (niceness `PARLEY_WORKER_NICE`) and
+`idle` (Linux SCHED_IDLE: run only on CPU time nothing else wants).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+_LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
+_warned: list[bool] = []
+
+
+def lower_process(pid: int, nice: int, idle: bool) -> None:
+    """Give process `pid` (0: this one) at least niceness `nice`, and SCHED_IDLE if
+    `idle`. Raises OSError where the OS refuses."""
+    if os.getpriority(os.PRIO_PROCESS, pid) < nice:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    if idle and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+
+
+def is_local_host(host: str | None) -> bool:
+    """Whether a libpq host names this machine (a Unix socket directory or loopback)."""
+    host = host or ""
+    return host.startswith("/") or host in _LOCAL_HOSTS or host.startswith("127.")
+
+
+def is_local(conn: psycopg.AsyncConnection) -> bool:
+    return is_local_host(conn.info.host)
+
+
+def _client_port(conn: psycopg.AsyncConnection) -> int | None:
+    """The local port of a TCP connection (None for a Unix socket)."""
+    try:
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    except OSError:
+        return None
+    try:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        return int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+def is_backend_of(pid: int, conn: psycopg.AsyncConnection) -> bool:
+    """Whether process `pid` on this host is the backend serving `conn`."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not title.startswith("postgres: ") or f" {conn.info.user} {conn.info.dbname} " not in title:
+        return False
+    port = _client_port(conn)
+    if port is None:
+        return "[local]" in title
+    return f"({port})" in title
+
+
+async def lower_backend(conn: psycopg.AsyncConnection, nice: int, idle: bool) -> bool:
+    """Lower this connection's backend like the worker, if it is on this host and the OS
+    allows it. True if it was."""
+    if not is_local(conn):
+        return False
+    cur = await conn.execute("SELECT pg_backend_pid()")
+    row = await cur.fetchone()
+    pid = int(row[0]) if row else 0
+    if not pid or not is_backend_of(pid, conn):
+        return False
+    try:
+        lower_process(pid, nice, idle)
+    except OSError as exc:
+        if not _warned:
+            _warned.append(True)
+            log.info(
+                "cannot lower the CPU priority of PostgreSQL backend %s (%s): inbox reads "
+                "may slow down while this worker dispatches on a shared host",
+                pid,
+                exc,
+            )
+        return False
+    return True
