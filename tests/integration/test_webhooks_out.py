@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from parley.services import activity
 from parley.services.auth import Role, issue_token
 from parley.webhooks_out import delivery, sender, signing
 from tests.support import factories
+from tests.support.compliance import Clock
 from tests.support.live import drain, live_api, wait_for
 
 STATUS_DATA = {
@@ -348,20 +349,171 @@ async def test_redeliver_is_a_new_attempt_chain_for_the_same_webhook_id(
     assert (await _detail(tenant, original["deliveryId"]))["attemptCount"] == 1
 
 
-async def test_rotated_secret_signs_from_the_next_attempt(
+async def _rotate(tenant: Any, endpoint_id: str, **kwargs: Any) -> dict[str, Any]:
+    r = await tenant.client.post(f"/api/webhook-endpoints/{endpoint_id}/rotate-secret", **kwargs)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def _deliver_one(container: Any, tenant: Any, receiver: WebhookReceiver) -> Any:
+    """Emit one event, run the worker, and return the request the receiver got."""
+    before = len(receiver.requests)
+    await _emit(container, tenant.organization_id)
+    await drain(container, ["webhooks"])
+    assert len(receiver.requests) == before + 1
+    return receiver.requests[-1]
+
+
+async def _stored_secrets(container: Any, endpoint_id: str) -> tuple[Any, ...]:
+    async with container.db.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT secret, previous_secret, previous_secret_expires_at "
+            "FROM webhook_endpoints WHERE id = %s",
+            (endpoint_id,),
+        )
+        return await cur.fetchone()
+
+
+async def test_rotation_signs_with_both_secrets_during_grace_then_only_the_new_one(
+    tenant, container, receiver, allow_private, monkeypatch
+):
+    ep = await _endpoint(tenant, f"{receiver.base_url}/hook")
+    now = datetime.now(UTC)
+    monkeypatch.setattr(container, "clock", Clock(now))
+    rotated = await _rotate(tenant, ep["endpointId"])  # no body: the default 24 hours
+    new, old = rotated["secret"], ep["secret"]
+    assert new.startswith("whsec_") and new != old
+    expires = datetime.fromisoformat(rotated["previousSecretExpiresAt"])
+    assert expires == now + timedelta(hours=24)
+    read = (await tenant.client.get(f"/api/webhook-endpoints/{ep['endpointId']}")).json()
+    assert "secret" not in read and "previousSecret" not in read
+    assert read["previousSecretExpiresAt"] == rotated["previousSecretExpiresAt"]
+
+    # During the grace period: receivers holding either secret verify every attempt.
+    request = await _deliver_one(container, tenant, receiver)
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    assert _verify(new, request)["status"] == "delivered"
+    assert _verify(old, request)["status"] == "delivered"
+    with pytest.raises(WebhookVerificationError):
+        _verify(signing.new_secret(), request)
+
+    # A retry inside the grace period is signed with both too.
+    receiver.status = 500
+    await _emit(container, tenant.organization_id)
+    await drain(container, ["webhooks"])
+    receiver.status = 200
+    await _make_due(container)
+    await drain(container, ["webhooks"])
+    failed, retried = receiver.requests[-2:]
+    assert failed.headers["webhook-id"] == retried.headers["webhook-id"]
+    assert _verify(old, retried) == _verify(new, retried)
+
+    # After it (the container's clock moved on): only the new secret signs.
+    monkeypatch.setattr(container, "clock", Clock(expires + timedelta(seconds=1)))
+    request = await _deliver_one(container, tenant, receiver)
+    assert len(request.headers["webhook-signature"].split(" ")) == 1
+    assert _verify(new, request)["status"] == "delivered"
+    with pytest.raises(WebhookVerificationError):
+        _verify(old, request)
+
+
+async def test_an_expiry_in_the_past_stops_the_old_signature(
     tenant, container, receiver, allow_private
 ):
     ep = await _endpoint(tenant, f"{receiver.base_url}/hook")
-    r = await tenant.client.post(f"/api/webhook-endpoints/{ep['endpointId']}/rotate-secret")
-    assert r.status_code == 200
-    rotated = r.json()["secret"]
-    assert rotated.startswith("whsec_") and rotated != ep["secret"]
-    await _emit(container, tenant.organization_id)
-    await drain(container, ["webhooks"])
-    (request,) = receiver.requests
-    assert _verify(rotated, request)["status"] == "delivered"
+    new = (await _rotate(tenant, ep["endpointId"], json={"graceHours": 168}))["secret"]
+    async with container.db.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE webhook_endpoints SET previous_secret_expires_at = now() - interval '1 s' "
+            "WHERE id = %s",
+            (ep["endpointId"],),
+        )
+    request = await _deliver_one(container, tenant, receiver)
+    assert _verify(new, request)["status"] == "delivered"
     with pytest.raises(WebhookVerificationError):
         _verify(ep["secret"], request)
+
+
+async def test_zero_grace_stops_the_old_secret_at_once(tenant, container, receiver, allow_private):
+    ep = await _endpoint(tenant, f"{receiver.base_url}/hook")
+    rotated = await _rotate(tenant, ep["endpointId"], json={"graceHours": 0})
+    assert rotated["previousSecretExpiresAt"] is None
+    assert await _stored_secrets(container, ep["endpointId"]) == (rotated["secret"], None, None)
+    request = await _deliver_one(container, tenant, receiver)
+    assert _verify(rotated["secret"], request)["status"] == "delivered"
+    with pytest.raises(WebhookVerificationError):
+        _verify(ep["secret"], request)
+
+
+async def test_rotating_again_keeps_only_the_secret_it_replaced(
+    tenant, container, receiver, allow_private
+):
+    ep = await _endpoint(tenant, f"{receiver.base_url}/hook")
+    second = (await _rotate(tenant, ep["endpointId"], json={"graceHours": 48}))["secret"]
+    third = await _rotate(tenant, ep["endpointId"], json={"graceHours": 2})
+    request = await _deliver_one(container, tenant, receiver)
+    assert _verify(third["secret"], request) == _verify(second, request)
+    with pytest.raises(WebhookVerificationError):
+        _verify(ep["secret"], request)
+    secret, previous, expires = await _stored_secrets(container, ep["endpointId"])
+    assert (secret, previous) == (third["secret"], second)
+    assert expires == datetime.fromisoformat(third["previousSecretExpiresAt"])
+
+
+async def test_rotation_with_an_idempotency_key_rotates_once(
+    tenant, container, receiver, allow_private
+):
+    ep = await _endpoint(tenant, f"{receiver.base_url}/hook")
+    key = {"Idempotency-Key": f"rotate-{uuid.uuid4().hex}"}
+    first = await tenant.client.post(
+        f"/api/webhook-endpoints/{ep['endpointId']}/rotate-secret", json={}, headers=key
+    )
+    again = await tenant.client.post(
+        f"/api/webhook-endpoints/{ep['endpointId']}/rotate-secret", json={}, headers=key
+    )
+    assert first.status_code == again.status_code == 200
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json()["secret"] == first.json()["secret"]
+    secret, previous, _ = await _stored_secrets(container, ep["endpointId"])
+    assert (secret, previous) == (first.json()["secret"], ep["secret"])
+    other = await tenant.client.post(
+        f"/api/webhook-endpoints/{ep['endpointId']}/rotate-secret",
+        json={"graceHours": 1},
+        headers=key,
+    )
+    assert other.status_code == 422  # the same key with a different request
+
+
+async def test_bad_rotation_input_is_a_422_and_changes_nothing(
+    tenant, other_tenant, container, receiver, allow_private
+):
+    ep = await _endpoint(tenant, f"{receiver.base_url}/hook")
+    path = f"/api/webhook-endpoints/{ep['endpointId']}/rotate-secret"
+    for body in (
+        {"graceHours": -1},
+        {"graceHours": 169},
+        {"graceHours": "24"},
+        {"graceHours": 1.5},
+        {"graceHours": True},
+        {"graceHours": None},
+        {"grace": 24},
+        [24],
+    ):
+        r = await tenant.client.post(path, json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["errors"], body
+    r = await tenant.client.post(
+        path, content=b'{"graceHours": ', headers={"content-type": "application/json"}
+    )
+    assert 400 <= r.status_code < 500
+    r = await other_tenant.client.post(path, json={"graceHours": 1})
+    assert r.status_code == 404
+    r = await tenant.client.post(f"/api/webhook-endpoints/{uuid.uuid4()}/rotate-secret")
+    assert r.status_code == 404
+    assert await _stored_secrets(container, ep["endpointId"]) == (ep["secret"], None, None)
+    await tenant.client.delete(f"/api/webhook-endpoints/{ep['endpointId']}")
+    assert (await tenant.client.post(path)).status_code == 409
 
 
 async def test_test_event_and_deleting_an_endpoint_keeps_its_log(
@@ -426,7 +578,10 @@ async def test_secrets_never_reach_the_logs(tenant, container, receiver, allow_p
     # 500, then the retry and the second event both answered 410.
     assert len(receiver.requests) == 3
     assert "410 Gone: disabled" in caplog.text  # the logs were captured
-    signatures = [r.headers["webhook-signature"] for r in receiver.requests]
+    signatures = [
+        part for r in receiver.requests for part in r.headers["webhook-signature"].split(" ")
+    ]
+    assert len(signatures) == 6  # each attempt was signed with both secrets (grace)
     for secret in (ep["secret"], rotated, *signatures):
         assert secret not in caplog.text
         assert secret.split(",")[-1].removeprefix("whsec_") not in caplog.text

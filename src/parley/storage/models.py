@@ -602,7 +602,9 @@ class WebhookEndpoint(Base):
     """A customer URL subscribed to some event types, with the secret we sign with.
 
     The secret (``whsec_<base64>``) is stored unencrypted, like provider secrets, and is
-    shown only in the responses that create or rotate it.
+    shown only in the responses that create or rotate it. A rotation keeps the replaced
+    secret in ``previous_secret`` (stored the same way, never shown again) until
+    ``previous_secret_expires_at``: until then deliveries carry both signatures.
     """
 
     __tablename__ = "webhook_endpoints"
@@ -614,6 +616,10 @@ class WebhookEndpoint(Base):
             postgresql_where=text("enabled"),
             postgresql_include=["id", "event_types"],
         ),
+        CheckConstraint(
+            "(previous_secret IS NULL) = (previous_secret_expires_at IS NULL)",
+            name="ck_webhook_endpoints_previous_secret",
+        ),
     )
     id: Mapped[uuid.UUID] = _pk()
     organization_id: Mapped[uuid.UUID] = _org()
@@ -621,6 +627,8 @@ class WebhookEndpoint(Base):
     description: Mapped[str | None] = mapped_column(String(500))
     event_types: Mapped[list[str]] = mapped_column(ARRAY(String(50)))
     secret: Mapped[str] = mapped_column(String(120))
+    previous_secret: Mapped[str | None] = mapped_column(String(120))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(30))  # gone_410 | manual | deleted
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,8 @@ SWEEP_GRACE = timedelta(minutes=2)
 
 _CLAIM_SQL = """
 SELECT d.status, d.next_attempt_at <= now(), d.attempts, d.event_id, d.payload,
-       e.id::text, e.url, e.secret, e.enabled, e.disabled_reason
+       e.id::text, e.url, e.secret, e.enabled, e.disabled_reason,
+       e.previous_secret, e.previous_secret_expires_at
 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
 WHERE d.id = %s
 FOR UPDATE OF d SKIP LOCKED
@@ -65,30 +67,56 @@ async def deliver(container: Container, delivery_ids: list[str]) -> None:
     await asyncio.gather(*(deliver_one(container, d) for d in delivery_ids))
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A claimed attempt: what to post where, and the secrets to sign it with."""
+
+    attempt: int
+    event_id: str
+    payload: dict[str, Any]
+    endpoint_id: str
+    url: str
+    secret: str
+    previous_secret: str | None  # a rotated-out secret still in its grace period
+
+    def __repr__(self) -> str:  # never show the secrets (tracebacks, debuggers)
+        return f"_Claim(attempt={self.attempt}, endpoint_id={self.endpoint_id})"
+
+
+def _in_grace(container: Container, secret: str | None, expires_at: datetime | None) -> bool:
+    """Whether a rotated-out secret still signs (its grace period runs on the container's
+    clock, like the rotation that set it)."""
+    return secret is not None and expires_at is not None and container.clock() < expires_at
+
+
 async def deliver_one(container: Container, delivery_id: str) -> Outcome | None:
     claim = await _claim(container, delivery_id)
     if claim is None:
         return None
-    attempt, event_id, payload, endpoint_id, url, secret = claim
-    body = payloads.encode(payload)
+    body = payloads.encode(claim.payload)
     # Wall-clock time, not the container's clock: receivers compare the signed timestamp
     # with their own clocks.
     requested_at = datetime.now(UTC)
-    headers = signing.headers(secret, event_id, int(requested_at.timestamp()), body)
-    outcome = await for_container(container).post(url, body, headers)
-    await _record(container, delivery_id, endpoint_id, attempt, requested_at, outcome)
+    headers = signing.headers(
+        claim.secret,
+        claim.event_id,
+        int(requested_at.timestamp()),
+        body,
+        previous=claim.previous_secret,
+    )
+    outcome = await for_container(container).post(claim.url, body, headers)
+    await _record(container, delivery_id, claim.endpoint_id, claim.attempt, requested_at, outcome)
     return outcome
 
 
-async def _claim(
-    container: Container, delivery_id: str
-) -> tuple[int, str, dict[str, Any], str, str, str] | None:
+async def _claim(container: Container, delivery_id: str) -> _Claim | None:
     async with container.db.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(_CLAIM_SQL, (delivery_id,))
         row = await cur.fetchone()
         if row is None:
             return None  # gone, or another job holds it right now
-        status, due, attempts, event_id, payload, endpoint_id, url, secret, enabled, why = row
+        status, due, attempts, event_id, payload, endpoint_id, url, secret, enabled, why = row[:10]
+        previous, previous_expires_at = row[10:]
         if status != "pending" or not due:
             return None
         if not enabled:
@@ -104,7 +132,8 @@ async def _claim(
             "next_attempt_at = now() + %s WHERE id = %s",
             (attempt, LEASE, delivery_id),
         )
-    return attempt, event_id, payload, endpoint_id, url, secret
+    previous = previous if _in_grace(container, previous, previous_expires_at) else None
+    return _Claim(attempt, event_id, payload, endpoint_id, url, secret, previous)
 
 
 async def _record(

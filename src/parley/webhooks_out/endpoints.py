@@ -4,7 +4,8 @@ Endpoints are never deleted (their log stays readable): deleting one disables it
 reason ``deleted`` and hides it from the list. Disabling one (by hand, by deleting it,
 or by its 410 answer) abandons its pending deliveries. The signing secret is returned
 only by :func:`create` and :func:`rotate_secret` (routes decide what to show); it is
-never logged.
+never logged. A rotation keeps the replaced secret signing too for a grace period
+(Standard Webhooks' zero-downtime rotation); see ``signing.headers``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, tuple_
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from parley.bootstrap import Container
 
 STATUSES = ("pending", "succeeded", "failed", "abandoned")
+# How long a rotated-out secret keeps signing by default, and at most (a week).
+DEFAULT_GRACE_HOURS = 24
+MAX_GRACE_HOURS = 168
 
 
 def _event_types(values: Sequence[str]) -> list[str]:
@@ -149,12 +153,27 @@ async def delete(
 
 
 async def rotate_secret(
-    container: Container, session: AsyncSession, org_id: uuid.UUID, endpoint_id: uuid.UUID
+    container: Container,
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    grace_hours: int = DEFAULT_GRACE_HOURS,
 ) -> WebhookEndpoint:
-    """A new secret, used from the next attempt on (the old one stops verifying)."""
+    """A new secret, signing from the next attempt on. The replaced one keeps signing
+    alongside it for `grace_hours` (0: it stops at once); a secret replaced earlier and
+    still in its grace period stops now (only one previous secret is kept)."""
+    if not 0 <= grace_hours <= MAX_GRACE_HOURS:
+        raise Invalid.field("graceHours", f"must be between 0 and {MAX_GRACE_HOURS}")
     endpoint = await _live(session, org_id, endpoint_id)
+    now = container.clock()
+    if grace_hours:
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_expires_at = now + timedelta(hours=grace_hours)
+    else:
+        endpoint.previous_secret, endpoint.previous_secret_expires_at = None, None
     endpoint.secret = signing.new_secret()
-    endpoint.updated_at = container.clock()
+    endpoint.updated_at = now
     await session.commit()
     return endpoint
 

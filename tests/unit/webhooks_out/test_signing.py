@@ -58,3 +58,22 @@ def test_a_stale_timestamp_is_rejected_by_receivers():
     headers = _signed(secret, body, at=int(time.time()) - 600)
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(body, headers)
+
+
+def test_during_a_rotation_both_signatures_verify_new_first():
+    new, old = signing.new_secret(), signing.new_secret()
+    body = b'{"event":"webhook.test"}'
+    headers = signing.headers(new, "evt_1", int(time.time()), body, previous=old)
+    first, second = headers["webhook-signature"].split(" ")
+    assert first == signing.sign(new, "evt_1", int(headers["webhook-timestamp"]), body)
+    assert second == signing.sign(old, "evt_1", int(headers["webhook-timestamp"]), body)
+    for secret in (new, old):
+        assert Webhook(secret).verify(body, headers) == {"event": "webhook.test"}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(signing.new_secret()).verify(body, headers)
+
+
+def test_without_a_previous_secret_there_is_one_signature():
+    secret = signing.new_secret()
+    headers = _signed(secret, b"{}")
+    assert " " not in headers["webhook-signature"]

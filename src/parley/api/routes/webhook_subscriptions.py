@@ -4,7 +4,9 @@
   the signing secret, shown this once (and again only by ``rotate-secret``).
 - ``GET /api/webhook-endpoints``, ``GET|PATCH|DELETE /api/webhook-endpoints/{id}``
   (delete disables it and keeps its delivery log).
-- ``POST /api/webhook-endpoints/{id}/rotate-secret``, ``POST .../{id}/test``.
+- ``POST /api/webhook-endpoints/{id}/rotate-secret`` (body ``{"graceHours": 0..168}``,
+  optional, default 24: the replaced secret signs too until then),
+  ``POST .../{id}/test``.
 - ``GET /api/webhook-endpoints/{id}/deliveries?status=&limit=&cursor=`` — the log.
 - ``GET /api/webhook-deliveries/{id}`` (with its attempts),
   ``POST /api/webhook-deliveries/{id}/redeliver``.
@@ -47,6 +49,16 @@ class EndpointUpdate(RequestModel):
     enabled: bool | None = None
 
 
+class SecretRotation(RequestModel):
+    grace_hours: int = Field(
+        default=svc.DEFAULT_GRACE_HOURS,
+        ge=0,
+        le=svc.MAX_GRACE_HOURS,
+        strict=True,
+        description="How long the replaced secret keeps signing too (0: it stops at once).",
+    )
+
+
 class EndpointOut(CamelModel):
     endpoint_id: uuid.UUID
     url: str
@@ -55,6 +67,9 @@ class EndpointOut(CamelModel):
     enabled: bool
     disabled_reason: str | None
     disabled_at: datetime | None
+    previous_secret_expires_at: datetime | None = Field(
+        description="Until then deliveries are signed with the replaced secret too."
+    )
     deleted: bool
     created_at: datetime
     updated_at: datetime
@@ -116,6 +131,7 @@ def _endpoint(e: WebhookEndpoint) -> dict[str, Any]:
         "enabled": e.enabled,
         "disabled_reason": e.disabled_reason,
         "disabled_at": _utc(e.disabled_at),
+        "previous_secret_expires_at": _utc(e.previous_secret_expires_at),
         "deleted": e.deleted_at is not None,
         "created_at": _utc(e.created_at),
         "updated_at": _utc(e.updated_at),
@@ -208,9 +224,16 @@ async def delete_endpoint(
 
 @router.post("/api/webhook-endpoints/{endpointId}/rotate-secret", response_model=EndpointWithSecret)
 async def rotate_secret(
-    endpoint_id: EndpointId, session: SessionDep, principal: AdminDep, container: ContainerDep
+    endpoint_id: EndpointId,
+    session: SessionDep,
+    principal: AdminDep,
+    container: ContainerDep,
+    body: SecretRotation | None = None,
 ) -> EndpointWithSecret:
-    endpoint = await svc.rotate_secret(container, session, principal.organization_id, endpoint_id)
+    grace = (body or SecretRotation()).grace_hours
+    endpoint = await svc.rotate_secret(
+        container, session, principal.organization_id, endpoint_id, grace_hours=grace
+    )
     return EndpointWithSecret(**_endpoint(endpoint), secret=endpoint.secret)
 
 
