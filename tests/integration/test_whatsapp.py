@@ -14,7 +14,10 @@ import orjson
 import psycopg
 import pytest
 
+from parley.channels.base import WebhookRequest
+from parley.channels.whatsapp import webhooks
 from parley.domain.channels import Channel
+from parley.inbox import receipts
 from parley.peers.whatsapp_api import (
     DEFAULT_ACCESS_TOKEN,
     DEFAULT_APP_SECRET,
@@ -258,6 +261,118 @@ async def test_a_message_waiting_past_the_window_fails_at_send_time(world: World
     assert r.json()["status"] == "failed"
     assert r.json()["errorCode"] == "whatsapp_window_closed"
     assert "send an approved template instead" in r.json()["errorDetail"]
+
+
+# -- Meta's 131047 closes the window ----------------------------------------------------
+
+TEMPLATE = {"name": "payment_reminder", "language": "en_US", "parameters": ["Pat", "$1,234.50"]}
+
+
+async def _open_here_closed_at_meta(world: World) -> None:
+    """Parley's window has an hour left; Meta's (the peer's) closed an hour ago."""
+    await world.sync()
+    world.peer.enforce_window = True
+    await world.inbound("text", text="hi")
+    await _age_window(world, hours=23)
+    world.peer.last_inbound[PHONE.lstrip("+")] = datetime.now(UTC) - timedelta(hours=25)
+
+
+async def _refused_free_form(world: World) -> dict[str, Any]:
+    r = await world.post(messageType="whatsapp", body="Please call us about your balance.")
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    codes = {e["code"]: e["message"] for e in r.json()["errors"]}
+    assert "error 131047" in codes["whatsapp_window_closed"], codes
+    assert "reopens when the borrower writes again" in codes["whatsapp_window_closed"]
+    assert "payment_reminder (en_US)" in codes["template_required"]
+    return dict(r.json())
+
+
+async def _closed_by_status_webhook(world: World) -> None:
+    await _open_here_closed_at_meta(world)
+    first = await world.send(body="We tried to reach you.")
+    await settle(world.container)
+    await world.peer.deliver_callbacks()
+    report = await world.status_becomes(first["messageId"], "failed")
+    (failed,) = [e for e in report["events"] if e["event"] == "failed"]
+    assert failed["errorCode"] == "131047" and failed["reason"].startswith("outside_window:")
+
+
+async def test_a_131047_status_webhook_closes_the_window_for_free_form(world: World) -> None:
+    await _open_here_closed_at_meta(world)
+    first = await world.send(body="We tried to reach you.")
+    await settle(world.container)
+    # Created while our window was open, dispatched after Meta's 131047 came back.
+    waiting = await world.send(body="Are you there?")
+    await world.peer.deliver_callbacks()
+    report = await world.status_becomes(first["messageId"], "failed")
+    (failed,) = [e for e in report["events"] if e["event"] == "failed"]
+    assert failed["errorCode"] == "131047" and failed["reason"].startswith("outside_window:")
+
+    await _refused_free_form(world)
+    await settle(world.container)
+    assert len(world.peer.messages) == 1  # neither free-form message reached Meta
+    r = await world.tenant.client.get(f"/api/messages/{waiting['messageId']}")
+    assert r.json()["status"] == "failed"
+    assert r.json()["errorCode"] == "whatsapp_window_closed"
+    assert "error 131047" in r.json()["errorDetail"]
+    assert "send an approved template instead" in r.json()["errorDetail"]
+
+    template = await world.send(whatsappTemplate=TEMPLATE)
+    await settle(world.container)
+    assert [m.type for m in world.peer.messages] == ["text", "template"]
+    await world.peer.deliver_callbacks()
+    await world.status_becomes(template["messageId"], "delivered")
+
+
+async def test_a_131047_applied_on_its_own_closes_the_window_too(world: World) -> None:
+    """The single-receipt path (a receipt re-applied once its message has its id)."""
+    await _open_here_closed_at_meta(world)
+    first = await world.send(body="We tried to reach you.")
+    await settle(world.container)
+    (sent,) = world.peer.messages
+    body = orjson.dumps(world.peer.envelope(world.peer.status_value(sent, "failed")))
+    (event,) = webhooks.parse(WebhookRequest("POST", world.base, {}, body))
+    async with world.container.db.pool.connection() as conn, conn.transaction():
+        assert await receipts.apply_event(conn, str(world.account_id), event)
+    r = await world.tenant.client.get(f"/api/messages/{first['messageId']}")
+    assert r.json()["status"] == "failed" and r.json()["errorCode"] == "131047"
+    await _refused_free_form(world)
+
+
+async def test_an_inbound_message_after_131047_reopens_the_window(world: World) -> None:
+    await _closed_by_status_webhook(world)
+    await _refused_free_form(world)
+    await world.inbound("text", text="Sorry, I was away. What do I owe?")
+    message = await world.send(body="You owe $1,234.50.")
+    await settle(world.container)
+    assert world.peer.messages[-1].type == "text"
+    await world.peer.deliver_callbacks()
+    await world.status_becomes(message["messageId"], "delivered")
+
+
+async def test_a_synchronous_131047_closes_the_window_until_the_borrower_writes(
+    world: World,
+) -> None:
+    await _open_here_closed_at_meta(world)
+    world.peer.fail_next(400, 131047, "Re-engagement message")
+    first = await world.send(body="We tried to reach you.")
+    await settle(world.container)
+    r = await world.tenant.client.get(f"/api/messages/{first['messageId']}")
+    assert r.json()["status"] == "failed" and r.json()["errorCode"] == "131047"
+    assert world.peer.messages == []  # refused, never accepted
+
+    await _refused_free_form(world)
+    await world.send(whatsappTemplate=TEMPLATE)
+    await settle(world.container)
+    assert [m.type for m in world.peer.messages] == ["template"]
+
+    await world.inbound("text", text="Hi, I'm back.")
+    again = await world.send(body="Thanks for writing back.")
+    await settle(world.container)
+    assert [m.type for m in world.peer.messages] == ["template", "text"]
+    await world.peer.deliver_callbacks()
+    await world.status_becomes(again["messageId"], "delivered")
 
 
 # -- templates --------------------------------------------------------------------------

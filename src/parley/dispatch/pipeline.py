@@ -388,7 +388,8 @@ class Dispatcher:
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         """Each outcome, its event and its announcement, in one statement; retries get
-        their new jobs in the same transaction (invariant 1)."""
+        their new jobs in the same transaction (invariant 1). A WhatsApp send Meta
+        refused with 131047 also closes the number's window (`whatsapp_window`)."""
         now = self.c.clock()
         items: list[dict[str, Any]] = []
         retry_at: dict[str, datetime] = {}
@@ -461,6 +462,16 @@ class Dispatcher:
                         mid, case_id, channel, status, "sending", now, code
                     )
                     subscribed.append((org, announce.EVENT, data))
+            # Meta refused a free-form message with 131047: its window is closed now.
+            await whatsapp_window.record_provider_closed(
+                conn,
+                [
+                    (mid, now)
+                    for mid, status, _, _, _, channel, code, _ in recorded
+                    if status == "failed" and whatsapp_window.closes_window(channel, code)
+                ],
+                now,
+            )
             for at, retry_ids in retries.items():
                 await outbox.defer_retry(
                     self.c.jobs, conn, retry_ids, schedule_at=at, batch_size=self.chunk_size

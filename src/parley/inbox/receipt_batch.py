@@ -21,7 +21,9 @@ group commit of status callbacks (`receipts.ingest`). Within the caller's transa
    for), the unique index fails the statement, the caller rolls the batch back and
    applies its receipts one by one instead.
 
-So a batch of any size is two statements (plus BEGIN, COMMIT and the announcements).
+So a batch of any size is two statements (plus BEGIN, COMMIT and the announcements),
+and a third only when an event is a WhatsApp 131047 failure, which also closes the
+number's customer-service window (`status_events.close_whatsapp_windows`).
 
 Events whose provider id names a part of a multi-part message (SMPP, `message_parts`)
 match no message here; they come over listener connections, never through the webhook
@@ -44,7 +46,7 @@ import psycopg
 
 from parley.channels.base import DeliveryEvent
 from parley.domain.status import EventType, MessageStatus, status_after_event
-from parley.inbox.status_events import AccountChanged, StatusChange
+from parley.inbox.status_events import AccountChanged, StatusChange, close_whatsapp_windows
 
 if TYPE_CHECKING:
     from parley.dispatch.providers import AccountRow
@@ -223,6 +225,7 @@ async def store_and_apply(
                     )
                 )
     await _write(conn, rows, [m for m in messages.values() if m.changed_at is not None])
+    await close_whatsapp_windows(conn, changes)
     return BatchResult(receipts, changes)
 
 

@@ -19,6 +19,10 @@ takes two statements inside the receipt's transaction:
 
 Duplicate events (same provider event id) change nothing: the insert is skipped and so is
 the update that depends on it.
+
+A WhatsApp `failed` event with Meta's 131047 (re-engagement required) that fails its
+message also closes the number's customer-service window (`close_whatsapp_windows`), in
+the same transaction; the message's status moves exactly as for any other failure.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import psycopg
 from parley.channels.base import DeliveryEvent
 from parley.domain.status import EventType, MessageStatus, status_after_event
 from parley.inbox import message_parts, status_sql
+from parley.services import whatsapp_window
 
 if TYPE_CHECKING:
     from parley.dispatch.providers import AccountRow
@@ -253,4 +258,22 @@ async def record_events(
                     target.channel,
                 )
             )
+    await close_whatsapp_windows(conn, changes)
     return changes, unmatched
+
+
+async def close_whatsapp_windows(
+    conn: psycopg.AsyncConnection, changes: Sequence[StatusChange]
+) -> None:
+    """The WhatsApp messages these changes failed with Meta's 131047 close their numbers'
+    customer-service windows (as of the event). A repeated event moves nothing, so it
+    closes nothing again."""
+    await whatsapp_window.record_provider_closed(
+        conn,
+        [
+            (c.message_id, c.event.occurred_at)
+            for c in changes
+            if c.after is MessageStatus.FAILED
+            and whatsapp_window.closes_window(c.channel, c.event.error_code)
+        ],
+    )

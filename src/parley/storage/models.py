@@ -720,7 +720,8 @@ class WhatsAppTemplate(Base):
 
 
 class WhatsAppWindow(Base):
-    """When a borrower number last wrote on WhatsApp: the 24-hour window runs from it."""
+    """When a borrower number last wrote on WhatsApp: the 24-hour window runs from it,
+    unless Meta has reported it closed (error 131047) since (migration 0014)."""
 
     __tablename__ = "whatsapp_windows"
     organization_id: Mapped[uuid.UUID] = mapped_column(
@@ -729,6 +730,7 @@ class WhatsAppWindow(Base):
     phone: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_inbound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    closed_by_provider_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # ---------------------------------------------------------------------------------------
