@@ -5,15 +5,15 @@
   since the customer last wrote). Meta's view is authoritative: the window is closed
   from then on until the number writes again (an inbound message at or after it).
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
