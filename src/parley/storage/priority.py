@@ -10,8 +10,11 @@ agent's inbox. So each new pooled connection of a worker looks up its backend
 the backend of this very connection on this host: its command line (which PostgreSQL
 sets to "postgres: [cluster: ]user database client(port) ...") must name this
 connection's client port (TCP), or be a local-socket backend of this user and
-database. Where the OS does not allow it (a server run by another user, without
-CAP_SYS_NICE), the worker says so once and carries on. On a separate database host
+database (a Unix socket's title names no port: any backend of that user and database
+passes, which is right unless the socket directory is shared into another PID
+namespace, where the number would name a different process). Where the OS does not
+allow it (a server run by another user, without CAP_SYS_NICE), the worker says so once
+and carries on. On a separate database host
 (the scaled-out deployment) there is nothing to do.
 
 Two levels (`PARLEY_WORKER_PRIORITY`): `nice` (niceness `PARLEY_WORKER_NICE`) and
