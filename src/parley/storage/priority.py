@@ -6,16 +6,16 @@ dispatch run keeps every core busy, and about half of the CPU a send costs is sp
 the PostgreSQL backend that writes it. Lowering only the worker process's priority
 leaves those backends competing at normal priority with the backends that answer an
 agent's inbox. So each new pooled connection of a worker looks up its backend
-(`pg_backend_pid()`) and lowers it the same way — only when that process is provably
-the backend of this very connection on this host: its command line (which PostgreSQL
+(`pg_backend_pid()`) and lowers it the same way, only when that process is a backend
+of this connection's server on this host: its command line (which PostgreSQL
 sets to "postgres: [cluster: ]user database client(port) ...") must name this
 connection's client port (TCP), or be a local-socket backend of this user and
 database (a Unix socket's title names no port: any backend of that user and database
 passes, which is right unless the socket directory is shared into another PID
 namespace, where the number would name a different process). Where the OS does not
 allow it (a server run by another user, without CAP_SYS_NICE), the worker says so once
-and carries on. On a separate database host
-(the scaled-out deployment) there is nothing to do.
+and carries on. On a separate database host (the scaled-out deployment) there is
+nothing to do.
 
 Two levels (`PARLEY_WORKER_PRIORITY`): `nice` (niceness `PARLEY_WORKER_NICE`) and
 `idle` (Linux SCHED_IDLE: run only on CPU time nothing else wants).
