@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import imaplib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from email.utils import formatdate
 from typing import Any
@@ -26,6 +28,7 @@ from parley.peers.smtp_sink import SmtpSink
 from tests.support import factories
 from tests.support.dovecot import Dovecot, running_dovecot
 from tests.support.live import drain, wait_for
+from tests.support.tap import Tap
 
 # The IMAP tests poll or IDLE for real: a hung server must fail the test, not the suite.
 DELIVERY_TIMEOUT = 20.0
@@ -141,6 +144,109 @@ async def test_implicit_tls_with_certificate_checks() -> None:
         sink = Collector()
         async with listening(trusting, sink):
             await _until(lambda: sink.ids() == ["<reply-1@mail.example.com>"])
+
+
+# -- STARTTLS: plaintext port 143, upgraded before the login --------------------------
+
+
+def _through(tap: Tap, server: Dovecot, **overrides: Any) -> Any:
+    """A provider that reaches the server through the recording tap."""
+    return _provider(server, imap_host="127.0.0.1", imap_port=tap.port, **overrides)
+
+
+async def test_starttls_upgrades_before_logging_in_and_delivers() -> None:
+    with running_dovecot(starttls="yes") as server:
+        server.append(_mail(1))
+        async with Tap(server.host, server.port) as tap:
+            # Control: the STARTTLS handshake checks the self-signed certificate too.
+            checked = _through(tap, server, imap_tls=None, imap_starttls=True, imap_idle=False)
+            refused = Collector()
+            async with listening(checked, refused) as task:
+                await asyncio.sleep(1.0)  # a connection attempt or two (not a timing assertion)
+                assert not task.done()
+            assert refused.items == []
+            assert b"STARTTLS" in tap.sent and server.password.encode() not in tap.sent
+
+            trusting = _through(
+                tap, server, imap_tls=None, imap_starttls=True, validate_certs=False
+            )
+            assert trusting.settings.imap.starttls and not trusting.settings.imap.tls
+            sink = Collector()
+            async with listening(trusting, sink):
+                await _until(lambda: sink.ids() == ["<reply-1@mail.example.com>"])
+                await asyncio.to_thread(server.append, _mail(2))  # IDLE, over TLS
+                await _until(lambda: len(sink.items) == 2)
+    assert sink.ids() == ["<reply-1@mail.example.com>", "<reply-2@mail.example.com>"]
+    assert b"Reply number 2." in sink.raws[1]
+    # The login happened (mail arrived), yet neither it nor the password crossed in clear.
+    assert b"LOGIN" not in tap.sent and server.password.encode() not in tap.sent
+
+
+async def test_a_server_requiring_tls_refuses_plaintext_but_takes_starttls() -> None:
+    with running_dovecot(starttls="required") as server:
+        server.append(_mail(1))  # the helper's own client uses STARTTLS
+        plain = imaplib.IMAP4(server.host, server.port, timeout=10)
+        try:
+            with pytest.raises(imaplib.IMAP4.error, match=r"(?i)plaintext"):
+                plain.login(server.user, server.password)
+        finally:
+            plain.shutdown()
+        async with Tap(server.host, server.port) as tap:
+            plaintext = _through(tap, server, imap_tls=False, imap_idle=False)
+            refused = Collector()
+            async with listening(plaintext, refused) as task:
+                await asyncio.sleep(1.0)  # a connection attempt or two (not a timing assertion)
+                assert not task.done()
+            assert refused.items == []
+            upgraded = _through(tap, server, imap_starttls=True, validate_certs=False)
+            sink = Collector()
+            async with listening(upgraded, sink):
+                await _until(lambda: sink.ids() == ["<reply-1@mail.example.com>"])
+
+
+async def test_starttls_not_offered_fails_without_sending_the_password(
+    dovecot: Dovecot, caplog: pytest.LogCaptureFixture
+) -> None:
+    dovecot.append(_mail(1))
+    caplog.set_level(logging.WARNING, logger="parley.channels.smtp.imap")
+    async with Tap(dovecot.host, dovecot.port) as tap:
+        provider = _through(tap, dovecot, imap_starttls=True, imap_tls=False)
+        sink = Collector()
+        async with listening(provider, sink) as task:
+            await _until(lambda: "does not offer STARTTLS" in caplog.text)
+            assert not task.done(), "the listener must keep trying, not die"
+    assert sink.items == []
+    assert "refusing to log in in plaintext" in caplog.text
+    assert b"CAPABILITY" in tap.sent  # it did talk to the server...
+    assert b"LOGIN" not in tap.sent and dovecot.password.encode() not in tap.sent  # ...not this
+
+
+async def test_starttls_with_implicit_tls_is_a_422_and_nothing_is_created(
+    tenant: Any, container: Any
+) -> None:
+    config = {
+        "host": "smtp.acme.test",
+        "from_address": "collections@acme.test",
+        "imap_host": "imap.acme.test",
+        "imap_username": "collections",
+        "imap_tls": True,
+        "imap_starttls": True,
+    }
+    r = await tenant.client.post(
+        "/api/provider-accounts",
+        json={
+            "name": "mail",
+            "provider": "smtp",
+            "channel": "email",
+            "config": config,
+            "secrets": {"imap_password": "p"},
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "imap_tls/imap_starttls: choose implicit TLS or STARTTLS" in r.text
+    names = [a["name"] for a in (await tenant.client.get("/api/provider-accounts")).json()]
+    assert "mail" not in names
 
 
 async def test_polling_without_idle_delivers_new_mail(dovecot: Dovecot) -> None:

@@ -5,8 +5,11 @@ can; tests that need it call `require_dovecot()`, which skips loudly without it 
 fails under ``CI=true``, where a skipped IMAP test would hide a broken set-up.
 
 The server listens on 127.0.0.1 -- plaintext, or implicit TLS with a self-signed
-certificate made by `openssl` -- with one user from a passwd-file and a Maildir in the
-temporary directory. Run as root, dovecot still
+certificate made by `openssl` -- or, for STARTTLS, on 127.0.0.2 (dovecot counts a client
+whose address equals its own as secure and would allow plaintext logins from it):
+plaintext with STARTTLS offered (`starttls="yes"`) or required before any login
+(`starttls="required"`: ``ssl = required``, ``disable_plaintext_auth = yes``). It has one
+user from a passwd-file and a Maildir in the temporary directory. Run as root, dovecot still
 refuses to run its login and mail processes as root, so those take its packaged
 `dovenull` and `dovecot` users; otherwise everything runs as the current user.
 """
@@ -26,10 +29,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 USER, PASSWORD = "collections", "imap-test-secret"
+StartTls = Literal["yes", "required"]
 _CANDIDATES = ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot")
 
 
@@ -53,9 +58,9 @@ def require_dovecot() -> str:
     return binary
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -67,17 +72,20 @@ class Dovecot:
     password: str
     root: Path
     tls: bool = False
+    starttls: StartTls | None = None
 
     def client(self) -> imaplib.IMAP4:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # our own self-signed test certificate
         if self.tls:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE  # our own self-signed test certificate
             imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
                 self.host, self.port, ssl_context=context, timeout=10
             )
         else:
             imap = imaplib.IMAP4(self.host, self.port, timeout=10)
+            if self.starttls:
+                imap.starttls(context)
         imap.login(self.user, self.password)
         return imap
 
@@ -91,8 +99,8 @@ class Dovecot:
             imap.logout()
 
 
-def _self_signed(root: Path) -> str:
-    """Dovecot settings for implicit TLS with a fresh self-signed certificate."""
+def _self_signed(root: Path, mode: str = "required") -> str:
+    """Dovecot settings for TLS (`ssl = <mode>`) with a fresh self-signed certificate."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("SKIPPED LOUDLY: the IMAP TLS test needs the openssl command")
@@ -116,10 +124,10 @@ def _self_signed(root: Path) -> str:
         check=True,
         capture_output=True,
     )
-    return f"ssl = required\nssl_cert = <{root}/cert.pem\nssl_key = <{root}/key.pem\n"
+    return f"ssl = {mode}\nssl_cert = <{root}/cert.pem\nssl_key = <{root}/key.pem\n"
 
 
-def _config(root: Path, port: int, tls: bool) -> str:
+def _config(root: Path, host: str, port: int, tls: bool, starttls: StartTls | None) -> str:
     if os.geteuid() == 0:
         internal, login = "dovecot", "dovenull"
         mail = pwd.getpwnam("dovecot")
@@ -130,7 +138,11 @@ def _config(root: Path, port: int, tls: bool) -> str:
     home.mkdir()
     os.chown(home, mail.pw_uid, mail.pw_gid)
     (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
-    ssl_settings = _self_signed(root) if tls else "ssl = no\n"
+    if starttls:
+        ssl_settings = _self_signed(root, starttls)
+    else:
+        ssl_settings = _self_signed(root) if tls else "ssl = no\n"
+    plain_auth = "yes" if starttls == "required" else "no"
     plain_port, tls_port = (0, port) if tls else (port, 0)
     return f"""
 {ssl_settings}
@@ -138,8 +150,8 @@ base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
-listen = 127.0.0.1
-disable_plaintext_auth = no
+listen = {host}
+disable_plaintext_auth = {plain_auth}
 auth_mechanisms = plain login
 default_internal_user = {internal}
 default_login_user = {login}
@@ -156,11 +168,11 @@ userdb {{
 service imap-login {{
   chroot =
   inet_listener imap {{
-    address = 127.0.0.1
+    address = {host}
     port = {plain_port}
   }}
   inet_listener imaps {{
-    address = 127.0.0.1
+    address = {host}
     port = {tls_port}
   }}
 }}
@@ -171,15 +183,16 @@ service anvil {{
 
 
 @contextlib.contextmanager
-def running_dovecot(*, tls: bool = False) -> Iterator[Dovecot]:
+def running_dovecot(*, tls: bool = False, starttls: StartTls | None = None) -> Iterator[Dovecot]:
     binary = require_dovecot()
     # Not pytest's tmp_path: its parents are private to us, and dovecot's unprivileged
     # processes must reach their sockets.
     root = Path(tempfile.mkdtemp(prefix="parley-dovecot-"))
     root.chmod(0o755)
-    port = _free_port()
+    host = "127.0.0.2" if starttls else "127.0.0.1"
+    port = _free_port(host)
     conf = root / "dovecot.conf"
-    conf.write_text(_config(root, port, tls))
+    conf.write_text(_config(root, host, port, tls, starttls))
     process = subprocess.Popen(
         [binary, "-F", "-c", str(conf)],
         stdout=subprocess.DEVNULL,
@@ -188,14 +201,14 @@ def running_dovecot(*, tls: bool = False) -> Iterator[Dovecot]:
     try:
         deadline = time.monotonic() + 15
         while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
                 break
             if process.poll() is not None or time.monotonic() > deadline:
                 log = (root / "dovecot.log").read_text() if (root / "dovecot.log").exists() else ""
                 err = process.stderr.read().decode() if process.stderr else ""
                 raise RuntimeError(f"dovecot did not start: {err}\n{log}")
             time.sleep(0.05)
-        yield Dovecot("127.0.0.1", port, USER, PASSWORD, root, tls)
+        yield Dovecot(host, port, USER, PASSWORD, root, tls, starttls)
     finally:
         process.terminate()
         try:

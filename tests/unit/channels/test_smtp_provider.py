@@ -30,6 +30,7 @@ from parley.peers.smtp_sink import (
 )
 
 IMPLEMENTATIONS: list[Implementation] = ["aiosmtpd", "minimal"]
+IMAP = {"host": "h", "from_address": "a@b.c", "imap_host": "imap.b.c", "imap_username": "u"}
 
 
 def build(port: int | None, secrets: dict[str, str] | None = None, **config: Any) -> SmtpProvider:
@@ -88,6 +89,13 @@ async def sink(request: pytest.FixtureRequest) -> AsyncIterator[SmtpSink]:
         ),
         ({"host": "h", "from_address": "a@b.c", "username": "u"}, {}, ["password"]),
         ({"host": "h\r\nx", "from_address": "a@b.c"}, {}, ["host"]),
+        (
+            {**IMAP, "imap_tls": True, "imap_starttls": True},
+            {"imap_password": "p"},
+            ["imap_tls/imap_starttls"],
+        ),
+        ({**IMAP, "imap_starttls": "yes"}, {"imap_password": "p"}, ["imap_starttls"]),
+        ({"host": "h", "from_address": "a@b.c", "imap_starttls": True}, {}, ["imap_host"]),
     ],
 )
 def test_invalid_config_names_the_fields(
@@ -107,6 +115,12 @@ def test_defaults() -> None:
     assert settings.message_id_domain == "lender.example"
     assert build(None, starttls=True).settings.port == 587
     assert build(None, use_tls=True).settings.port == 465
+    imap = build(25, {"imap_password": "p"}, imap_host="i", imap_username="u").settings.imap
+    assert imap is not None and (imap.tls, imap.starttls, imap.port) == (True, False, 993)
+    imap = build(
+        25, {"imap_password": "p"}, imap_host="i", imap_username="u", imap_starttls=True
+    ).settings.imap
+    assert imap is not None and (imap.tls, imap.starttls, imap.port) == (False, True, 143)
     secret = build(25, {"password": "hunter2-secret"}, username="u")
     assert "hunter2-secret" not in repr(secret) and "hunter2-secret" not in repr(secret.settings)
 

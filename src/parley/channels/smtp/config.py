@@ -24,7 +24,11 @@ CONFIG_FIELDS: dict[str, str] = {
     # Receiving (see channels/smtp/imap.py and docs/providers.md): one account = one mailbox.
     "imap_host": "IMAP server to read replies and bounces from (optional; enables receiving)",
     "imap_port": "IMAP port (default 993 with imap_tls, else 143)",
-    "imap_tls": "connect to IMAP over implicit TLS; default true",
+    "imap_tls": "connect to IMAP over implicit TLS; default true (false with imap_starttls)",
+    "imap_starttls": (
+        "connect to IMAP in plaintext (port 143) and upgrade with STARTTLS before logging in;"
+        " the server must offer STARTTLS; default false; not together with imap_tls"
+    ),
     "imap_username": "IMAP login name (default: username)",
     "imap_folder": "mailbox folder to read (default INBOX)",
     "imap_poll_interval": "seconds between checks when the server lacks IDLE (default 60)",
@@ -74,6 +78,7 @@ class ImapSettings:
     idle: bool
     validate_certs: bool
     timeout: float
+    starttls: bool = False
 
 
 def parse_settings(context: ProviderContext) -> SmtpSettings:
@@ -156,8 +161,13 @@ def _imap(
         for name in ("imap_port", "imap_username", "imap_folder"):
             if config.get(name) not in (None, ""):
                 problems.append(f"{name}: set imap_host to receive over IMAP")
+        if config.get("imap_starttls"):
+            problems.append("imap_starttls: set imap_host to receive over IMAP")
         return None
-    tls = _flag(config, "imap_tls", problems, default=True)
+    starttls = _flag(config, "imap_starttls", problems, default=False)
+    tls = _flag(config, "imap_tls", problems, default=not starttls)
+    if tls and starttls:
+        problems.append("imap_tls/imap_starttls: choose implicit TLS or STARTTLS, not both")
     port = _number(
         config, "imap_port", problems, default=993 if tls else 143, integer=True, low=1, high=65535
     )
@@ -184,6 +194,7 @@ def _imap(
         idle=idle,
         validate_certs=validate_certs,
         timeout=float(timeout),
+        starttls=starttls,
     )
 
 

@@ -8,6 +8,10 @@ the receipt store and the inbox absorb (Message-ID is the inbound message's id),
 nothing is ever skipped. A changed UIDVALIDITY (the server renumbered the folder) starts
 over from UID 1 for the same reason.
 
+The connection is plaintext, implicit TLS (`imap_tls`), or plaintext upgraded with
+STARTTLS before the login (`imap_starttls`; see `_starttls`): with STARTTLS asked for and
+not offered the listener never logs in.
+
 New mail is noticed through IDLE when the server offers it (re-issued every few minutes
 to keep the connection alive), otherwise by polling every `poll_interval` seconds.
 Connection problems reconnect with exponential backoff until the task is cancelled.
@@ -113,17 +117,20 @@ class ImapListener:
 
     async def _connect(self) -> aioimaplib.IMAP4:
         s = self.settings
+        context = _tls_context(s.validate_certs) if s.tls or s.starttls else None
         if s.tls:
-            context = ssl.create_default_context()
-            if not s.validate_certs:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
             client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
                 host=s.host, port=s.port, timeout=s.timeout, ssl_context=context
             )
         else:
             client = aioimaplib.IMAP4(host=s.host, port=s.port, timeout=s.timeout)
-        await client.wait_hello_from_server()
+        try:
+            await client.wait_hello_from_server()
+            if context is not None and s.starttls:
+                await _starttls(client, context, s)
+        except BaseException:
+            _abandon(client)
+            raise
         response = await client.login(s.username, s.password)
         if response.result != "OK":
             await _logout_quietly(client)
@@ -188,12 +195,64 @@ class ImapListener:
             await asyncio.wait_for(idle, timeout=self.settings.timeout)
 
 
+def _tls_context(validate_certs: bool) -> ssl.SSLContext:
+    """The context for implicit TLS and for STARTTLS alike (`validate_certs` false skips
+    the certificate and host name checks)."""
+    context = ssl.create_default_context()
+    if not validate_certs:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def _starttls(
+    client: aioimaplib.IMAP4, context: ssl.SSLContext, settings: ImapSettings
+) -> None:
+    """Upgrade the plaintext connection in place (RFC 3501 section 6.2.1), before LOGIN.
+
+    aioimaplib knows the STARTTLS command but not the upgrade: after the server's OK the
+    protocol's transport is swapped for the TLS one `loop.start_tls` returns. Everything
+    the server said in plaintext is forgotten; the capabilities are read again over TLS.
+    Nothing here ever sends the password: when STARTTLS is unavailable it raises.
+    """
+    host, timeout = settings.host, settings.timeout
+    protocol = client.protocol
+    if protocol.state != aioimaplib.NONAUTH:  # PREAUTH: already logged in, in plaintext
+        raise ImapError("imap_starttls: the server pre-authenticated the plaintext connection")
+    if not client.has_capability("STARTTLS"):
+        raise ImapError(
+            f"imap_starttls: {host} does not offer STARTTLS; refusing to log in in plaintext"
+        )
+    command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+    response = await asyncio.wait_for(protocol.execute(command), timeout)
+    if response.result != "OK":
+        raise ImapError(f"imap_starttls: STARTTLS refused: {_text(response.lines)}")
+    if protocol.incomplete_line:  # bytes after the OK, before the handshake: injected
+        raise ImapError("imap_starttls: the server sent plaintext data after STARTTLS")
+    loop = asyncio.get_running_loop()
+    transport = await loop.start_tls(
+        protocol.transport, protocol, context, server_hostname=host, ssl_handshake_timeout=timeout
+    )
+    if transport is None:
+        raise ImapError("imap_starttls: the connection closed during the TLS handshake")
+    protocol.transport = transport
+    protocol.capabilities = set()
+    await asyncio.wait_for(protocol.capability(), timeout)
+
+
 def _quote(folder: str) -> str:
     return f'"{folder}"'
 
 
 def _text(lines: list[bytes] | list[bytearray]) -> str:
     return " ".join(bytes(line).decode("utf-8", "replace") for line in lines)[:300]
+
+
+def _abandon(client: aioimaplib.IMAP4) -> None:
+    """Close a connection that never logged in: nothing to say to the server first."""
+    transport = client.protocol.transport
+    if transport is not None:
+        transport.close()
 
 
 async def _logout_quietly(client: aioimaplib.IMAP4) -> None:
