@@ -72,8 +72,14 @@ async def test_preview_renders_against_the_case_with_segments(tenant, container)
     )
     assert r.status_code == 200, r.text
     p = r.json()
-    assert p["text"] == "Hi Pat, $1,234.50 due Jan 15, 2026 for INV-1."
-    assert (p["encoding"], p["characters"], p["segments"]) == ("GSM-7", len(p["text"]), 1)
+    assert p["templateText"] == "Hi Pat, $1,234.50 due Jan 15, 2026 for INV-1."
+    # As it would be sent now: with the debt-collector disclosure and the opt-out notice
+    # the content rules add (a first communication), counted in characters and segments.
+    assert p["text"].startswith(p["templateText"] + "\n")
+    assert "from a debt collector" in p["text"] and p["text"].endswith("Reply STOP to opt out.")
+    assert [c["status"] for c in p["contentRules"]["checks"]] == ["added", "added"]
+    assert (p["encoding"], p["characters"]) == ("GSM-7", len(p["text"]))
+    assert p["segments"] == -(-len(p["text"]) // 153) > 1
     ucs = await tenant.client.post(
         "/api/message-templates/sms1/preview",
         json={"caseId": str(data["case_id"]), "variables": {"invoice": "Rechnung 🧾"}},
@@ -118,7 +124,7 @@ async def test_agent_tag_falls_back_to_the_acting_user_else_is_named_missing(ten
     r = await tenant.client.post(
         "/api/message-templates/ag/preview", json={"caseId": str(data["case_id"])}
     )
-    assert r.status_code == 200 and r.json()["text"] == "Call Ada Admin"
+    assert r.status_code == 200 and r.json()["templateText"] == "Call Ada Admin"
     async with container.db.session() as s:  # an integration token with no user behind it
         token = await issue_token(
             s, organization_id=tenant.organization_id, role=Role.AGENT, name="crm-sync"

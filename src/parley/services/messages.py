@@ -407,6 +407,56 @@ async def _content(
     return Content(subject=subject, body=body, html=html, template=template, version=version)
 
 
+@dataclass(frozen=True)
+class AsSent:
+    """A template preview's text as Parley would send it now (`preview_as_sent`)."""
+
+    body: str
+    html: str | None
+    content_rules: dict[str, Any]
+
+
+async def preview_as_sent(
+    container: Container,
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    ctx: case_context.CaseContext,
+    channel: Channel,
+    subject: str | None,
+    body: str,
+    html: str | None,
+) -> AsSent | None:
+    """What the compliance content rules (disclosure, opt-out notice) would make of this
+    text, sent now on `channel` to the case's preferred contact point: a preview's
+    characters and segments must be those of the message that goes out. None when the
+    case has no contact point for the channel. The caller commits nothing."""
+    borrowers = [ctx.borrower]
+    to = await _preferred_address(session, org_id, ctx.case.id, channel)
+    try:
+        borrower, contact = await recipients.resolve(session, org_id, borrowers, channel, to)
+    except (Invalid, NotFound):
+        return None
+    conn = await raw_connection(session)
+    message_id = uuid.uuid4()
+    attempt = contactability.AttemptRequest(
+        organization_id=str(org_id),
+        case_id=str(ctx.case.id),
+        borrower_id=str(borrower.id),
+        contact_point_id=str(contact.id),
+        channel=channel,
+        purpose="collection",
+        message_id=str(message_id),
+    )
+    (attempt_ctx,) = await contactability.load_contexts(
+        conn, [attempt], container.clock(), lock=False
+    )
+    content = Content(subject=subject, body=body, html=html, template=None, version=None)
+    sent, record = await _apply_content_rules(
+        container, conn, channel, content, attempt_ctx, message_id, ctx.case.id, borrower.id
+    )
+    return AsSent(body=sent.body, html=sent.html, content_rules=record)
+
+
 async def _apply_content_rules(
     container: Container,
     conn: Any,

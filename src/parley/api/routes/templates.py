@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from parley.api.deps import PrincipalDep, SessionDep, SupervisorDep
+from parley.api.deps import ContainerDep, PrincipalDep, SessionDep, SupervisorDep
 from parley.api.schemas.templates import (
     PreviewOut,
     PreviewRequest,
@@ -112,8 +112,17 @@ async def update_template(
 
 @router.post("/{template_id}/preview", response_model=PreviewOut)
 async def preview(
-    template_id: str, body: PreviewRequest, session: SessionDep, principal: PrincipalDep
+    template_id: str,
+    body: PreviewRequest,
+    session: SessionDep,
+    principal: PrincipalDep,
+    container: ContainerDep,
 ) -> PreviewOut:
+    """The template rendered against a case, as it would be sent now: with the
+    debt-collector disclosure and opt-out notice the compliance content rules add when
+    the text lacks them (to the case's preferred contact point for the channel), so
+    characters and segments are those of the message that goes out."""
+    from parley.services import messages
     from parley.templates import analyze_sms
 
     t, v = await svc.get(session, principal.organization_id, template_id, version=body.version)
@@ -125,18 +134,41 @@ async def preview(
         acting_user_id=principal.user_id,
     )
     rendered = svc.render_parts(svc.parts_of(v), ctx.template_context(body.variables), ctx.locale)
+    text, html, rules, warnings = rendered.body, rendered.html, None, []
+    channel = Channel(t.channel)
+    if channel in (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL):
+        as_sent = await messages.preview_as_sent(
+            container,
+            session,
+            principal.organization_id,
+            ctx,
+            channel,
+            rendered.subject,
+            rendered.body,
+            rendered.html,
+        )
+        if as_sent is None:
+            warnings.append(
+                f"the case has no {channel.value} contact point: shown without the "
+                "disclosure and opt-out notice a message gets when it is sent"
+            )
+        else:
+            text, html, rules = as_sent.body, as_sent.html, as_sent.content_rules
     out = PreviewOut(
         template_id=t.key,
         version=v.version,
         type=t.channel,
         locale=ctx.locale,
         subject=rendered.subject,
-        text=rendered.body,
-        html=rendered.html,
-        characters=len(rendered.body),
+        text=text,
+        html=html,
+        characters=len(text),
+        template_text=rendered.body,
+        content_rules=rules,
+        warnings=warnings,
     )
     if t.channel in (Channel.SMS.value, Channel.WHATSAPP.value):
-        sms = analyze_sms(rendered.body)
+        sms = analyze_sms(text)
         out.encoding, out.segments = sms.encoding, sms.segments
         out.non_gsm_characters = list(sms.non_gsm_characters)
         if t.channel == Channel.SMS.value and sms.non_gsm_characters:

@@ -75,3 +75,7 @@ class PreviewOut(CamelModel):
     segments: int | None = None
     non_gsm_characters: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    # `text` is the message as it would be sent now; `templateText` the template alone,
+    # and `contentRules` what the compliance content rules did (as stored with a message).
+    template_text: str | None = None
+    content_rules: dict[str, Any] | None = None
