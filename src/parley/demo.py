@@ -612,7 +612,7 @@ async def _replies(container: Container, org: Organization, cases: list[Case]) -
         written = list(
             (
                 await session.execute(
-                    select(Message.channel, Message.to_address)
+                    select(Message.channel, Message.to_address, Message.from_address)
                     .where(
                         Message.organization_id == org.id,
                         Message.case_id.in_([c.id for c in cases]),
@@ -624,16 +624,19 @@ async def _replies(container: Container, org: Organization, cases: list[Case]) -
             ).all()
         )
     rows = await container.providers.accounts(sorted(accounts.values()))
-    senders = [*written, ("sms", "+13125550142")]
+    # Each reply goes to the address it answers (our sender); the stranger texts our
+    # SMS number.
+    sms_number = next((ours for channel, _, ours in written if channel == "sms"), None)
+    senders = [*written, ("sms", "+13125550142", sms_number)]
     texts = [*DEMO_REPLIES, "Who is this? I got a text from this number."]
-    for i, ((channel, address), text) in enumerate(zip(senders, texts, strict=False)):
+    for i, ((channel, address, ours), text) in enumerate(zip(senders, texts, strict=False)):
         await inbound.handle(
             container,
             rows[accounts[channel]],
             InboundMessage(
                 channel=Channel(channel),
                 sender=address,
-                recipient="",
+                recipient=ours or "",
                 body=text,
                 subject="Re: your account" if channel == "email" else None,
                 provider_message_id=f"demo-reply-{i}",

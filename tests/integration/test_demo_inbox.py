@@ -39,6 +39,12 @@ async def test_demo_inbox_has_unread_replies_on_every_channel(container: Any) ->
                 assert first["type"] == "call" and first["callId"] == latest["callId"]
             else:
                 assert first["messageId"] == latest["messageId"]
+        # Each reply is addressed to the number or address it answers (ours).
+        for conversation in unread:
+            latest = conversation["lastMessage"]
+            if latest["kind"] != "call":
+                r = await client.get(f"/api/messages/{latest['messageId']}")
+                assert r.status_code == 200 and all(r.json()["to"]), r.json()
 
         # The voicemail: an inbound call with its recording, waiting for its agent's log.
         (voice,) = [c for c in unread if c["channel"] == "voice"]
