@@ -151,18 +151,18 @@ async def send(
     message_id = req.message_id or uuid.uuid4()
 
     conn = await raw_connection(session)
-    attempt = contactability.AttemptRequest(
-        organization_id=str(org_id),
-        case_id=str(ctx.case.id),
-        borrower_id=str(borrower.id),
-        contact_point_id=str(contact.id),
-        channel=channel,
-        purpose=req.purpose,
-        message_id=str(message_id),
-    )
     # The enqueue-time decision is about the moment it would go: now, or its sendAt.
-    decide_at = schedule_at or now
-    (attempt_ctx,) = await contactability.load_contexts(conn, [attempt], decide_at, lock=False)
+    attempt_ctx = await _attempt_context(
+        conn,
+        org_id,
+        ctx.case.id,
+        borrower.id,
+        contact.id,
+        channel,
+        req.purpose,
+        message_id,
+        schedule_at or now,
+    )
     decision = assess(attempt_ctx)
     written = content.body
     content, content_record = await _apply_content_rules(
@@ -438,23 +438,47 @@ async def preview_as_sent(
         return None
     conn = await raw_connection(session)
     message_id = uuid.uuid4()
-    attempt = contactability.AttemptRequest(
-        organization_id=str(org_id),
-        case_id=str(ctx.case.id),
-        borrower_id=str(borrower.id),
-        contact_point_id=str(contact.id),
-        channel=channel,
-        purpose="collection",
-        message_id=str(message_id),
-    )
-    (attempt_ctx,) = await contactability.load_contexts(
-        conn, [attempt], container.clock(), lock=False
+    attempt_ctx = await _attempt_context(
+        conn,
+        org_id,
+        ctx.case.id,
+        borrower.id,
+        contact.id,
+        channel,
+        "collection",
+        message_id,
+        container.clock(),
     )
     content = Content(subject=subject, body=body, html=html, template=None, version=None)
     sent, record = await _apply_content_rules(
         container, conn, channel, content, attempt_ctx, message_id, ctx.case.id, borrower.id
     )
     return AsSent(body=sent.body, html=sent.html, content_rules=record)
+
+
+async def _attempt_context(
+    conn: Any,
+    org_id: uuid.UUID,
+    case_id: uuid.UUID,
+    borrower_id: uuid.UUID,
+    contact_point_id: uuid.UUID,
+    channel: Channel,
+    purpose: str,
+    message_id: uuid.UUID,
+    at: datetime,
+) -> AttemptContext:
+    """Every fact the gate and the content rules read about one attempt at `at`."""
+    attempt = contactability.AttemptRequest(
+        organization_id=str(org_id),
+        case_id=str(case_id),
+        borrower_id=str(borrower_id),
+        contact_point_id=str(contact_point_id),
+        channel=channel,
+        purpose=purpose,
+        message_id=str(message_id),
+    )
+    (attempt_ctx,) = await contactability.load_contexts(conn, [attempt], at, lock=False)
+    return attempt_ctx
 
 
 async def _apply_content_rules(
