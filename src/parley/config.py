@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     db_pool_size: int = 10
     worker_concurrency: int = 8
-    # A `parley worker` process (not `parley run`) lowers its CPU priority by this much
-    # (os.nice): bulk sending then yields the CPU to API requests sharing the host.
+    # A `parley worker` process (not `parley run`) runs at least at this niceness, and so
+    # do its backends on a local PostgreSQL (storage/priority.py): bulk sending then
+    # yields the CPU to API requests sharing the host.
     worker_nice: int = Field(default=5, ge=0, le=19)
     # normal: as is; nice: worker_nice; idle: worker_nice and Linux SCHED_IDLE (bulk
     # sending gets only the CPU nothing else wants). Its local database backends too.
