@@ -11,15 +11,14 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import psutil
 import pytest
 
 from tests.support.live import free_port
+from tests.support.places import daytime_place
 
 pytestmark = pytest.mark.slow
 
@@ -74,24 +73,6 @@ def _until(fn, timeout=30.0):
         time.sleep(0.2)
 
 
-# The gate defers anything outside 08:00-21:00 in the borrower's local time, by every
-# location signal (timezone, address, phone number): the tour's borrower lives where it
-# is daytime now (at any hour one of these places is), or its messages wait, rightly,
-# as `scheduled` and this test would pass or fail by the hour it runs at.
-PLACES = (
-    ("America/Chicago", "US", "(312) 555-0142"),
-    ("Europe/Berlin", "DE", "+49 30 23125000"),
-    ("Asia/Tokyo", "JP", "+81 3-3224-5000"),
-)
-
-
-def _daytime_place() -> tuple[str, str, str]:
-    for place in PLACES:
-        if 9 <= datetime.now(ZoneInfo(place[0])).hour < 20:
-            return place
-    raise AssertionError("no place in PLACES has daytime now")
-
-
 def test_demo_tour_restart_and_shared_data_dir(tmp_path):
     data_dir, log = tmp_path / "data", tmp_path / "run.log"
     port, port2 = free_port(), free_port()
@@ -104,7 +85,9 @@ def test_demo_tour_restart_and_shared_data_dir(tmp_path):
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
         )
-        timezone, country, phone = _daytime_place()
+        # Daytime for the borrower, or the gate rightly holds the messages (`scheduled`)
+        # and this test would pass or fail by the hour it runs at.
+        timezone, country, phone = daytime_place()
         b = api.post(
             "/api/borrowers",
             json={
