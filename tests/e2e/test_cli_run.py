@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from tests.support.live import free_port
-from tests.support.places import daytime_place
+from tests.support.places import daytime_place, tour_borrower, tour_case
 
 pytestmark = pytest.mark.slow
 
@@ -87,34 +87,9 @@ def test_demo_tour_restart_and_shared_data_dir(tmp_path):
         )
         # Daytime for the borrower, or the gate rightly holds the messages (`scheduled`)
         # and this test would pass or fail by the hour it runs at.
-        timezone, country, phone = daytime_place()
-        b = api.post(
-            "/api/borrowers",
-            json={
-                "firstName": "Dana",
-                "lastName": "Reyes",
-                "timezone": timezone,
-                "preferredLanguage": "en_US",
-                "address": {"country": country},
-                "contactPoints": [
-                    {"type": "email", "value": "dana@example.com"},
-                    {"type": "phone", "value": phone, "label": "mobile"},
-                ],
-            },
-        )
+        b = api.post("/api/borrowers", json=tour_borrower(daytime_place()))
         assert b.status_code == 201, b.text
-        c = api.post(
-            "/api/cases",
-            json={
-                "caseNumber": "TOUR-1",
-                "creditor": "Harbor Bank",
-                "originalAmount": "900.00",
-                "outstandingAmount": "640.25",
-                "currency": "USD",
-                "dueDate": "2026-10-01",
-                "borrowerIds": [b.json()["borrowerId"]],
-            },
-        )
+        c = api.post("/api/cases", json=tour_case(b.json()["borrowerId"]))
         assert c.status_code == 201, c.text
         case_id = c.json()["caseId"]
         preview = api.post("/api/message-templates/sms-reminder/preview", json={"caseId": case_id})

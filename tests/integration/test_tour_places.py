@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.support.compliance import Clock
-from tests.support.places import PLACES
+from tests.support.places import PLACES, tour_borrower, tour_case
 
 
 @pytest.mark.parametrize(("timezone", "country", "phone"), PLACES)
@@ -20,31 +20,10 @@ async def test_each_place_is_contactable_at_midday(
 ) -> None:
     midday = datetime(2026, 11, 24, 12, 0, tzinfo=ZoneInfo(timezone))
     monkeypatch.setattr(container, "clock", Clock(midday))
-    b = await tenant.client.post(
-        "/api/borrowers",
-        json={
-            "firstName": "Dana",
-            "lastName": "Reyes",
-            "timezone": timezone,
-            "preferredLanguage": "en_US",
-            "address": {"country": country},
-            "contactPoints": [
-                {"type": "email", "value": "dana@example.com"},
-                {"type": "phone", "value": phone, "label": "mobile"},
-            ],
-        },
-    )
+    b = await tenant.client.post("/api/borrowers", json=tour_borrower((timezone, country, phone)))
     assert b.status_code == 201, b.text
     c = await tenant.client.post(
-        "/api/cases",
-        json={
-            "caseNumber": f"TOUR-{country}",
-            "creditor": "Harbor Bank",
-            "originalAmount": "900.00",
-            "outstandingAmount": "640.25",
-            "currency": "USD",
-            "borrowerIds": [b.json()["borrowerId"]],
-        },
+        "/api/cases", json=tour_case(b.json()["borrowerId"], f"TOUR-{country}")
     )
     assert c.status_code == 201, c.text
     for channel in ("sms", "email"):

@@ -22,3 +22,32 @@ def daytime_place(now: datetime | None = None) -> tuple[str, str, str]:
         if 9 <= local.hour < 20:
             return place
     raise AssertionError("no place in PLACES has daytime now")
+
+
+def tour_borrower(place: tuple[str, str, str]) -> dict[str, object]:
+    """The README tour's borrower (`POST /api/borrowers`), living at `place`."""
+    timezone, country, phone = place
+    return {
+        "firstName": "Dana",
+        "lastName": "Reyes",
+        "timezone": timezone,
+        "preferredLanguage": "en_US",
+        "address": {"country": country},
+        "contactPoints": [
+            {"type": "email", "value": "dana@example.com"},
+            {"type": "phone", "value": phone, "label": "mobile"},
+        ],
+    }
+
+
+def tour_case(borrower_id: str, case_number: str = "TOUR-1") -> dict[str, object]:
+    """The README tour's case (`POST /api/cases`) for that borrower."""
+    return {
+        "caseNumber": case_number,
+        "creditor": "Harbor Bank",
+        "originalAmount": "900.00",
+        "outstandingAmount": "640.25",
+        "currency": "USD",
+        "dueDate": "2026-10-01",
+        "borrowerIds": [borrower_id],
+    }
