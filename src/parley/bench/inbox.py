@@ -35,7 +35,7 @@ from typing import Any
 
 import psycopg
 
-from parley.bench import common, inbox_reads
+from parley.bench import common, inbox_reads, processes
 from parley.bench.background_dispatch import BackgroundDispatch
 
 WORKLOAD = "inbox"
@@ -239,10 +239,16 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
     n = args.iterations
     pick = [rng.randrange(1 << 30) for _ in range(n + 20)]
     dispatch = None
+    first_pass: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         if args.dispatch_messages:
             dispatch = BackgroundDispatch(
-                container, args.dispatch_messages, args.dispatch_workers, Path(tmp), args.seed
+                container,
+                args.dispatch_messages,
+                args.dispatch_workers,
+                Path(tmp),
+                args.seed,
+                peer_priority=args.dispatch_peer_priority,
             )
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -273,7 +279,17 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
                     # would share the machine with autovacuum and the checkpointer.
                     await conn.execute("VACUUM ANALYZE")
                     await conn.execute("CHECKPOINT")
+                # Nothing of the seed still being written out while the quiet phase runs.
+                record["settled_before_quiet"] = await processes.settle()
                 world = await inbox_reads.load_world(conn, org)
+                # Two quiet passes over the same samples. The first warms the pages
+                # (the busy phase reads the same rows again, so without it only the
+                # quiet phase would pay the cold reads); the second gives the quiet
+                # figures. The busy phase is compared with the lower p95 of the two,
+                # so that a noisy quiet pass cannot make the busy phase look better.
+                first_pass = await inbox_reads.measure_reads(conn, world, n, pick)
+                first_pass.update(await inbox_reads.through_api(container, world, n, pick))
+                record["results_first_quiet_pass"] = first_pass
                 results = await inbox_reads.measure_reads(conn, world, n, pick)
                 for name, (sql, params) in {
                     "inbox_agent_first_page": inbox.list_statement(
@@ -319,7 +335,8 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         record["results_while_dispatching"] = busy
         d = record["dispatch"]
         for name, figures in busy.items():
-            quiet = results[name]["p95_ms"]
+            quiet = min(results[name]["p95_ms"], first_pass[name]["p95_ms"])
+            figures["quiet_p95_baseline_ms"] = quiet
             factor = figures["p95_ms"] / quiet if quiet else float("inf")
             figures["p95_vs_quiet"] = round(factor, 2)
             if gated(name):
@@ -327,7 +344,8 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
                     common.gate(
                         f"{name} while dispatching: p95 <= {BUSY_FACTOR:g}x quiet",
                         factor <= BUSY_FACTOR,
-                        f"p95 {figures['p95_ms']:.2f} ms vs {quiet:.2f} ms quiet = "
+                        f"p95 {figures['p95_ms']:.2f} ms vs {quiet:.2f} ms quiet (the lower "
+                        f"of two passes) = "
                         f"{factor:.2f}x (p50 {figures['p50_ms']:.2f} vs "
                         f"{results[name]['p50_ms']:.2f} ms)",
                     )
@@ -377,6 +395,13 @@ def main(extra: list[str]) -> int:
         "(enough to last through it); 0 skips that phase",
     )
     p.add_argument("--dispatch-workers", type=int, default=2)
+    p.add_argument(
+        "--dispatch-peer-priority",
+        choices=("idle", "normal"),
+        default="idle",
+        help="the provider peer's CPU priority: idle (SCHED_IDLE, nice 19; it stands in "
+        "for the provider's own machines) or normal",
+    )
     p.add_argument(
         "--dispatch-warm-up",
         type=int,

@@ -25,6 +25,31 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
+async def settle(
+    max_wait_s: float = 60.0, busy_below: float = 0.15, window_s: float = 1.0
+) -> dict[str, float]:
+    """Let the machine go quiet before a measurement: write the kernel's dirty pages out
+    (`sync`: a seed or checkpoint just before would otherwise be flushed, with its I/O
+    wait and CPU, during the measurement) and wait until a `window_s` sample shows
+    the cores less than `busy_below` busy (at most `max_wait_s`). Returns what it
+    saw, for the record."""
+    started = time.perf_counter()
+    await asyncio.to_thread(os.sync)
+    busy = 1.0
+    while time.perf_counter() - started < max_wait_s:
+        before = machine_cpu()
+        await asyncio.sleep(window_s)
+        after = machine_cpu()
+        total = after[1] - before[1]
+        busy = (after[0] - before[0]) / total if total > 0 else 0.0
+        if busy < busy_below:
+            break
+    return {
+        "settle_s": round(time.perf_counter() - started, 1),
+        "busy_pct_last_window": round(100 * busy, 1),
+    }
+
+
 def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a live process (0 when it is gone)."""
     try:
