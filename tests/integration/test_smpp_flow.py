@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from parley.channels.sandbox.provider import SandboxProvider
+from parley.channels.smpp import pdu
 from parley.domain.channels import Channel
 from parley.inbox import receipts
 from parley.inbox.listeners import ListenerSupervisor
@@ -366,6 +367,57 @@ async def test_a_part_receipt_ahead_of_our_bookkeeping_is_applied_by_its_retry(
     assert await _status(tenant, message_id) == ("sent", None)
     await receipts.process_stored_receipt(container, receipt_id, 0)  # the retry job's work
     assert await _status(tenant, message_id) == ("failed", "001")
+
+
+async def test_a_half_accepted_message_needs_review_and_keeps_its_parts_receipts(
+    tenant: Any, container: Any, peer: SmppServerPeer, supervisor: ListenerSupervisor
+) -> None:
+    data = await factories.borrower_with_case(container, tenant.organization_id, phone=PHONE)
+    account = await _smpp_account(container, tenant.organization_id, peer)
+    await peer.wait_bound()
+    # Parts 1 and 2 accepted, part 3 refused: the handset may hold two thirds of it.
+    peer.script("accept", "accept", pdu.Status.ESME_RINVDSTADR)
+    message_id, part_ids = await _send_long(tenant, container, data["case_id"])
+    assert [s.status for s in peer.submissions] == [0, 0, pdu.Status.ESME_RINVDSTADR]
+    # The accepted parts' ids are recorded all the same; part 1's names the message.
+    assert part_ids == [s.message_id for s in peer.submissions[:2]]
+    message = (await tenant.client.get(f"/api/messages/{message_id}")).json()
+    assert (message["status"], message["errorCode"]) == ("needs_review", "ESME_RINVDSTADR")
+    assert message["providerMessageId"] == part_ids[0]
+
+    # Their receipts are the reviewer's evidence: stored on the message with the SMSC's
+    # status and the part, moving the parts but not the message -- every *recorded*
+    # part delivered is not the message delivered (part 3 never went), and no receipt
+    # settles what a person has to.
+    assert await peer.deliver_receipt(part_ids[0], "DELIVRD", done="2611221200") == 0
+    assert await _status(tenant, message_id) == ("needs_review", "ESME_RINVDSTADR")
+    assert await peer.deliver_receipt(part_ids[1], "DELIVRD", done="2611221201") == 0
+    assert await peer.deliver_receipt(part_ids[1], "UNDELIV", err="034", done="2611221202") == 0
+    report = (await tenant.client.get(f"/api/messages/{message_id}/delivery-report")).json()
+    assert (report["status"], report["providerMessageId"]) == ("needs_review", part_ids[0])
+    assert [
+        (e["event"], e["part"], e["providerStatus"], e["status"])
+        for e in report["events"]
+        if e["source"] == "provider"
+    ] == [
+        ("delivered", 1, "DELIVRD", "needs_review"),
+        ("delivered", 2, "DELIVRD", "needs_review"),
+        ("failed", 2, "UNDELIV", "needs_review"),
+    ]
+    assert [(p["part"], p["providerMessageId"], p["status"]) for p in report["parts"]] == [
+        (1, part_ids[0], "delivered"),
+        (2, part_ids[1], "delivered"),
+    ]
+    # Replayed, every receipt matches the message (none unmatched) and moves nothing.
+    assert await receipts.replay(container, account_id=str(account)) == (3, 0)
+    assert await _status(tenant, message_id) == ("needs_review", "ESME_RINVDSTADR")
+
+    # The reviewer settles it, with the receipts at hand.
+    r = await tenant.client.post(
+        f"/api/messages/{message_id}/resolve-review",
+        json={"resolution": "sent", "note": "parts 1-2 delivered"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "sent"
 
 
 # -- the supervisor with a fake listening provider ------------------------------------

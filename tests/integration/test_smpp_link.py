@@ -239,6 +239,26 @@ async def test_a_later_part_refused_leaves_the_outcome_unknown(peer: SmppServerP
         await provider.aclose()
     assert outcome_of(result) is Outcome.UNKNOWN  # the handset may hold part 1
     assert result.error_code == "ESME_RINVDSTADR"
+    # Part 1's id comes back all the same: its receipts must find the message.
+    first, _ = peer.submissions
+    assert result.provider_message_id == first.message_id
+    assert result.part_ids == (first.message_id,)
+
+
+async def test_the_parts_accepted_before_one_was_refused_are_returned(
+    peer: SmppServerPeer,
+) -> None:
+    provider = _provider(peer)
+    peer.script("accept", "accept", pdu.Status.ESME_RINVDSTADR)
+    message = kit.template()
+    try:
+        result = await provider.send(message.__class__(**{**_fields(message), "body": "x" * 400}))
+    finally:
+        await provider.aclose()
+    assert outcome_of(result) is Outcome.UNKNOWN
+    first, second, _ = peer.submissions
+    assert result.provider_message_id == first.message_id
+    assert result.part_ids == (first.message_id, second.message_id)
 
 
 async def test_receipts_and_replies_reach_the_sink(peer: SmppServerPeer) -> None:

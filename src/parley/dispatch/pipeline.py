@@ -416,16 +416,19 @@ class Dispatcher:
                 status, event = "queued", "deferred"
             else:
                 status, event, at = "failed", "failed", None
-            items.append(
-                {
-                    "id": mid,
-                    "s": status,
-                    "e": event,
-                    "code": res.error_code,
-                    "detail": res.error_detail,
-                    "at": at,
-                }
-            )
+            item: dict[str, Any] = {
+                "id": mid,
+                "s": status,
+                "e": event,
+                "code": res.error_code,
+                "detail": res.error_detail,
+                "at": at,
+            }
+            if res.outcome_unknown and res.provider_message_id:
+                # The parts the SMSC took before a later one failed: part 1's id names
+                # the message, so that their receipts find it.
+                item["pid"] = res.provider_message_id
+            items.append(item)
         if not items:
             return
         async with self.c.db.pool.connection() as conn, conn.transaction():
@@ -441,14 +444,17 @@ class Dispatcher:
             )
             recorded = await cur.fetchall()
             # Messages sent as separately receipted parts (SMPP): every part's id, so that
-            # each part's receipt finds the message (only those recorded `sent` here).
+            # each part's receipt finds the message (only those recorded here). A
+            # `needs_review` one carries the parts the SMSC accepted before a later part
+            # failed: their receipts are the evidence its reviewer needs (they are stored
+            # on it without moving it, domain.status.status_after_parts).
             by_id = {o.row.id: o for o in outcomes}
             await message_parts.record_sent_parts(
                 conn,
                 [
                     (row[0], by_id[row[0]].result.part_ids)
                     for row in recorded
-                    if row[1] == "sent" and by_id[row[0]].result.part_ids
+                    if row[1] in ("sent", "needs_review") and by_id[row[0]].result.part_ids
                 ],
             )
             # Only messages this job still held get a new job.

@@ -66,7 +66,9 @@ SELECT c.id::text FROM c
 # its new status (`s`) with its event (`e`), and its status change is announced
 # (`pg_notify`, delivered at commit, the payload `activity.emit` would send). The last
 # column says whether the organization has webhook endpoints subscribed to status
-# changes: only then does the caller build their deliveries.
+# changes: only then does the caller build their deliveries. A `needs_review` outcome
+# may carry a provider id too (an SMPP message whose later part failed after part 1 was
+# accepted): recorded, so that the accepted parts' receipts find the message.
 RECORD_SQL = """
 WITH u AS (
   SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
@@ -76,6 +78,8 @@ WITH u AS (
   UPDATE messages m SET status = u.s, status_changed_at = %(now)s,
          sent_at = CASE WHEN u.s = 'sent' THEN %(now)s ELSE m.sent_at END,
          provider_message_id = CASE WHEN u.s = 'sent' THEN u.pid
+                                    WHEN u.s = 'needs_review'
+                                    THEN coalesce(u.pid, m.provider_message_id)
                                     ELSE m.provider_message_id END,
          segments = CASE WHEN u.s = 'sent' THEN coalesce(u.seg, m.segments)
                          ELSE m.segments END,

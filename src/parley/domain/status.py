@@ -155,9 +155,10 @@ def parts_event(parts: Iterable[MessageStatus]) -> EventType:
 
     Each part's own status follows `status_after_event` (forward only, so a part reported
     failed and later delivered is delivered); the message then moves by
-    `status_after_event(message, parts_event(parts))` after each part event, so it stays
-    forward only too. Once every part's receipts are in, the message is `delivered` if
-    every part is, and `failed` if any part ended failed, in whatever order they came.
+    `status_after_parts(message, parts_event(parts))` after each part event, so it stays
+    forward only too (a `needs_review` message stays put, see there). Once every part's
+    receipts are in, the message is `delivered` if every part is, and `failed` if any part
+    ended failed, in whatever order they came.
     """
     statuses = list(parts)
     if statuses and all(s is MessageStatus.DELIVERED for s in statuses):
@@ -165,6 +166,23 @@ def parts_event(parts: Iterable[MessageStatus]) -> EventType:
     if any(s is MessageStatus.FAILED for s in statuses):
         return EventType.FAILED
     return EventType.SENT
+
+
+def status_after_parts(current: MessageStatus, event: EventType) -> MessageStatus:
+    """The status of a message sent as several parts once its parts amount to `event`
+    (`parts_event`): as `status_after_event`, except that a `needs_review` message stays.
+
+    A message is `needs_review` with parts when a later part failed after earlier ones
+    were accepted (SMPP): its parts are only those the SMSC accepted, so what they amount
+    to is not the message's outcome -- "every part delivered" would hide the part that
+    never went, and "a part failed" would settle by itself what a person has to judge (the
+    handset may hold the rest). The parts' receipts are stored on the message as evidence
+    and move the parts; the message waits for the person's resolution. Staying put keeps
+    invariant 4 (nothing moves backward, the result does not depend on arrival order).
+    """
+    if current is MessageStatus.NEEDS_REVIEW:
+        return current
+    return status_after_event(current, event)
 
 
 def can_dispatch_transition(current: MessageStatus, target: MessageStatus) -> bool:

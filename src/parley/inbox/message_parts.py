@@ -2,8 +2,9 @@
 
 A long SMS over SMPP is sent as several submit_sm, each with its own SMSC message id and
 its own delivery receipt. The dispatcher records every part's id in `message_parts`
-(`record_sent_parts`, in the transaction that marks the message `sent`); part 1's id is
-also the message's provider_message_id. This module holds the pieces the status-event
+(`record_sent_parts`, in the transaction that marks the message `sent`, or `needs_review`
+when a later part failed after earlier ones were accepted: those parts' ids); part 1's id
+is also the message's provider_message_id. This module holds the pieces the status-event
 path (status_events.py) needs for them:
 
 - `resolve_sql`, the resolver the lock statements select from: provider message ids ->
@@ -16,8 +17,10 @@ path (status_events.py) needs for them:
   provider event id like every event), moves the part forward, and moves the message by
   what all its parts now amount to (`domain.status.parts_event`): `delivered` once every
   part is delivered, `failed` (with the failing part's error) as soon as one part is
-  failed, else `sent`. Still one statement; the message row is locked by then, so the
-  parts of one message are never updated concurrently.
+  failed, else `sent` (`domain.status.status_after_parts`: a `needs_review` message is
+  not moved, its part events are stored as evidence for the reviewer). Still one
+  statement; the message row is locked by then, so the parts of one message are never
+  updated concurrently.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import psycopg
 
-from parley.domain.status import EventType, MessageStatus, status_after_event
+from parley.domain.status import EventType, MessageStatus, status_after_parts
 from parley.inbox import status_sql
 
 log = logging.getLogger(__name__)
@@ -110,11 +113,13 @@ _PARTS_EVENTS = (EventType.SENT, EventType.FAILED, EventType.DELIVERED)
 def _parts_transitions() -> tuple[list[str], list[str], list[str]]:
     """The message's status machine for each event the parts can amount to, as (event,
     from, to) lists of the statuses it moves."""
+    # status_after_parts: a `needs_review` message (parts accepted before a later part
+    # failed) is never moved by its parts' receipts; they are stored as its events.
     rows = [
-        (event.value, s.value, status_after_event(s, event).value)
+        (event.value, s.value, status_after_parts(s, event).value)
         for event in _PARTS_EVENTS
         for s in MessageStatus
-        if status_after_event(s, event) != s
+        if status_after_parts(s, event) != s
     ]
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
@@ -156,8 +161,9 @@ RETURNING message_id
 async def record_sent_parts(
     conn: psycopg.AsyncConnection, sent: Sequence[tuple[str, Sequence[str]]]
 ) -> None:
-    """Record the part ids of messages just marked `sent` (in that transaction):
-    `(message id, part ids in part order)` for each message sent as several parts."""
+    """Record the part ids of messages just marked `sent` or `needs_review` (in that
+    transaction): `(message id, part ids in part order)` for each message sent as several
+    parts -- for `needs_review`, the parts the SMSC accepted before a later one failed."""
     rows = [(mid, n, pid) for mid, pids in sent for n, pid in enumerate(pids, 1)]
     if not rows:
         return

@@ -378,8 +378,10 @@ class MessagePart(Base):
     SMPP: each submit_sm gets its own SMSC message id and its own delivery receipt).
 
     Written by the dispatcher with the `sent` update, for every part (part 1's id is also
-    the message's provider_message_id); the receipts of any part find the message through
-    the unique (provider_account_id, provider_message_id). `status` is the part's own
+    the message's provider_message_id), or with the `needs_review` update for the parts
+    the SMSC accepted before a later one failed (they never move that message); the
+    receipts of any part find the message through the unique (provider_account_id,
+    provider_message_id). `status` is the part's own
     forward-only status; the message's follows from all of them (domain.status.parts_event,
     inbox/message_parts.py). Messages tracked as one (every other provider, a one-part SMS)
     have no rows here.

@@ -17,6 +17,7 @@ from parley.domain.status import (
     can_dispatch_transition,
     parts_event,
     status_after_event,
+    status_after_parts,
 )
 
 events = st.lists(st.sampled_from(list(EventType)), max_size=12)
@@ -150,3 +151,20 @@ def test_parts_event():
     assert parts_event([s, f, s]) is EventType.FAILED  # as soon as one part failed
     assert parts_event([d, f, d]) is EventType.FAILED
     assert parts_event([]) is EventType.SENT
+
+
+@given(st.sampled_from(list(MessageStatus)), part_events)
+def test_parts_move_a_message_as_events_do_except_out_of_needs_review(start, evs):
+    """A message waiting for review (parts accepted before a later part failed) is not
+    settled by its parts' receipts; any other status moves as by one event."""
+    statuses = [MessageStatus.SENT] * 3
+    message = start
+    for part, event in evs:
+        statuses[part] = status_after_event(statuses[part], event)
+        combined = parts_event(statuses)
+        after = status_after_parts(message, combined)
+        if message is MessageStatus.NEEDS_REVIEW:
+            assert after is MessageStatus.NEEDS_REVIEW
+        else:
+            assert after is status_after_event(message, combined)
+        message = after

@@ -6,7 +6,9 @@ part is a submit_sm; at most `window` submit_sm await their response at once and
 most `throughput` per second leave (token bucket), both per bind. A multi-part message
 is identified by the message_id of its **first** part (`provider_message_id`); every
 part's message_id is returned too (`part_ids`), recorded by the dispatcher, so that the
-receipt of any part finds the message (inbox/message_parts.py, docs/providers.md).
+receipt of any part finds the message (inbox/message_parts.py, docs/providers.md). When a
+later part fails after earlier ones were accepted (an unknown outcome, below), the
+accepted parts' ids are returned all the same and recorded on the `needs_review` message.
 
 Outcomes: submit_sm_resp ESME_ROK accepted; throttling, queue-full and system errors
 retryable (before any part was accepted); other statuses permanent. No bind (connect
@@ -250,6 +252,9 @@ class SmppProvider:
                 continue
             if not ids:
                 return result
+            # The parts accepted so far keep their ids: the dispatcher records them on the
+            # `needs_review` message, so that their receipts (what a reviewer needs to
+            # settle it) find the message. Part 1's id names the message, as when sent.
             return SendResult(
                 accepted=False,
                 outcome_unknown=True,
@@ -258,6 +263,10 @@ class SmppProvider:
                     f"part {part.number} of {part.total} not accepted after part 1 was "
                     f"(message id {ids[0]}): {result.error_detail}"
                 ),
+                provider_message_id=ids[0],
+                # Always as parts (one row at least, even for an SMSC that answers every
+                # part with the same id): a part's receipt never settles the message.
+                part_ids=tuple(ids) if len(set(ids)) > 1 else (ids[0],),
             )
         return SendResult(
             accepted=True,
