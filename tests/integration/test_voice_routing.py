@@ -216,6 +216,28 @@ async def test_inbound_call_reaches_the_assigned_agent(tenant, container, peer, 
     await bob.aclose()
 
 
+async def test_inbound_call_is_from_the_borrower_to_our_number(tenant, container, peer, wired):
+    """Regression: an inbound call's `to` was the caller's own number (the webhook's
+    `From`), on the calls API and the borrower's timeline alike."""
+    await available(tenant.client, "client:ada")
+    inbound = await peer.place_inbound(
+        hook(wired, "inbound"),
+        from_=BORROWER,
+        to=CALLER_ID,
+        status_callback=hook(wired, "inbound/status"),
+    )
+    (call,) = (await tenant.client.get(f"/api/cases/{wired['case_id']}/calls")).json()["calls"]
+    assert (call["from"], call["to"]) == (BORROWER, CALLER_ID)
+    one = await call_json(tenant.client, call["callId"])
+    assert (one["direction"], one["from"], one["to"]) == ("inbound", BORROWER, CALLER_ID)
+    r = await tenant.client.get(f"/api/borrowers/{call['borrowerId']}/timeline")
+    assert r.status_code == 200, r.text
+    (item,) = [i for i in r.json()["items"] if i["type"] == "call"]
+    assert (item["from"], item["to"]) == (BORROWER, CALLER_ID)
+    await peer.hangup(inbound.sid)
+    await until(tenant.client, call["callId"], "awaiting_log")
+
+
 async def test_inbound_call_rings_another_agent_or_takes_a_voicemail(
     tenant, container, peer, wired
 ):

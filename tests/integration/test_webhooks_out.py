@@ -396,6 +396,8 @@ async def test_rotation_signs_with_both_secrets_during_grace_then_only_the_new_o
     assert _verify(old, request)["status"] == "delivered"
     with pytest.raises(WebhookVerificationError):
         _verify(signing.new_secret(), request)
+    # ... and the endpoint keeps the old secret while it is in its grace period.
+    assert await _stored_secrets(container, ep["endpointId"]) == (new, old, expires)
 
     # A retry inside the grace period is signed with both too.
     receiver.status = 500
@@ -415,6 +417,33 @@ async def test_rotation_signs_with_both_secrets_during_grace_then_only_the_new_o
     assert _verify(new, request)["status"] == "delivered"
     with pytest.raises(WebhookVerificationError):
         _verify(old, request)
+    # The claim of that delivery forgot the expired secret.
+    assert await _stored_secrets(container, ep["endpointId"]) == (new, None, None)
+    read = (await tenant.client.get(f"/api/webhook-endpoints/{ep['endpointId']}")).json()
+    assert read["previousSecretExpiresAt"] is None and "previousSecret" not in read
+
+
+async def test_the_sweep_forgets_expired_previous_secrets_and_keeps_those_in_grace(
+    tenant, container, receiver, allow_private, monkeypatch
+):
+    expired = await _endpoint(tenant, f"{receiver.base_url}/a")
+    in_grace = await _endpoint(tenant, f"{receiver.base_url}/b")
+    now = datetime.now(UTC)
+    monkeypatch.setattr(container, "clock", Clock(now))
+    one = await _rotate(tenant, expired["endpointId"], json={"graceHours": 1})
+    two = await _rotate(tenant, in_grace["endpointId"], json={"graceHours": 3})
+    kept = (two["secret"], in_grace["secret"], now + timedelta(hours=3))
+
+    # Two hours on: the first endpoint's old secret has expired, the second's has not.
+    monkeypatch.setattr(container, "clock", Clock(now + timedelta(hours=2)))
+    assert await delivery.sweep(container) == 0  # nothing to re-defer
+    assert await _stored_secrets(container, expired["endpointId"]) == (one["secret"], None, None)
+    assert await _stored_secrets(container, in_grace["endpointId"]) == kept
+    # Secrets are never returned, old or new.
+    for ep in (expired, in_grace):
+        r = await tenant.client.get(f"/api/webhook-endpoints/{ep['endpointId']}")
+        assert "secret" not in r.json() and "previousSecret" not in r.json()
+        assert ep["secret"] not in r.text
 
 
 async def test_an_expiry_in_the_past_stops_the_old_signature(

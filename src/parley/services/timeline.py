@@ -48,8 +48,8 @@ SELECT * FROM (
    ORDER BY e.occurred_at DESC, e.id DESC LIMIT %(n)s)
   UNION ALL
   (SELECT c.created_at, 'call', c.id::text, NULL, NULL, c.id, c.case_id, 'voice',
-          c.direction, c.status, NULL, NULL, c.notes, NULL, c.to_address, c.result, NULL,
-          NULL, NULL
+          c.direction, c.status, NULL, NULL, c.notes, c.from_address, c.to_address, c.result,
+          NULL, NULL, NULL
    FROM calls c
    WHERE c.borrower_id = %(b)s AND c.organization_id = %(org)s
      AND (c.created_at, 'call', c.id::text) < (%(at)s, %(kind)s, %(key)s)

@@ -412,6 +412,11 @@ async def on_inbound(container: Container, account: AccountRow, cb: Callback) ->
     provider = await provider_for(container, uuid.UUID(account.id))
     sid = cb.params.get("CallSid", "")
     caller = cb.params.get("From", "")
+    # The number the borrower dialed: ours (Twilio sends it as `To` and `Called`); the
+    # account's own number if the webhook names none that fits.
+    ours = cb.params.get("To") or cb.params.get("Called") or ""
+    if not ours or len(ours) > 32:
+        ours = str(getattr(provider, "caller_id", "") or "")[:32]
     now = container.clock()
     async with container.db.session() as session:
         existing = await session.scalar(
@@ -432,7 +437,8 @@ async def on_inbound(container: Container, account: AccountRow, cb: Callback) ->
             case_id=case.id,
             borrower_id=contact.borrower_id,
             contact_point_id=contact.id,
-            to_address=caller,
+            to_address=ours,
+            from_address=caller,
             direction="inbound",
             status=(CallStatus.RINGING if agent else CallStatus.IN_PROGRESS).value,
             prior_consent=False,

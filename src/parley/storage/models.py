@@ -557,7 +557,10 @@ class Call(Base):
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"))
     borrower_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("borrowers.id"))
     contact_point_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact_points.id"))
+    # Who was called: the borrower's number on an outbound call, our number (the voice
+    # account's) on an inbound one, whose caller is `from_address` (migration 0016).
     to_address: Mapped[str] = mapped_column(String(32))
+    from_address: Mapped[str | None] = mapped_column(String(32))
     direction: Mapped[str] = mapped_column(String(10), default="outbound")
     status: Mapped[str] = mapped_column(String(20))  # blocked | placed | completed
     result: Mapped[str | None] = mapped_column(String(30))

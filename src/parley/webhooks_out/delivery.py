@@ -10,6 +10,10 @@ Outcomes: 2xx succeeds; 410 Gone disables the endpoint (reason ``gone_410``) and
 abandons its other pending deliveries; anything else (3xx, 4xx, 5xx, a timeout, a
 refused target) is retried on the schedule in ``schedule`` and ends ``failed`` when
 that runs out. A job lost with a dead worker is found by :func:`sweep`.
+
+A rotated-out secret whose grace period has ended signs nothing more and is not kept
+either: the claim of the endpoint's next delivery clears it from the endpoint's row, and
+so does :func:`sweep` (every minute) for endpoints with nothing to deliver.
 """
 
 from __future__ import annotations
@@ -42,6 +46,18 @@ SELECT d.status, d.next_attempt_at <= now(), d.attempts, d.event_id, d.payload,
 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
 WHERE d.id = %s
 FOR UPDATE OF d SKIP LOCKED
+"""
+
+# Forget a rotated-out secret once its grace period is over (on the container's clock,
+# like the rotation that set it). A row another transaction holds (a rotation, a
+# concurrent claim) is skipped, not waited for: the next claim or sweep gets it.
+_FORGET_SQL = """
+UPDATE webhook_endpoints SET previous_secret = NULL, previous_secret_expires_at = NULL
+WHERE id IN (
+  SELECT id FROM webhook_endpoints
+  WHERE previous_secret_expires_at <= %(now)s AND (%(id)s::uuid IS NULL OR id = %(id)s::uuid)
+  FOR UPDATE SKIP LOCKED
+)
 """
 
 # The live jobs' delivery ids listed once and anti-joined by hash (as in
@@ -119,6 +135,9 @@ async def _claim(container: Container, delivery_id: str) -> _Claim | None:
         previous, previous_expires_at = row[10:]
         if status != "pending" or not due:
             return None
+        if previous is not None and not _in_grace(container, previous, previous_expires_at):
+            await forget_expired_secrets(conn, container.clock(), endpoint_id)
+            previous = None
         if not enabled:
             await conn.execute(
                 "UPDATE webhook_deliveries SET status = 'abandoned', next_attempt_at = NULL, "
@@ -132,7 +151,6 @@ async def _claim(container: Container, delivery_id: str) -> _Claim | None:
             "next_attempt_at = now() + %s WHERE id = %s",
             (attempt, LEASE, delivery_id),
         )
-    previous = previous if _in_grace(container, previous, previous_expires_at) else None
     return _Claim(attempt, event_id, payload, endpoint_id, url, secret, previous)
 
 
@@ -211,8 +229,20 @@ async def disable_endpoint(
     return cur.rowcount
 
 
+async def forget_expired_secrets(
+    conn: psycopg.AsyncConnection[Any], now: datetime, endpoint_id: str | None = None
+) -> int:
+    """Clear the rotated-out secrets whose grace period ended by `now` (of one endpoint,
+    or of all); how many endpoints were cleared."""
+    cur = await conn.execute(_FORGET_SQL, {"now": now, "id": endpoint_id})
+    return cur.rowcount
+
+
 async def sweep(container: Container, limit: int = 500) -> int:
-    """Give pending deliveries whose job was lost (a dead worker) a new one."""
+    """Give pending deliveries whose job was lost (a dead worker) a new one (how many),
+    and forget the rotated-out secrets whose grace period is over."""
+    async with container.db.pool.connection() as conn, conn.transaction():
+        await forget_expired_secrets(conn, container.clock())
     async with container.db.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             _SWEEP_SQL, {"grace": SWEEP_GRACE, "task": queue.DELIVER_TASK, "limit": limit}

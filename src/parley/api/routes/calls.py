@@ -75,6 +75,7 @@ def call_out(
         case_id=call.case_id,
         borrower_id=call.borrower_id,
         to=call.to_address,
+        from_=call.from_address,
         status=call.status,
         # The latest log's result is the call's (it refines what the provider said).
         result=log.result if log is not None else call.result,

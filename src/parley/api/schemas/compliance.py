@@ -148,7 +148,10 @@ class CallOut(CamelModel):
     call_id: uuid.UUID
     case_id: uuid.UUID
     borrower_id: uuid.UUID
+    # Outbound: `to` is the borrower's number (`from` is not recorded). Inbound: the
+    # borrower called `to`, our number, from `from`.
     to: str
+    from_: str | None = Field(default=None, alias="from")
     status: str
     result: str | None = None
     purpose: str
