@@ -369,8 +369,14 @@ async def test_a_part_receipt_ahead_of_our_bookkeeping_is_applied_by_its_retry(
     assert await _status(tenant, message_id) == ("failed", "001")
 
 
+@pytest.mark.parametrize(("resolution", "settled"), [("sent", "sent"), ("not_sent", "failed")])
 async def test_a_half_accepted_message_needs_review_and_keeps_its_parts_receipts(
-    tenant: Any, container: Any, peer: SmppServerPeer, supervisor: ListenerSupervisor
+    tenant: Any,
+    container: Any,
+    peer: SmppServerPeer,
+    supervisor: ListenerSupervisor,
+    resolution: str,
+    settled: str,
 ) -> None:
     data = await factories.borrower_with_case(container, tenant.organization_id, phone=PHONE)
     account = await _smpp_account(container, tenant.organization_id, peer)
@@ -415,9 +421,19 @@ async def test_a_half_accepted_message_needs_review_and_keeps_its_parts_receipts
     # The reviewer settles it, with the receipts at hand.
     r = await tenant.client.post(
         f"/api/messages/{message_id}/resolve-review",
-        json={"resolution": "sent", "note": "parts 1-2 delivered"},
+        json={"resolution": resolution, "note": "parts 1-2 delivered"},
     )
-    assert r.status_code == 200 and r.json()["status"] == "sent"
+    assert r.status_code == 200 and r.json()["status"] == settled
+    # Later receipts of its parts (an SMSC repeating them) are stored but never overturn
+    # the reviewer: every recorded part delivered is still not the whole message.
+    assert await peer.deliver_receipt(part_ids[0], "DELIVRD", done="2611221300") == 0
+    assert await peer.deliver_receipt(part_ids[1], "DELIVRD", done="2611221301") == 0
+    report = (await tenant.client.get(f"/api/messages/{message_id}/delivery-report")).json()
+    assert report["status"] == settled
+    assert [e["providerStatus"] for e in report["events"] if e["source"] == "provider"][-2:] == [
+        "DELIVRD",
+        "DELIVRD",
+    ]
 
 
 # -- the supervisor with a fake listening provider ------------------------------------

@@ -428,6 +428,7 @@ class Dispatcher:
                 # The parts the SMSC took before a later one failed: part 1's id names
                 # the message, so that their receipts find it.
                 item["pid"] = res.provider_message_id
+                item["seg"] = res.segments
             items.append(item)
         if not items:
             return

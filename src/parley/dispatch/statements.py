@@ -81,7 +81,7 @@ WITH u AS (
                                     WHEN u.s = 'needs_review'
                                     THEN coalesce(u.pid, m.provider_message_id)
                                     ELSE m.provider_message_id END,
-         segments = CASE WHEN u.s = 'sent' THEN coalesce(u.seg, m.segments)
+         segments = CASE WHEN u.s IN ('sent', 'needs_review') THEN coalesce(u.seg, m.segments)
                          ELSE m.segments END,
          cost = CASE WHEN u.s = 'sent' THEN u.cost ELSE m.cost END,
          error_code = CASE WHEN u.s = 'sent' THEN m.error_code ELSE u.code END,

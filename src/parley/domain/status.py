@@ -179,6 +179,8 @@ def status_after_parts(current: MessageStatus, event: EventType) -> MessageStatu
     handset may hold the rest). The parts' receipts are stored on the message as evidence
     and move the parts; the message waits for the person's resolution. Staying put keeps
     invariant 4 (nothing moves backward, the result does not depend on arrival order).
+    Once a person settled it, its parts still do not move it: a message moves by its parts
+    only when every one of them is on record (inbox/message_parts.py, RECORD_SQL).
     """
     if current is MessageStatus.NEEDS_REVIEW:
         return current

@@ -72,14 +72,18 @@ WITH p AS (
     ON x.before = mp.status
   WHERE mp.message_id = %(message)s::uuid AND mp.part = %(part)s
 ), a AS (
-  SELECT {PARTS_EVENT_SQL} AS event
+  SELECT {PARTS_EVENT_SQL} AS event, count(*) AS recorded
   FROM (SELECT CASE WHEN mp.part = %(part)s THEN p.after ELSE mp.status END AS s
         FROM message_parts mp CROSS JOIN p WHERE mp.message_id = %(message)s::uuid) parts
 ), t AS (
+  -- Only a message whose every part is on record moves by its parts: one of which some
+  -- parts were never accepted (needs_review when sent, whatever a reviewer made of it
+  -- since) keeps its status; its parts' receipts are stored as its events.
   SELECT m.status AS before, coalesce(y.after, m.status) AS after
   FROM messages m CROSS JOIN a
   LEFT JOIN unnest(%(parts_event)s::text[], %(parts_from)s::text[], %(parts_to)s::text[])
-    AS y(event, before, after) ON y.event = a.event AND y.before = m.status
+    AS y(event, before, after)
+    ON y.event = a.event AND y.before = m.status AND a.recorded >= coalesce(m.segments, 0)
   WHERE m.id = %(message)s::uuid
 ), e AS (
   INSERT INTO message_events (organization_id, message_id, event_type, status_before,

@@ -264,6 +264,9 @@ class SmppProvider:
                     f"(message id {ids[0]}): {result.error_detail}"
                 ),
                 provider_message_id=ids[0],
+                # How many parts the message has: fewer are on record, so their receipts
+                # never settle it (inbox/message_parts.py).
+                segments=len(parts),
                 # Always as parts (one row at least, even for an SMSC that answers every
                 # part with the same id): a part's receipt never settles the message.
                 part_ids=tuple(ids) if len(set(ids)) > 1 else (ids[0],),
