@@ -45,6 +45,15 @@ def test_quick_run_records_every_read(tmp_path: Path) -> None:
     for figures in record["results"].values():
         assert figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
     assert {g["gate"].split(" ")[0] for g in record["gates"]} == READS
+    # The absolute budgets are gated on the higher p95 of the two quiet passes.
+    for g in record["gates"]:
+        name = g["gate"].split(" ")[0]
+        if "while dispatching" not in g["gate"]:
+            worst = max(
+                record["results"][name]["p95_ms"],
+                record["results_first_quiet_pass"][name]["p95_ms"],
+            )
+            assert g["detail"].startswith(f"p95 {worst:.2f} ms, the higher of two")
     # The same reads again while `parley worker` processes dispatch SMS, each gated
     # against its quiet p95; the dispatch must have lasted through that measurement.
     busy = record["results_while_dispatching"]
@@ -58,12 +67,16 @@ def test_quick_run_records_every_read(tmp_path: Path) -> None:
         assert figures["p95_vs_quiet"] == round(figures["p95_ms"] / baseline, 2)
     # The provider peer ran at idle priority (it stands in for the provider's machines).
     assert record["dispatch"]["peer_priority"] == "idle"
-    assert record["settled_before_quiet"]["settle_s"] >= 0
     assert {g["gate"] for g in record["gates"] if "while dispatching" in g["gate"]} == {
         f"{name} while dispatching: p95 <= 2x quiet" for name in READS
     }
-    (check,) = record["checks"]
-    assert check["check"] == "dispatch ran through the whole window" and check["passed"]
+    checks = {c["check"]: c for c in record["checks"]}
+    assert checks["dispatch ran through the whole window"]["passed"]
+    # Reported, not required of a smoke run on a shared machine: the load floor and
+    # the quiet machine before the quiet phase.
+    assert "dispatch kept >= 500 SMS/s through the window" in checks
+    assert "the machine was quiet before the quiet phase" in checks
+    assert record["dispatch"]["peer_cpu_during_window_s"] >= 0
     assert record["dispatch"]["sent_during_window"] > 0
     # The plans are recorded (their shape at 20k messages says little about 1M).
     assert record["plans"]["inbox_agent_first_page"][-1].startswith("Execution Time")

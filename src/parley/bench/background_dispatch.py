@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 from parley.bench import common, dispatch_sms
-from parley.bench.processes import PeerProcess
+from parley.bench.processes import PeerProcess, process_cpu
 from parley.storage import priority
 
 # The `dispatch-sms` workload's worker options (common.base_parser's defaults).
@@ -71,6 +71,7 @@ class BackgroundDispatch:
     _fleet: common.WorkerFleet | None = None
     _window_start: tuple[float, int] | None = None
     _cpu_at_start: float = 0.0
+    _peer_cpu_at_start: float = 0.0
 
     async def prepare(self) -> None:
         """Start the peer and seed the messages with held jobs (no clock runs yet)."""
@@ -122,6 +123,7 @@ class BackgroundDispatch:
             await asyncio.sleep(0.1)
         self._window_start = (time.perf_counter(), (await self._counts(conn))[0])
         self._cpu_at_start = self._fleet.cpu_seconds()
+        self._peer_cpu_at_start = self._peer_cpu()
 
     async def stop(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
         """End the window: what was sent during it, and whether sending lasted through it."""
@@ -143,6 +145,9 @@ class BackgroundDispatch:
                     "worker_cpu_during_window_s": round(
                         self._fleet.cpu_seconds() - self._cpu_at_start, 2
                     ),
+                    "peer_cpu_during_window_s": round(
+                        self._peer_cpu() - self._peer_cpu_at_start, 2
+                    ),
                 }
             )
         finally:
@@ -150,6 +155,10 @@ class BackgroundDispatch:
             for sql in CANCEL_LEFTOVERS:
                 await conn.execute(sql, {"org": self.organization_id})
         return self.figures
+
+    def _peer_cpu(self) -> float:
+        pid = self._peer.process.pid if self._peer is not None else None
+        return process_cpu(pid) if pid is not None else 0.0
 
     def close(self) -> None:
         if self._fleet is not None:

@@ -18,9 +18,14 @@ Gates: p95 <= 5 ms for each read, <= 10 ms for conversation lists (DB layer: the
 and its Python around it, not HTTP). Through the API (in-process ASGI, no network) the
 first inbox page and the timeline are reported too, against the 25 ms budget.
 
+Both budgets must hold in each of two quiet passes over the same samples (the first also
+warms the pages the later phase reads again).
+
 Then the same reads again while dispatch runs (bench/background_dispatch.py: `parley
-worker` processes sending SMS flat out to the Twilio API peer, on the same database);
-gate: each read's p95 <= 2x its quiet p95. `--dispatch-messages 0` skips that phase.
+worker` processes sending SMS as fast as they can to the Twilio API peer, which runs at
+idle priority in place of the provider's machines, on the same database); gate: each
+read's p95 <= 2x the lower of its two quiet p95s; checked: dispatch kept at least 500
+SMS/s through the measurement. `--dispatch-messages 0` skips that phase.
 """
 
 from __future__ import annotations
@@ -220,6 +225,17 @@ LISTS = {
 }
 # How much worse a read's p95 may be while dispatch runs (reference/performance.md).
 BUSY_FACTOR = 2.0
+# The least dispatch load the busy phase counts as "while dispatch runs": five times a
+# typical provider account's rate (Twilio's 100 messages per second).
+DISPATCH_FLOOR_PER_S = 500.0
+
+
+def worst_quiet_p95(
+    name: str, second: dict[str, dict[str, float]], first: dict[str, dict[str, float]]
+) -> float:
+    """The higher p95 of a read's two quiet passes (only the second when there is one)."""
+    p95 = second[name]["p95_ms"]
+    return max(p95, first[name]["p95_ms"]) if name in first else p95
 
 
 def budget_ms(name: str) -> float:
@@ -316,17 +332,30 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
             if dispatch is not None:
                 dispatch.close()
     record["results"] = results
+    # The absolute budgets hold for both quiet passes (the higher p95 is gated: the
+    # first pass reads colder pages than the second), the ratio below takes the lower.
     gates = [
         common.gate(
             f"{name} p95 <= {budget_ms(name):g} ms",
-            figures["p95_ms"] <= budget_ms(name),
-            f"p95 {figures['p95_ms']:.2f} ms (p50 {figures['p50_ms']:.2f}, "
-            f"p99 {figures['p99_ms']:.2f}); raw SELECT 1 p95 "
+            worst_quiet_p95(name, results, first_pass) <= budget_ms(name),
+            f"p95 {worst_quiet_p95(name, results, first_pass):.2f} ms, the higher of two "
+            f"quiet passes (second pass: p50 {figures['p50_ms']:.2f}, p95 "
+            f"{figures['p95_ms']:.2f}, p99 {figures['p99_ms']:.2f}); raw SELECT 1 p95 "
             f"{results['raw_select_1']['p95_ms']:.2f} ms",
         )
         for name, figures in results.items()
         if gated(name)
     ]
+    if "settled_before_quiet" in record:
+        settled = record["settled_before_quiet"]
+        record.setdefault("checks", []).append(
+            common.check(
+                "the machine was quiet before the quiet phase",
+                settled["busy_pct_last_window"] < processes.SETTLED_BUSY_PCT,
+                f"{settled['busy_pct_last_window']}% busy in the last 1 s sample, "
+                f"after {settled['settle_s']} s",
+            )
+        )
     record["summary"] = [
         f"{k}: p50 {v['p50_ms']:.2f} / p95 {v['p95_ms']:.2f} / p99 {v['p99_ms']:.2f} ms"
         for k, v in results.items()
@@ -350,15 +379,25 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
                         f"{results[name]['p50_ms']:.2f} ms)",
                     )
                 )
-        record["checks"] = [
-            common.check(
-                "dispatch ran through the whole window",
-                d["in_flight_at_end"] > 0 and d["sent_during_window"] > 0,
-                f"{d['sent_during_window']} sent in {d['window_s']} s "
-                f"({d['sent_per_s_during_window']:.0f} msg/s); {d['in_flight_at_end']} "
-                "still in flight at its end",
-            )
-        ]
+        record.setdefault("checks", []).extend(
+            [
+                common.check(
+                    "dispatch ran through the whole window",
+                    d["in_flight_at_end"] > 0 and d["sent_during_window"] > 0,
+                    f"{d['sent_during_window']} sent in {d['window_s']} s "
+                    f"({d['sent_per_s_during_window']:.0f} msg/s); {d['in_flight_at_end']} "
+                    "still in flight at its end",
+                ),
+                # The reads are measured against a real load, not a starved one (the
+                # peer at idle priority answers more slowly when the cores are busy).
+                common.check(
+                    f"dispatch kept >= {DISPATCH_FLOOR_PER_S:g} SMS/s through the window",
+                    d["sent_per_s_during_window"] >= DISPATCH_FLOOR_PER_S,
+                    f"{d['sent_per_s_during_window']:.0f} SMS/s (5x a typical provider "
+                    "account's 100 msg/s)",
+                ),
+            ]
+        )
         record["summary"] += [
             f"while dispatching ({d['sent_per_s_during_window']:.0f} SMS/s by "
             f"{d['workers']} workers, {d['window_s']} s):"

@@ -25,14 +25,18 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
+SETTLED_BUSY_PCT = 15.0
+
+
 async def settle(
-    max_wait_s: float = 60.0, busy_below: float = 0.15, window_s: float = 1.0
+    max_wait_s: float = 60.0, busy_below: float = SETTLED_BUSY_PCT / 100, window_s: float = 1.0
 ) -> dict[str, float]:
     """Let the machine go quiet before a measurement: write the kernel's dirty pages out
     (`sync`: a seed or checkpoint just before would otherwise be flushed, with its I/O
     wait and CPU, during the measurement) and wait until a `window_s` sample shows
-    the cores less than `busy_below` busy (at most `max_wait_s`). Returns what it
-    saw, for the record."""
+    the cores less than `busy_below` busy (at most `max_wait_s`; I/O wait counts as
+    idle, but `sync` has written out what was pending). Returns what it saw, for the
+    record (the caller checks it)."""
     started = time.perf_counter()
     await asyncio.to_thread(os.sync)
     busy = 1.0
