@@ -128,6 +128,38 @@ async def test_click_to_call_is_bridged_controlled_recorded_and_closed_by_its_lo
     assert all(e["raw"]["AccountSid"] == str(wired["account"]) for e in events)
 
 
+async def test_an_outbound_call_is_from_the_accounts_caller_id_to_the_borrower(
+    tenant, container, wired
+):
+    """Regression: a click-to-call recorded no `from`. It is the caller id the network
+    places the legs from -- the account's, as configured when the call is placed -- on
+    the calls API and the timeline; a call the gate blocks was placed from nowhere."""
+    prefs = f"/api/cases/{wired['case_id']}/communication-preferences"
+    assert (await tenant.client.put(prefs, json={"allowCalls": False})).status_code == 200
+    blocked = await place(tenant.client, wired["case_id"])
+    assert (blocked["status"], blocked["from"], blocked["to"]) == ("blocked", None, BORROWER)
+    assert (await tenant.client.put(prefs, json={"allowCalls": True})).status_code == 200
+
+    ours = "+18005550177"
+    await configure(tenant, wired["account"], from_number=ours)
+    call = await place(tenant.client, wired["case_id"])
+    assert (call["direction"], call["from"], call["to"]) == ("outbound", ours, BORROWER)
+    await until(tenant.client, call["callId"], "in_progress")
+    network = await sandbox_network(container, wired["account"])
+    (borrower_leg,) = legs(network, BORROWER)
+    assert borrower_leg.from_ == ours
+    one = await call_json(tenant.client, call["callId"])
+    assert (one["from"], one["to"]) == (ours, BORROWER)
+    r = await tenant.client.get(f"/api/borrowers/{wired['borrower_id']}/timeline")
+    assert r.status_code == 200, r.text
+    items = {i["callId"]: i for i in r.json()["items"] if i["type"] == "call"}
+    assert (items[call["callId"]]["from"], items[call["callId"]]["to"]) == (ours, BORROWER)
+    assert (items[blocked["callId"]]["from"], items[blocked["callId"]]["to"]) == (None, BORROWER)
+    r = await tenant.client.post(f"/api/calls/{call['callId']}/hangup")
+    assert r.status_code == 200, r.text
+    await until(tenant.client, call["callId"], "awaiting_log")
+
+
 async def _conference_known(container: Any, call_id: str) -> bool:
     async with container.db.pool.connection() as conn:
         cur = await conn.execute("SELECT conference_sid FROM calls WHERE id = %s", (call_id,))

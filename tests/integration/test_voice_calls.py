@@ -12,7 +12,9 @@ from parley.peers.twilio_voice import TwilioVoicePeer
 from tests.support.compliance import us_borrower
 from tests.support.live import live_api
 from tests.support.voice import (
+    CALLER_ID,
     available,
+    call_json,
     eventually,
     presence_of,
     until,
@@ -140,6 +142,28 @@ async def test_click_to_call_bridges_records_and_waits_for_its_log(tenant, conta
     assert statuses[-1] == "completed"
     assert {e["kind"] for e in events} >= {"status", "conference", "recording"}
     assert all(e["raw"] for e in events)
+
+
+async def test_an_outbound_call_is_from_our_number_to_the_borrower(tenant, container, peer, wired):
+    """Regression: a click-to-call recorded no `from`. It is the caller id the peer was
+    asked to place the borrower's leg from, on the calls API and the timeline alike."""
+    call = await place(tenant, wired["case_id"])
+    assert (call["direction"], call["from"], call["to"]) == ("outbound", CALLER_ID, BORROWER)
+    await until(tenant.client, call["callId"], "in_progress")
+    (borrower_leg,) = legs(peer, BORROWER)
+    assert borrower_leg.from_ == CALLER_ID
+    one = await call_json(tenant.client, call["callId"])
+    assert (one["from"], one["to"]) == (CALLER_ID, BORROWER)
+    (listed,) = (await tenant.client.get(f"/api/cases/{wired['case_id']}/calls")).json()["calls"]
+    assert (listed["from"], listed["to"]) == (CALLER_ID, BORROWER)
+    (mine,) = (await tenant.client.get("/api/calls", params={"agent": "me"})).json()["calls"]
+    assert (mine["from"], mine["to"]) == (CALLER_ID, BORROWER)
+    r = await tenant.client.get(f"/api/borrowers/{call['borrowerId']}/timeline")
+    assert r.status_code == 200, r.text
+    (item,) = [i for i in r.json()["items"] if i["type"] == "call"]
+    assert (item["direction"], item["from"], item["to"]) == ("outbound", CALLER_ID, BORROWER)
+    await peer.hangup(borrower_leg.sid)
+    await until(tenant.client, call["callId"], "awaiting_log")
 
 
 async def _ended(peer: TwilioVoicePeer, sid: str) -> bool:

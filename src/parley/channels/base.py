@@ -229,6 +229,12 @@ class VoiceProvider(Protocol):
     Voice API; the sandbox over a simulated network (``parley.voice.network``).
     """
 
+    @property
+    def caller_id(self) -> str:
+        """The number every call is placed from (the ``From`` of each leg it creates):
+        what the borrower sees, recorded as an outbound call's ``from``."""
+        ...
+
     def callback_url(self, path: str) -> str: ...
 
     async def create_call(

@@ -54,11 +54,15 @@ async def place(
     to: str | None,
     borrower_id: uuid.UUID | None,
     purpose: str = "collection",
+    from_address: str | None = None,
     on_allowed: Callable[[AsyncSession, Call], Awaitable[None]] | None = None,
 ) -> tuple[Call, gate.Decision]:
     """Gate and record one call attempt. `on_allowed` runs inside the same transaction
     when the gate allows the call (click-to-call sets its provider fields and makes the
-    agent busy there, so the attempt and the agent's state commit together)."""
+    agent busy there, so the attempt and the agent's state commit together).
+    `from_address` is the caller id an allowed call is placed with (click-to-call: the
+    voice account's number); it is part of the call's append-only record, so it is
+    written with the row. A blocked call is placed from nowhere: its `from` stays null."""
     if purpose not in PURPOSES - REPLY_PURPOSES:
         raise Invalid.field(
             "purpose", "must be one of " + ", ".join(sorted(PURPOSES - REPLY_PURPOSES))
@@ -93,6 +97,7 @@ async def place(
         borrower_id=borrower.id,
         contact_point_id=contact.id,
         to_address=contact.value,
+        from_address=from_address if decision.allowed else None,
         direction="outbound",
         status="placed" if decision.allowed else "blocked",
         prior_consent=attempt.prior_consent,

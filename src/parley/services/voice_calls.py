@@ -13,6 +13,10 @@ account that places calls: Twilio, or the sandbox's simulated network):
    them in the call's conference (recorded); when they answer, the borrower is dialed
    into the same conference (``services.voice_events``).
 
+Every leg is placed from the account's caller id (``VoiceProvider.caller_id``, Twilio's
+``From``): it is recorded as the call's ``from_address`` when the call is, the borrower's
+number being its ``to_address``.
+
 Every party meets in a conference, so the controls are plain Voice API operations
 (Twilio's, which the sandbox's network honours the same way): hang-up
 is ``Status=completed`` on the legs, mute is the Participants API on the agent's leg,
@@ -245,6 +249,9 @@ async def place(
     agent = await presence.require_available(session, org_id, user_id)
     endpoint = agent.endpoint
     assert endpoint is not None
+    # The number the provider places every leg from (the borrower sees it): the call's
+    # `from`, written with its record (which is append-only).
+    caller_id = (await provider_for(container, account.id)).caller_id
 
     async def connect(session: AsyncSession, call: Call) -> None:
         call.status = CallStatus.CONNECTING.value
@@ -263,6 +270,7 @@ async def place(
         to=to,
         borrower_id=borrower_id,
         purpose=purpose,
+        from_address=caller_id,
         on_allowed=connect,
     )
     if not decision.allowed:

@@ -558,7 +558,9 @@ class Call(Base):
     borrower_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("borrowers.id"))
     contact_point_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contact_points.id"))
     # Who was called: the borrower's number on an outbound call, our number (the voice
-    # account's) on an inbound one, whose caller is `from_address` (migration 0016).
+    # account's) on an inbound one, whose caller is `from_address` (migration 0016). An
+    # outbound call placed through a voice account is from that account's caller id
+    # (migration 0017); one dialed by hand, or blocked, has no `from_address`.
     to_address: Mapped[str] = mapped_column(String(32))
     from_address: Mapped[str | None] = mapped_column(String(32))
     direction: Mapped[str] = mapped_column(String(10), default="outbound")
