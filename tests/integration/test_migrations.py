@@ -93,6 +93,11 @@ def test_0016_moves_an_inbound_callers_number_to_from_address(database_url):
             "quiet": ("+18005550100", "+12125550123"),
             "out": ("+12125550123", None),
         }
+        # The call record guard is back on and covers the new column.
+        with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.RaiseException):
+            conn.execute(
+                "UPDATE calls SET from_address = '+15550000000' WHERE id = %s", (ids["heard"],)
+            )
         command.downgrade(alembic_config(url), "0015")
         assert calls() == dict.fromkeys(("heard", "quiet", "out"), ("+12125550123", None))
     finally:

@@ -220,20 +220,23 @@ async def test_inbound_call_is_from_the_borrower_to_our_number(tenant, container
     """Regression: an inbound call's `to` was the caller's own number (the webhook's
     `From`), on the calls API and the borrower's timeline alike."""
     await available(tenant.client, "client:ada")
+    # A second number of ours (not the account's caller id), so the test tells the
+    # webhook's `To` from the account fallback.
+    dialed = "+18005550111"
     inbound = await peer.place_inbound(
         hook(wired, "inbound"),
         from_=BORROWER,
-        to=CALLER_ID,
+        to=dialed,
         status_callback=hook(wired, "inbound/status"),
     )
     (call,) = (await tenant.client.get(f"/api/cases/{wired['case_id']}/calls")).json()["calls"]
-    assert (call["from"], call["to"]) == (BORROWER, CALLER_ID)
+    assert (call["from"], call["to"]) == (BORROWER, dialed)
     one = await call_json(tenant.client, call["callId"])
-    assert (one["direction"], one["from"], one["to"]) == ("inbound", BORROWER, CALLER_ID)
+    assert (one["direction"], one["from"], one["to"]) == ("inbound", BORROWER, dialed)
     r = await tenant.client.get(f"/api/borrowers/{call['borrowerId']}/timeline")
     assert r.status_code == 200, r.text
     (item,) = [i for i in r.json()["items"] if i["type"] == "call"]
-    assert (item["from"], item["to"]) == (BORROWER, CALLER_ID)
+    assert (item["from"], item["to"]) == (BORROWER, dialed)
     await peer.hangup(inbound.sid)
     await until(tenant.client, call["callId"], "awaiting_log")
 

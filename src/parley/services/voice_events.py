@@ -414,9 +414,8 @@ async def on_inbound(container: Container, account: AccountRow, cb: Callback) ->
     caller = cb.params.get("From", "")
     # The number the borrower dialed: ours (Twilio sends it as `To` and `Called`); the
     # account's own number if the webhook names none that fits.
-    ours = cb.params.get("To") or cb.params.get("Called") or ""
-    if not ours or len(ours) > 32:
-        ours = str(getattr(provider, "caller_id", "") or "")[:32]
+    candidates = (cb.params.get("To"), cb.params.get("Called"), provider.caller_id)
+    ours = next((n for n in candidates if n and len(n) <= 32), "")
     now = container.clock()
     async with container.db.session() as session:
         existing = await session.scalar(
