@@ -77,6 +77,8 @@ def test_quick_run_records_every_read(tmp_path: Path) -> None:
     assert "dispatch kept >= 500 SMS/s through the window" in checks
     assert "the machine was quiet before the quiet phase" in checks
     assert record["dispatch"]["peer_cpu_during_window_s"] >= 0
+    # No core slept through the measurements (a SCHED_IDLE busy loop per core).
+    assert record["keep_awake"].endswith("SCHED_IDLE busy loop(s)")
     assert record["dispatch"]["sent_during_window"] > 0
     # The plans are recorded (their shape at 20k messages says little about 1M).
     assert record["plans"]["inbox_agent_first_page"][-1].startswith("Execution Time")

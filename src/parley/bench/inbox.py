@@ -23,7 +23,7 @@ warms the pages the later phase reads again).
 
 Then the same reads again while dispatch runs (bench/background_dispatch.py: `parley
 worker` processes sending SMS as fast as they can to the Twilio API peer, which runs at
-idle priority in place of the provider's machines, on the same database); gate: each
+niceness 19 in place of the provider's machines, on the same database); gate: each
 read's p95 <= 2x the lower of its two quiet p95s; checked: dispatch kept at least 500
 SMS/s through the measurement. `--dispatch-messages 0` skips that phase.
 """
@@ -256,6 +256,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
     pick = [rng.randrange(1 << 30) for _ in range(n + 20)]
     dispatch = None
     first_pass: dict[str, dict[str, float]] = {}
+    awake = processes.KeepAwake(None if args.keep_awake else 0)
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         if args.dispatch_messages:
             dispatch = BackgroundDispatch(
@@ -297,6 +298,10 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
                     await conn.execute("CHECKPOINT")
                 # Nothing of the seed still being written out while the quiet phase runs.
                 record["settled_before_quiet"] = await processes.settle()
+                # From here to the end of the busy phase, no core sleeps (both phases
+                # alike): see processes.KeepAwake.
+                awake.__enter__()
+                record["keep_awake"] = awake.describe()
                 world = await inbox_reads.load_world(conn, org)
                 # Two quiet passes over the same samples. The first warms the pages
                 # (the busy phase reads the same rows again, so without it only the
@@ -329,6 +334,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
                         busy.update(await inbox_reads.through_api(container, world, n, pick))
                         record["dispatch"] = await dispatch.stop(control)
         finally:
+            awake.__exit__()
             if dispatch is not None:
                 dispatch.close()
     record["results"] = results
@@ -435,11 +441,18 @@ def main(extra: list[str]) -> int:
     )
     p.add_argument("--dispatch-workers", type=int, default=2)
     p.add_argument(
+        "--keep-awake",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run a SCHED_IDLE busy loop per core during both measurements, so that no "
+        "read pays an idle CPU's wake-up (default on)",
+    )
+    p.add_argument(
         "--dispatch-peer-priority",
         choices=("idle", "normal"),
         default="idle",
-        help="the provider peer's CPU priority: idle (SCHED_IDLE, nice 19; it stands in "
-        "for the provider's own machines) or normal",
+        help="the provider peer's CPU priority: idle (niceness 19; it stands in for the "
+        "provider's own machines) or normal",
     )
     p.add_argument(
         "--dispatch-warm-up",
