@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from parley.channels.sandbox.provider import SIGNATURE_HEADER, sign
 from parley.channels.sandbox.voice import EVENT_HEADER
@@ -274,6 +275,28 @@ async def test_an_account_without_callbacks_refuses_to_dial(tenant, container, w
     assert "callbacks_disabled" in r.json()["detail"]
     (call,) = (await tenant.client.get(f"/api/cases/{wired['case_id']}/calls")).json()["calls"]
     assert call["status"] == "failed" and call["result"] == "not_dialed"
+    assert await presence_of(tenant.client, wired["me"]["agentId"]) == "available"
+
+
+async def test_an_account_with_unusable_stored_settings_is_a_409_and_writes_nothing(
+    tenant, container, wired
+):
+    """Settings the API would refuse, written some other way (a restore, a hand edit):
+    placing a call answers 409 naming the problem, never a 500, and records no call."""
+    async with container.db.session() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE provider_accounts SET config = jsonb_set(config, '{talk_seconds}', "
+                "'\"soon\"') WHERE id = :id"
+            ),
+            {"id": wired["account"]},
+        )
+    r = await tenant.client.post(f"/api/cases/{wired['case_id']}/calls", json={})
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "talk_seconds" in r.json()["detail"]
+    calls = (await tenant.client.get(f"/api/cases/{wired['case_id']}/calls")).json()["calls"]
+    assert calls == []
     assert await presence_of(tenant.client, wired["me"]["agentId"]) == "available"
 
 

@@ -38,7 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.channels import registry
-from parley.channels.base import VoiceProvider, VoiceResponse
+from parley.channels.base import ProviderConfigError, VoiceProvider, VoiceResponse
 from parley.compliance import gate
 from parley.domain.channels import Channel
 from parley.services import activity, calls, presence
@@ -88,7 +88,10 @@ async def provider_for(container: Container, account_id: uuid.UUID) -> VoiceProv
     row = await container.providers.account(str(account_id))
     if row is None:
         raise Conflict("the call's voice account no longer exists")
-    provider = await container.providers.get(row)
+    try:
+        provider = await container.providers.get(row)
+    except ProviderConfigError as exc:  # settings written past the API's validation
+        raise Conflict(f"the voice account's settings are unusable: {exc}") from exc
     if not isinstance(provider, VoiceProvider):
         raise Conflict("the call's voice account no longer places calls")
     return provider
