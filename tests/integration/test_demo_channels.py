@@ -185,9 +185,11 @@ async def test_a_reply_on_every_channel_reaches_the_agent_live_and_a_call_needs_
             assert r.status_code == 200, r.text
             ended = await until(me, call_id, "awaiting_log")
             assert ended["awaitingLog"] is True
-            assert (await stream.seen("call.completed", callId=call_id))["status"] == (
-                "awaiting_log"
-            )
+            completed = await stream.seen("call.completed", callId=call_id)
+            assert completed["status"] == "awaiting_log"
+            # From the borrower to our number, as the calls API says.
+            assert ended["from"] and ended["to"] and ended["from"] != ended["to"]
+            assert (completed["from"], completed["to"]) == (ended["from"], ended["to"])
             r = await me.post(f"/api/calls/{call_id}/log", json={"disposition": "dispute"})
             assert r.status_code == 200, r.text
 

@@ -209,6 +209,8 @@ async def record_result(
             "caseId": str(call.case_id),
             "borrowerId": str(call.borrower_id),
             "direction": call.direction,
+            "from": call.from_address,
+            "to": call.to_address,
             "status": result,
             "durationSeconds": int((ended - placed).total_seconds()) if placed else None,
             "timestamp": ended,

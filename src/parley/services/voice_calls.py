@@ -178,6 +178,8 @@ def event_payload(call: Call, disposition: str | None = None) -> dict[str, Any]:
         "borrowerId": str(call.borrower_id),
         "status": call.status,
         "direction": call.direction,
+        "from": call.from_address,
+        "to": call.to_address,
         "agentId": str(call.agent_user_id) if call.agent_user_id else None,
         "result": call.result,
         "disposition": disposition,

@@ -40,6 +40,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "caseId",
         "borrowerId",
         "direction",
+        "from",
+        "to",
         "status",
         "durationSeconds",
         "disposition",

@@ -58,3 +58,20 @@ def test_encode_restores_documented_order_after_jsonb_reordering():
     shuffled = dict(sorted(body.items()))
     assert payloads.encode(shuffled) == payloads.encode(body)
     assert list(orjson.loads(payloads.encode(shuffled)))[:2] == ["event", "callId"]
+
+
+def test_call_completed_says_who_called_whom():
+    data = {
+        "callId": "k",
+        "caseId": "c",
+        "borrowerId": "b",
+        "direction": "inbound",
+        "from": "+12125550123",
+        "to": "+18005550100",
+        "status": "awaiting_log",
+        "agentId": "internal",
+    }
+    body = payloads.build("call.completed", data, NOW)
+    assert list(body)[:7] == ["event", "callId", "caseId", "borrowerId", "direction", "from", "to"]
+    assert (body["from"], body["to"]) == ("+12125550123", "+18005550100")
+    assert "agentId" not in body  # not a published field
