@@ -30,7 +30,8 @@ def test_models_and_migrations_agree(database_url):
     assert ours == []
 
 
-OLD_INBOUND = """
+# An organization, a borrower with a phone, a case and a Twilio voice account.
+OLD_WORLD = """
 INSERT INTO organizations (id, name, default_locale, default_timezone)
   VALUES (%(org)s, 'Org', 'en_US', 'UTC');
 INSERT INTO borrowers (id, organization_id, first_name, last_name, do_not_contact)
@@ -44,6 +45,11 @@ INSERT INTO provider_accounts (id, organization_id, name, provider, channel, con
                                is_default, enabled)
   VALUES (%(pa)s, %(org)s, 'voice', 'twilio', 'voice', '{"from_number": "+18005550100"}',
           '{}', true, true);
+"""
+
+OLD_INBOUND = (
+    OLD_WORLD
+    + """
 INSERT INTO calls (id, organization_id, case_id, borrower_id, contact_point_id, to_address,
                    direction, status, prior_consent, purpose, provider_account_id)
   VALUES (%(heard)s, %(org)s, %(case)s, %(b)s, %(cp)s, '+12125550123', 'inbound',
@@ -59,6 +65,7 @@ INSERT INTO call_events (organization_id, call_id, kind, call_sid, occurred_at, 
   VALUES (%(org)s, %(heard)s, 'status', 'CA1', now(), 'k1', true,
           '{"CallSid": "CA1", "From": "+12125550123", "To": "+18005550199"}');
 """
+)
 
 
 def test_0016_moves_an_inbound_callers_number_to_from_address(database_url):
@@ -105,20 +112,9 @@ def test_0016_moves_an_inbound_callers_number_to_from_address(database_url):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-OLD_OUTBOUND = """
-INSERT INTO organizations (id, name, default_locale, default_timezone)
-  VALUES (%(org)s, 'Org', 'en_US', 'UTC');
-INSERT INTO borrowers (id, organization_id, first_name, last_name, do_not_contact)
-  VALUES (%(b)s, %(org)s, 'Pat', 'Doe', false);
-INSERT INTO contact_points (id, organization_id, borrower_id, kind, value, source, is_primary)
-  VALUES (%(cp)s, %(org)s, %(b)s, 'phone', '+12125550123', 'import', true);
-INSERT INTO cases (id, organization_id, case_number, creditor, original_amount,
-                   outstanding_amount, currency, status)
-  VALUES (%(case)s, %(org)s, 'C-1', 'Bank', 10, 10, 'USD', 'open');
-INSERT INTO provider_accounts (id, organization_id, name, provider, channel, config, secrets,
-                               is_default, enabled)
-  VALUES (%(pa)s, %(org)s, 'voice', 'twilio', 'voice', '{"from_number": "+18005550100"}',
-          '{}', true, true);
+OLD_OUTBOUND = (
+    OLD_WORLD
+    + """
 INSERT INTO calls (id, organization_id, case_id, borrower_id, contact_point_id, to_address,
                    from_address, direction, status, prior_consent, purpose,
                    provider_account_id)
@@ -150,6 +146,7 @@ INSERT INTO call_events (organization_id, call_id, kind, call_sid, occurred_at, 
          (%(org)s, %(inbound)s, 'status', 'CA4', now(), 'k5', true,
           '{"CallSid": "CA4", "From": "+12125550123", "To": "+18005550100"}');
 """
+)
 
 
 def test_0017_fills_an_outbound_calls_from_with_the_number_it_was_placed_from(database_url):

@@ -56,6 +56,17 @@ async def settle(
     }
 
 
+# Spins until its parent is gone (a bench killed without running its cleanup must not
+# leave busy loops behind): the parent is checked every million iterations (~20 ms).
+_BUSY_LOOP = """
+import os, sys
+parent = int(sys.argv[1])  # not getppid() here: the parent may be gone already
+while os.getppid() == parent:
+    for _ in range(1_000_000):
+        pass
+"""
+
+
 class KeepAwake:
     """One busy loop per core at Linux SCHED_IDLE (niceness 19) while a latency
     measurement runs: the cores never go idle, so a read is not charged the wake-up of
@@ -73,7 +84,7 @@ class KeepAwake:
         from parley.storage import priority
 
         for _ in range(self.count):
-            proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            proc = subprocess.Popen([sys.executable, "-c", _BUSY_LOOP, str(os.getpid())])
             self.procs.append(proc)
             try:
                 priority.lower_process(proc.pid, 19, idle=True)
