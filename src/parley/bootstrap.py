@@ -80,6 +80,15 @@ def build_job_app(db: Database) -> procrastinate.App:
     return app
 
 
+def worker_cpus(settings: Settings) -> frozenset[int] | None:
+    """The CPUs a standalone worker is confined to (`PARLEY_WORKER_CPUS`), or None."""
+    if not settings.worker_cpus:
+        return None
+    from parley.storage.priority import usable_cpus
+
+    return usable_cpus(settings.worker_cpus)
+
+
 async def create_container(
     settings: Settings | None = None,
     *,
@@ -98,8 +107,11 @@ async def create_container(
     db = Database.create(
         url,
         pool_size=settings.db_pool_size,
-        backend_nice=settings.worker_nice if lowered else 0,
+        backend_nice=settings.worker_nice
+        if lowered and settings.worker_priority != "normal"
+        else 0,
         backend_idle=lowered and settings.worker_priority == "idle",
+        backend_cpus=worker_cpus(settings) if lowered else None,
     )
     await db.open()
     jobs = build_job_app(db)

@@ -41,11 +41,22 @@ def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) 
     # Measured: an inbox read's p95 was 3-6x its quiet value while dispatch kept both
     # cores of a 2-core host busy; reads should not wait behind bulk sends. A standalone
     # worker, and its backends on a local PostgreSQL, run at lower CPU priority.
-    lowered = worker and not api and settings.worker_priority != "normal"
+    # PARLEY_WORKER_CPUS confines it (and those backends) to some CPUs, leaving the rest
+    # to the API: priority alone still lets bulk work take turns on every core.
+    lowered = (
+        worker and not api and (settings.worker_priority != "normal" or bool(settings.worker_cpus))
+    )
     if lowered:
+        from parley.bootstrap import worker_cpus
         from parley.storage.priority import lower_process
 
-        lower_process(0, settings.worker_nice, settings.worker_priority == "idle")
+        try:
+            cpus = worker_cpus(settings)
+        except ValueError as exc:
+            print(f"parley: {exc}", file=sys.stderr)
+            return 2
+        nice = settings.worker_nice if settings.worker_priority != "normal" else 0
+        lower_process(0, nice, settings.worker_priority == "idle", cpus)
 
     async def main(container):  # type: ignore[no-untyped-def]
         if getattr(args, "demo", False):

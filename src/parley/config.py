@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,20 @@ class Settings(BaseSettings):
     # normal: as is; nice: worker_nice; idle: worker_nice and Linux SCHED_IDLE (bulk
     # sending gets only the CPU nothing else wants). Its local database backends too.
     worker_priority: Literal["normal", "nice", "idle"] = "nice"
+    # A `parley worker` and its local database backends run only on these CPUs ("1",
+    # "2-3", "0,2"), leaving the others to the API (storage/priority.py). Unset: any CPU.
+    worker_cpus: str | None = None
+
+    @field_validator("worker_cpus")
+    @classmethod
+    def _cpu_list(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from parley.storage.priority import parse_cpu_list
+
+        parse_cpu_list(value)  # the format; availability is checked where it is applied
+        return value.strip()
+
     # How often an idle worker looks for jobs that became due (retries, scheduled sends).
     job_poll_seconds: float = 0.5
     # Bulk sends are split into jobs of this many messages (one job, many message ids).

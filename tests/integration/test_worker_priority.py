@@ -4,6 +4,9 @@ is on this host (storage/priority.py); nobody else's backend is touched."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -79,3 +82,76 @@ def test_only_a_server_on_this_host_is_considered() -> None:
         assert priority.is_local_host(host), host
     for host in ("db.internal.example", "10.0.0.5", "2001:db8::1"):
         assert not priority.is_local_host(host), host
+
+
+def _last_cpu_or_fail() -> int:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip(f"SKIPPED LOUDLY: confining to one CPU needs two; this process has {cpus}")
+    return cpus[-1]
+
+
+@pytest.mark.usefixtures("may_lower_postgres")
+async def test_worker_cpus_confine_its_backends_and_nobody_elses(database_url: str) -> None:
+    cpu = _last_cpu_or_fail()
+    worker = Database.create(database_url, pool_size=1, backend_cpus=frozenset({cpu}))
+    api = Database.create(database_url, pool_size=1)
+    await worker.open()
+    await api.open()
+    try:
+        async with worker.pool.connection() as w, api.pool.connection() as a:
+            worker_pid, api_pid = await _backend_pid(w), await _backend_pid(a)
+            assert os.sched_getaffinity(worker_pid) == {cpu}
+            assert len(os.sched_getaffinity(api_pid)) > 1  # the API's backends may use any
+            assert _niceness(worker_pid) == 0  # confined, not lowered: they are separate
+    finally:
+        await worker.close()
+        await api.close()
+
+
+def test_a_cpu_list_is_read_as_linux_writes_it() -> None:
+    assert priority.parse_cpu_list("1") == {1}
+    assert priority.parse_cpu_list("2-3") == {2, 3}
+    assert priority.parse_cpu_list("0, 2-4") == {0, 2, 3, 4}
+    for bad in ("", "one", "3-1", "1-", "-2", "1;2"):
+        with pytest.raises(ValueError):
+            priority.parse_cpu_list(bad)
+
+
+def test_cpus_this_process_cannot_use_are_refused_by_name() -> None:
+    missing = max(os.sched_getaffinity(0)) + 1
+    with pytest.raises(ValueError, match=f"CPU\\(s\\) {missing} are not available"):
+        priority.usable_cpus(f"0,{missing}")
+    assert priority.usable_cpus("0") == {0} or 0 not in os.sched_getaffinity(0)
+
+
+def test_the_setting_is_validated_where_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from parley.config import Settings
+
+    monkeypatch.setenv("PARLEY_WORKER_CPUS", "first")
+    with pytest.raises(ValidationError, match="not a CPU list"):
+        Settings()
+    monkeypatch.setenv("PARLEY_WORKER_CPUS", " 1 ")
+    assert Settings().worker_cpus == "1"
+
+
+def test_a_worker_asked_for_missing_cpus_says_so_and_exits_2(tmp_path: Path) -> None:
+    missing = max(os.sched_getaffinity(0)) + 1
+    env = {
+        **os.environ,
+        "PARLEY_WORKER_CPUS": str(missing),
+        # Never reached: the setting is checked before anything connects.
+        "PARLEY_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "parley.cli", "worker"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"PARLEY_WORKER_CPUS={missing}: CPU(s) {missing} are not available" in done.stderr

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,12 @@ class BackgroundDispatch:
     log_dir: Path
     seed: int = 7
     peer_priority: str = "idle"
+    # Per-second rate limit of the provider account (None: unlimited, as fast as the
+    # workers can send).
+    rate: float | None = None
+    # CPUs the workers (PARLEY_WORKER_CPUS, their local backends with them) and the peer
+    # are confined to; None: any CPU.
+    cpus: str | None = None
     organization_id: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
     _peer: PeerProcess | None = None
@@ -90,6 +97,14 @@ class BackgroundDispatch:
             except OSError as exc:  # recorded, not hidden: the figures differ
                 applied = f"normal (could not lower it: {exc})"
         self.figures["peer_priority"] = applied
+        self.figures["cpus"] = self.cpus
+        if self.cpus:
+            # The peer stands in for the provider's own machines: kept off the CPUs the
+            # API is left, beside the workers it answers.
+            pid = self._peer.process.pid
+            assert pid is not None
+            os.sched_setaffinity(pid, priority.parse_cpu_list(self.cpus))
+        self.figures["account_rate_per_s"] = self.rate
         started = time.perf_counter()
         self.organization_id = (
             await dispatch_sms.seed_accounts(
@@ -97,7 +112,7 @@ class BackgroundDispatch:
                 self._peer.info["base_url"],
                 [(SID, self.count)],
                 WORKER_OPTIONS.batch_size,
-                None,
+                self.rate,
                 None,
                 max(1, dispatch_sms.RAW_CONCURRENCY // self.workers),
             )
@@ -110,9 +125,10 @@ class BackgroundDispatch:
         from parley.bench.seed import release
 
         url = self.container.db.url
-        self._fleet = common.WorkerFleet(
-            url, self.workers, common.worker_env(WORKER_OPTIONS), self.log_dir
-        )
+        env = common.worker_env(WORKER_OPTIONS)
+        if self.cpus:
+            env["PARLEY_WORKER_CPUS"] = self.cpus
+        self._fleet = common.WorkerFleet(url, self.workers, env, self.log_dir)
         self._fleet.warm()
         self._fleet.start()
         await common.wait_for_workers(conn, self.workers, self._fleet, 120)

@@ -230,6 +230,21 @@ BUSY_FACTOR = 2.0
 DISPATCH_FLOOR_PER_S = 500.0
 
 
+def dispatch_cpus(choice: str) -> str | None:
+    """`--dispatch-cpus` as a CPU list, or None for any CPU."""
+    import os
+
+    if choice == "any":
+        return None
+    if choice == "auto":
+        available = sorted(os.sched_getaffinity(0))
+        return str(available[-1]) if len(available) >= 2 else None
+    from parley.storage.priority import usable_cpus
+
+    usable_cpus(choice)  # raises ValueError
+    return choice
+
+
 def worst_quiet_p95(
     name: str, second: dict[str, dict[str, float]], first: dict[str, dict[str, float]]
 ) -> float:
@@ -266,6 +281,8 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
                 Path(tmp),
                 args.seed,
                 peer_priority=args.dispatch_peer_priority,
+                rate=args.dispatch_rate or None,
+                cpus=args.dispatch_cpus,
             )
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -441,6 +458,21 @@ def main(extra: list[str]) -> int:
     )
     p.add_argument("--dispatch-workers", type=int, default=2)
     p.add_argument(
+        "--dispatch-cpus",
+        default="auto",
+        help="CPUs the dispatch workers (PARLEY_WORKER_CPUS, with their backends) and "
+        "the peer run on: a CPU list, 'auto' (the last CPU, when there are two or more: "
+        "the rest is left to the reads, as docs/deployment.md advises on a small host) "
+        "or 'any'",
+    )
+    p.add_argument(
+        "--dispatch-rate",
+        type=float,
+        default=0,
+        help="the provider account's rate limit in SMS/s (0: none, send as fast as the "
+        "workers can)",
+    )
+    p.add_argument(
         "--keep-awake",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -461,6 +493,10 @@ def main(extra: list[str]) -> int:
         help="the second measurement starts once this many of them are sent",
     )
     args = p.parse_args(extra)
+    try:
+        args.dispatch_cpus = dispatch_cpus(args.dispatch_cpus)
+    except ValueError as exc:
+        p.error(f"--dispatch-cpus: {exc}")
     if args.quick:
         args.messages, args.borrowers, args.calls, args.iterations = 20_000, 2_000, 2_000, 50
         args.dispatch_messages = min(args.dispatch_messages, 20_000)

@@ -49,13 +49,13 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
 
 
 def _configure_lowered(
-    nice: int, idle: bool
+    nice: int, idle: bool, cpus: frozenset[int] | None
 ) -> Callable[[psycopg.AsyncConnection], Awaitable[None]]:
     """`_configure`, then the backend lowered like its worker (storage/priority.py)."""
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await _configure(conn)
-        await priority.lower_backend(conn, nice, idle)
+        await priority.lower_backend(conn, nice, idle, cpus)
 
     return configure
 
@@ -89,13 +89,19 @@ class Database:
 
     @classmethod
     def create(
-        cls, url: str, *, pool_size: int = 10, backend_nice: int = 0, backend_idle: bool = False
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        backend_nice: int = 0,
+        backend_idle: bool = False,
+        backend_cpus: frozenset[int] | None = None,
     ) -> Database:
-        """`backend_nice` / `backend_idle` (a standalone worker's): the pooled
-        connections' backends are lowered like the worker when PostgreSQL runs on this
-        host (storage/priority.py)."""
+        """`backend_nice` / `backend_idle` / `backend_cpus` (a standalone worker's): the
+        pooled connections' backends are lowered (and confined) like the worker when
+        PostgreSQL runs on this host (storage/priority.py)."""
         url = libpq_url(url)
-        lowered = backend_nice > 0 or backend_idle
+        lowered = backend_nice > 0 or backend_idle or bool(backend_cpus)
         engine = create_async_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,
@@ -110,7 +116,9 @@ class Database:
             open=False,
             # Autocommit set per connection rather than in `kwargs`: Procrastinate opens
             # its LISTEN connection with the pool's kwargs plus its own autocommit=True.
-            configure=_configure_lowered(backend_nice, backend_idle) if lowered else _configure,
+            configure=_configure_lowered(backend_nice, backend_idle, backend_cpus)
+            if lowered
+            else _configure,
             check=_check_if_idle,
             reset=_mark_returned,
         )

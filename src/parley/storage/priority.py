@@ -19,6 +19,14 @@ nothing to do.
 
 Two levels (`PARLEY_WORKER_PRIORITY`): `nice` (niceness `PARLEY_WORKER_NICE`) and
 `idle` (Linux SCHED_IDLE: run only on CPU time nothing else wants).
+
+Priority decides who runs first, not where: on a 2-core host both cores still take turns
+at bulk work, and an agent's read that wakes on a core busy with a send batch waits (the
+inbox benchmark measured p95 reads at 2.5-5x their quiet value with dispatch at nice 5
+or SCHED_IDLE, even rate-limited to 200 SMS/s). `PARLEY_WORKER_CPUS` confines the worker
+and its local backends to a set of CPUs (Linux `sched_setaffinity`), leaving the others
+to the API and its backends: the same partitioning a systemd `CPUAffinity=` or a cgroup
+cpuset gives, done by the worker itself because its backends are PostgreSQL's processes.
 """
 
 from __future__ import annotations
@@ -36,13 +44,53 @@ _LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
 _warned: list[bool] = []
 
 
-def lower_process(pid: int, nice: int, idle: bool) -> None:
-    """Give process `pid` (0: this one) at least niceness `nice`, and SCHED_IDLE if
-    `idle`. Raises OSError where the OS refuses."""
+def lower_process(pid: int, nice: int, idle: bool, cpus: frozenset[int] | None = None) -> None:
+    """Give process `pid` (0: this one) at least niceness `nice`, SCHED_IDLE if `idle`,
+    and confine it to `cpus` if given. Raises OSError where the OS refuses."""
     if os.getpriority(os.PRIO_PROCESS, pid) < nice:
         os.setpriority(os.PRIO_PROCESS, pid, nice)
     if idle and hasattr(os, "SCHED_IDLE"):
         os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+    if cpus:
+        os.sched_setaffinity(pid, cpus)
+
+
+def parse_cpu_list(text: str) -> frozenset[int]:
+    """A CPU list as Linux writes one ("1", "2-3", "0,2-3"). Raises ValueError."""
+    cpus: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"not a CPU list: {text!r} (e.g. 1, 2-3 or 0,2-3)")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise ValueError(f"not a CPU list: {text!r} ({part} runs backwards)")
+        cpus.update(range(first, last + 1))
+    if not cpus:
+        raise ValueError("an empty CPU list")
+    return frozenset(cpus)
+
+
+def usable_cpus(text: str) -> frozenset[int]:
+    """`parse_cpu_list`, checked against the CPUs this process may run on (a worker
+    confined to CPUs it cannot use would fail at its first `sched_setaffinity`, or, given
+    some it can, silently run on fewer than asked). Raises ValueError naming both."""
+    cpus = parse_cpu_list(text)
+    available = frozenset(os.sched_getaffinity(0))
+    if not cpus <= available:
+        raise ValueError(
+            f"PARLEY_WORKER_CPUS={text}: CPU(s) {_format(cpus - available)} are not "
+            f"available here (this process may use {_format(available)})"
+        )
+    if cpus == available:
+        log.info("PARLEY_WORKER_CPUS=%s names every CPU available: nothing is reserved", text)
+    return cpus
+
+
+def _format(cpus: frozenset[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
 
 
 def is_local_host(host: str | None) -> bool:
@@ -83,9 +131,11 @@ def is_backend_of(pid: int, conn: psycopg.AsyncConnection) -> bool:
     return f"({port})" in title
 
 
-async def lower_backend(conn: psycopg.AsyncConnection, nice: int, idle: bool) -> bool:
-    """Lower this connection's backend like the worker, if it is on this host and the OS
-    allows it. True if it was."""
+async def lower_backend(
+    conn: psycopg.AsyncConnection, nice: int, idle: bool, cpus: frozenset[int] | None = None
+) -> bool:
+    """Lower (and confine to `cpus`) this connection's backend like the worker, if it is
+    on this host and the OS allows it. True if it was."""
     if not is_local(conn):
         return False
     cur = await conn.execute("SELECT pg_backend_pid()")
@@ -94,7 +144,7 @@ async def lower_backend(conn: psycopg.AsyncConnection, nice: int, idle: bool) ->
     if not pid or not is_backend_of(pid, conn):
         return False
     try:
-        lower_process(pid, nice, idle)
+        lower_process(pid, nice, idle, cpus)
     except OSError as exc:
         if not _warned:
             _warned.append(True)

@@ -1,0 +1,33 @@
+"""`parley bench dispatch-*` rounds (bench/common.rounds): each Parley run is compared
+with the better raw run beside it, and the median round is the figure."""
+
+from __future__ import annotations
+
+from parley.bench.common import ratio_gate, rounds
+
+
+def _runs(*figures: float) -> list[dict[str, float]]:
+    return [{"sent_per_s": f} for f in figures]
+
+
+def test_each_round_takes_the_better_raw_beside_it_and_the_median_round_counts() -> None:
+    raws = _runs(100, 80, 120, 90)  # raw, P1, raw, P2, raw, P3, raw
+    parleys = _runs(50, 30, 54)
+    table = rounds(raws, parleys)
+    assert [r["raw"] for r in table["rounds"]] == [100, 120, 120]
+    assert [r["ratio"] for r in table["rounds"]] == [0.5, 0.25, 0.45]
+    assert table["median_round"] == 2  # 0.45 sits between 0.25 and 0.5
+    assert table["raws"] == _runs(120, 90)
+    record: dict[str, object] = {}
+    verdict = ratio_gate(record, table["raws"], parleys[2], rounds=table["rounds"])
+    assert not verdict["passed"] and record["ratio"] == 0.45
+    assert "median of 3 rounds" in verdict["detail"]
+
+
+def test_an_even_count_takes_the_lower_middle_round_and_one_round_is_as_before() -> None:
+    table = rounds(_runs(100, 100, 100), _runs(60, 40))
+    assert table["median_round"] == 1  # ratios 0.6 and 0.4: the lower one
+    single = rounds(_runs(100, 200), _runs(90))  # raw before and after one Parley run
+    assert single["rounds"][0]["ratio"] == 0.45 and single["raws"] == _runs(100, 200)
+    lone = rounds(_runs(100), _runs(90))  # --raw-runs 1: no raw run after it
+    assert lone["rounds"][0]["raw_runs_beside"] == [100]
