@@ -18,6 +18,7 @@ from parley.config import Settings
 from parley.dispatch.providers import ProviderCache
 from parley.storage import embedded
 from parley.storage.db import Database
+from parley.storage.priority import Placement
 
 if TYPE_CHECKING:
     from parley.dispatch.ratelimit import Pacers
@@ -73,20 +74,27 @@ def build_job_app(db: Database) -> procrastinate.App:
     from parley.dispatch.jobs import make_blueprint
 
     app = procrastinate.App(
-        connector=procrastinate.PsycopgConnector(),
+        # `configure` reaches the LISTEN connection Procrastinate opens beside the pool:
+        # a worker's is placed like the pool's (storage/priority.py).
+        connector=procrastinate.PsycopgConnector(configure=db.configure),
         import_paths=["parley.dispatch.jobs"],
     )
     app.add_tasks_from(make_blueprint(), namespace="parley")
     return app
 
 
-def worker_cpus(settings: Settings) -> frozenset[int] | None:
-    """The CPUs a standalone worker is confined to (`PARLEY_WORKER_CPUS`), or None."""
-    if not settings.worker_cpus:
-        return None
+def worker_placement(settings: Settings) -> Placement:
+    """A standalone worker's niceness, scheduling class and CPUs (`PARLEY_WORKER_NICE`,
+    `PARLEY_WORKER_PRIORITY`, `PARLEY_WORKER_CPUS`). Raises ValueError for CPUs this
+    process may not use."""
     from parley.storage.priority import usable_cpus
 
-    return usable_cpus(settings.worker_cpus)
+    lowered = settings.worker_priority != "normal"
+    return Placement(
+        nice=settings.worker_nice if lowered else 0,
+        idle=settings.worker_priority == "idle",
+        cpus=usable_cpus(settings.worker_cpus) if settings.worker_cpus else None,
+    )
 
 
 async def create_container(
@@ -94,10 +102,10 @@ async def create_container(
     *,
     migrate: bool = True,
     clock: Callable[[], datetime] = utcnow,
-    lowered: bool = False,
+    placement: Placement | None = None,
 ) -> Container:
-    """`lowered`: a standalone worker's, whose local database backends run at the
-    worker's lower CPU priority too (storage/priority.py)."""
+    """`placement`: a standalone worker's (`worker_placement`), whose backends on a
+    local PostgreSQL are lowered and confined like it (storage/priority.py)."""
     settings = settings or Settings()
     url, server = resolve_database_url(settings)
     if migrate:
@@ -107,11 +115,9 @@ async def create_container(
     db = Database.create(
         url,
         pool_size=settings.db_pool_size,
-        backend_nice=settings.worker_nice
-        if lowered and settings.worker_priority != "normal"
-        else 0,
-        backend_idle=lowered and settings.worker_priority == "idle",
-        backend_cpus=worker_cpus(settings) if lowered else None,
+        backend_nice=placement.nice if placement else 0,
+        backend_idle=bool(placement and placement.idle),
+        backend_cpus=placement.cpus if placement else None,
     )
     await db.open()
     jobs = build_job_app(db)

@@ -19,13 +19,30 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["port"] = args.port
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
-    return Settings(**overrides)
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        # One line per bad setting, named as it is set (the environment variable), not
+        # a traceback.
+        for error in exc.errors():
+            name = "PARLEY_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"parley: {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
-async def _with_container(settings: Settings, fn, *, migrate: bool = True, lowered: bool = False):  # type: ignore[no-untyped-def]
+async def _with_container(settings: Settings, fn, *, migrate: bool = True, placement=None):  # type: ignore[no-untyped-def]
     from parley.bootstrap import create_container
 
-    container = await create_container(settings, migrate=migrate, lowered=lowered)
+    container = await create_container(settings, migrate=migrate, placement=placement)
+    if placement:
+        # Only now: an embedded PostgreSQL this worker started is its child and would
+        # have inherited a lower priority and the worker's CPUs (and so would every
+        # backend of it, an API's included).
+        from parley.storage.priority import place_process
+
+        place_process(0, placement)
     try:
         return await fn(container)
     finally:
@@ -40,23 +57,24 @@ def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) 
     settings = _settings(args)
     # Measured: an inbox read's p95 was 3-6x its quiet value while dispatch kept both
     # cores of a 2-core host busy; reads should not wait behind bulk sends. A standalone
-    # worker, and its backends on a local PostgreSQL, run at lower CPU priority.
-    # PARLEY_WORKER_CPUS confines it (and those backends) to some CPUs, leaving the rest
-    # to the API: priority alone still lets bulk work take turns on every core.
-    lowered = (
-        worker and not api and (settings.worker_priority != "normal" or bool(settings.worker_cpus))
-    )
-    if lowered:
-        from parley.bootstrap import worker_cpus
-        from parley.storage.priority import lower_process
+    # worker, and its backends on a local PostgreSQL, run at lower CPU priority, and
+    # PARLEY_WORKER_CPUS confines them to some CPUs, leaving the rest to the API:
+    # priority alone still lets bulk work take turns on every core.
+    placement = None
+    if worker and not api:
+        from parley.bootstrap import worker_placement
 
         try:
-            cpus = worker_cpus(settings)
+            placement = worker_placement(settings)
         except ValueError as exc:
             print(f"parley: {exc}", file=sys.stderr)
             return 2
-        nice = settings.worker_nice if settings.worker_priority != "normal" else 0
-        lower_process(0, nice, settings.worker_priority == "idle", cpus)
+    elif worker and settings.worker_cpus:
+        print(
+            "parley: PARLEY_WORKER_CPUS applies to `parley worker` only; `parley run` "
+            "serves the API from the same process and runs on every CPU",
+            file=sys.stderr,
+        )
 
     async def main(container):  # type: ignore[no-untyped-def]
         if getattr(args, "demo", False):
@@ -70,7 +88,7 @@ def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) 
         print(f"Parley {what}{where} ({db}); Ctrl-C stops.", flush=True)
         await serve(container, api=api, worker=worker)
 
-    asyncio.run(_with_container(settings, main, lowered=lowered))
+    asyncio.run(_with_container(settings, main, placement=placement))
     return 0
 
 

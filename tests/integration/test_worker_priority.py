@@ -92,21 +92,22 @@ def _last_cpu_or_fail() -> int:
 
 
 @pytest.mark.usefixtures("may_lower_postgres")
-async def test_worker_cpus_confine_its_backends_and_nobody_elses(database_url: str) -> None:
+async def test_worker_cpus_confine_the_pools_and_the_engines_backends(database_url: str) -> None:
+    from sqlalchemy import text
+
     cpu = _last_cpu_or_fail()
     worker = Database.create(database_url, pool_size=1, backend_cpus=frozenset({cpu}))
-    api = Database.create(database_url, pool_size=1)
     await worker.open()
-    await api.open()
     try:
-        async with worker.pool.connection() as w, api.pool.connection() as a:
-            worker_pid, api_pid = await _backend_pid(w), await _backend_pid(a)
-            assert os.sched_getaffinity(worker_pid) == {cpu}
-            assert len(os.sched_getaffinity(api_pid)) > 1  # the API's backends may use any
-            assert _niceness(worker_pid) == 0  # confined, not lowered: they are separate
+        async with worker.pool.connection() as w:
+            pooled = await _backend_pid(w)
+        async with worker.session() as session:  # the ORM's connections (services)
+            orm = int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        assert os.sched_getaffinity(pooled) == {cpu}
+        assert os.sched_getaffinity(orm) == {cpu}
+        assert _niceness(pooled) == 0  # confined, not lowered: they are separate
     finally:
         await worker.close()
-        await api.close()
 
 
 def test_a_cpu_list_is_read_as_linux_writes_it() -> None:
@@ -122,7 +123,10 @@ def test_cpus_this_process_cannot_use_are_refused_by_name() -> None:
     missing = max(os.sched_getaffinity(0)) + 1
     with pytest.raises(ValueError, match=f"CPU\\(s\\) {missing} are not available"):
         priority.usable_cpus(f"0,{missing}")
-    assert priority.usable_cpus("0") == {0} or 0 not in os.sched_getaffinity(0)
+    first = min(os.sched_getaffinity(0))
+    assert priority.usable_cpus(str(first)) == {first}
+    with pytest.raises(ValueError, match="past 8191"):
+        priority.parse_cpu_list("0-4000000000")
 
 
 def test_the_setting_is_validated_where_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,3 +159,19 @@ def test_a_worker_asked_for_missing_cpus_says_so_and_exits_2(tmp_path: Path) -> 
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"PARLEY_WORKER_CPUS={missing}: CPU(s) {missing} are not available" in done.stderr
+
+
+def test_a_malformed_cpu_list_stops_the_worker_with_a_line_naming_it(tmp_path: Path) -> None:
+    env = {**os.environ, "PARLEY_WORKER_CPUS": "first", "PARLEY_PORT": "eighty"}
+    done = subprocess.run(
+        [sys.executable, "-m", "parley.cli", "worker"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "parley: PARLEY_WORKER_CPUS: Value error, not a CPU list: 'first'" in done.stderr
+    assert "parley: PARLEY_PORT: " in done.stderr  # every bad setting, one line each

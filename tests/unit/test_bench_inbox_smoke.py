@@ -67,10 +67,22 @@ def test_quick_run_records_every_read(tmp_path: Path) -> None:
         assert figures["p95_vs_quiet"] == round(figures["p95_ms"] / baseline, 2)
     # The provider peer ran at idle priority (it stands in for the provider's machines).
     assert record["dispatch"]["peer_priority"] == "idle"
-    assert {g["gate"] for g in record["gates"] if "while dispatching" in g["gate"]} == {
-        f"{name} while dispatching: p95 <= 2x quiet" for name in READS
-    }
+    # Dispatch ran on the last CPU (the default `--dispatch-cpus auto` on 2+ CPUs), as
+    # the gates say; the OS confirms the workers, their backends and the peer are there.
     checks = {c["check"]: c for c in record["checks"]}
+    if len(os.sched_getaffinity(0)) >= 2:
+        cpu = str(max(os.sched_getaffinity(0)))
+        assert record["dispatch"]["cpus"] == cpu
+        where = f" on CPU {cpu} (PARLEY_WORKER_CPUS)"
+        placement = record["dispatch"]["placement"]
+        assert placement["wanted"] == [int(cpu)] and len(placement["worker_backends"]) >= 2
+        assert checks[f"dispatch ran where asked: CPU {cpu}"]["passed"], placement
+    else:  # one CPU: nothing to leave to the reads
+        assert record["dispatch"]["cpus"] is None
+        where = ""
+    assert {g["gate"] for g in record["gates"] if "while dispatching" in g["gate"]} == {
+        f"{name} while dispatching{where}: p95 <= 2x quiet" for name in READS
+    }
     assert checks["dispatch ran through the whole window"]["passed"]
     # Reported, not required of a smoke run on a shared machine: the load floor and
     # the quiet machine before the quiet phase.

@@ -1,4 +1,4 @@
-"""`parley bench dispatch-*` rounds (bench/common.rounds): each Parley run is compared
+"""`parley bench dispatch-sms` rounds (bench/common.rounds): each Parley run is compared
 with the better raw run beside it, and the median round is the figure."""
 
 from __future__ import annotations
@@ -22,6 +22,20 @@ def test_each_round_takes_the_better_raw_beside_it_and_the_median_round_counts()
     verdict = ratio_gate(record, table["raws"], parleys[2], rounds=table["rounds"])
     assert not verdict["passed"] and record["ratio"] == 0.45
     assert "median of 3 rounds" in verdict["detail"]
+
+
+def test_a_slow_raw_run_beside_some_rounds_is_visible_in_the_record() -> None:
+    # One fast raw run, then a slow machine: two of three rounds pass against their own
+    # neighbours, so the median passes; the record says what the fastest raw run gives.
+    raws, parleys = _runs(5200, 2700, 2700, 2700), _runs(1400, 1400, 1400)
+    table = rounds(raws, parleys)
+    assert [r["ratio"] for r in table["rounds"]] == [0.269, 0.519, 0.519]
+    record: dict[str, object] = {}
+    median = parleys[table["median_round"]]
+    verdict = ratio_gate(record, table["raws"], median, rounds=table["rounds"])
+    assert verdict["passed"] and record["ratio"] == 0.519
+    assert record["ratio_vs_best_raw"] == 0.269
+    assert "against the fastest raw run of all: 0.27x" in verdict["detail"]
 
 
 def test_an_even_count_takes_the_lower_middle_round_and_one_round_is_as_before() -> None:

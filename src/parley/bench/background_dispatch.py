@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 import psycopg
 
 from parley.bench import common, dispatch_sms
-from parley.bench.processes import PeerProcess, process_cpu
+from parley.bench.processes import PeerProcess, affinity, process_cpu, tcp_client_ports
 from parley.storage import priority
 
 # The `dispatch-sms` workload's worker options (common.base_parser's defaults).
@@ -100,10 +99,10 @@ class BackgroundDispatch:
         self.figures["cpus"] = self.cpus
         if self.cpus:
             # The peer stands in for the provider's own machines: kept off the CPUs the
-            # API is left, beside the workers it answers.
+            # API is left, beside the workers it answers (every thread of it).
             pid = self._peer.process.pid
             assert pid is not None
-            os.sched_setaffinity(pid, priority.parse_cpu_list(self.cpus))
+            priority.lower_process(pid, 0, False, priority.parse_cpu_list(self.cpus))
         self.figures["account_rate_per_s"] = self.rate
         started = time.perf_counter()
         self.organization_id = (
@@ -139,6 +138,7 @@ class BackgroundDispatch:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"fewer than {warm_up_sent} sent after 120 s")
             await asyncio.sleep(0.1)
+        self.figures["placement"] = await self._placement(conn)
         self._window_start = (time.perf_counter(), (await self._counts(conn))[0])
         self._cpu_at_start = self._fleet.cpu_seconds()
         self._peer_cpu_at_start = self._peer_cpu()
@@ -173,6 +173,32 @@ class BackgroundDispatch:
             for sql in CANCEL_LEFTOVERS:
                 await conn.execute(sql, {"org": self.organization_id})
         return self.figures
+
+    async def _placement(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+        """Where the workers, every database backend they hold (found by their client
+        ports) and the peer actually run, read back from the OS: what `cpus` asked for
+        is only a request (a backend run by another user cannot be moved without root)."""
+        assert self._fleet is not None and self._peer is not None
+        workers = [p.pid for p in self._fleet.popen]
+        cur = await conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND client_port = ANY(%s)",
+            (sorted(tcp_client_ports(workers)),),
+        )
+        backends = [int(pid) for (pid,) in await cur.fetchall()]
+        wanted = sorted(priority.parse_cpu_list(self.cpus)) if self.cpus else None
+        on_workers = [affinity(pid) for pid in workers]
+        on_backends = [affinity(pid) for pid in backends]
+        on_peer = affinity(self._peer.process.pid or 0)
+        return {
+            "wanted": wanted,
+            "workers": on_workers,
+            "worker_backends": on_backends,
+            "peer": on_peer,
+            "all_as_wanted": wanted is not None
+            and bool(backends)
+            and all(a == wanted for a in [*on_workers, *on_backends, on_peer]),
+        }
 
     def _peer_cpu(self) -> float:
         pid = self._peer.process.pid if self._peer is not None else None

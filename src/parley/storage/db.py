@@ -12,12 +12,14 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -48,14 +50,15 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
     set_json_loads(orjson.loads, conn)
 
 
-def _configure_lowered(
-    nice: int, idle: bool, cpus: frozenset[int] | None
+def _configure_placed(
+    placement: priority.Placement,
 ) -> Callable[[psycopg.AsyncConnection], Awaitable[None]]:
-    """`_configure`, then the backend lowered like its worker (storage/priority.py)."""
+    """`_configure`, then the backend lowered and confined like its worker
+    (storage/priority.py)."""
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await _configure(conn)
-        await priority.lower_backend(conn, nice, idle, cpus)
+        priority.place_backend(conn, placement)
 
     return configure
 
@@ -86,6 +89,9 @@ class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     pool: AsyncConnectionPool
+    # What every psycopg connection of this process runs when it opens (the pool's, and
+    # the job queue's LISTEN connection: bootstrap.build_job_app).
+    configure: Callable[[psycopg.AsyncConnection], Awaitable[None]] = _configure
 
     @classmethod
     def create(
@@ -101,13 +107,21 @@ class Database:
         pooled connections' backends are lowered (and confined) like the worker when
         PostgreSQL runs on this host (storage/priority.py)."""
         url = libpq_url(url)
-        lowered = backend_nice > 0 or backend_idle or bool(backend_cpus)
+        placement = priority.Placement(backend_nice, backend_idle, backend_cpus)
         engine = create_async_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
         )
+        if placement:
+            # The engine's connections (services a worker runs through the ORM) are
+            # placed like the pool's: on connect, by the backend pid libpq reports.
+            @event.listens_for(engine.sync_engine, "connect")
+            def _place(dbapi_connection: Any, _record: Any) -> None:
+                priority.place_backend(dbapi_connection.driver_connection, placement)
+
+        configure = _configure_placed(placement) if placement else _configure
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         pool = AsyncConnectionPool(
             url,
@@ -116,13 +130,11 @@ class Database:
             open=False,
             # Autocommit set per connection rather than in `kwargs`: Procrastinate opens
             # its LISTEN connection with the pool's kwargs plus its own autocommit=True.
-            configure=_configure_lowered(backend_nice, backend_idle, backend_cpus)
-            if lowered
-            else _configure,
+            configure=configure,
             check=_check_if_idle,
             reset=_mark_returned,
         )
-        return cls(url=url, engine=engine, sessions=sessions, pool=pool)
+        return cls(url=url, engine=engine, sessions=sessions, pool=pool, configure=configure)
 
     async def open(self) -> None:
         await self.pool.open(wait=True)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -42,17 +43,47 @@ log = logging.getLogger(__name__)
 
 _LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
 _warned: list[bool] = []
+_MAX_CPUS = 8192  # Linux's own ceiling (CONFIG_NR_CPUS): a list past it is a typo
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how urgently a standalone worker's work runs: niceness, SCHED_IDLE, and
+    the CPUs it is confined to (None: any)."""
+
+    nice: int = 0
+    idle: bool = False
+    cpus: frozenset[int] | None = None
+
+    def __bool__(self) -> bool:
+        return self.nice > 0 or self.idle or bool(self.cpus)
 
 
 def lower_process(pid: int, nice: int, idle: bool, cpus: frozenset[int] | None = None) -> None:
     """Give process `pid` (0: this one) at least niceness `nice`, SCHED_IDLE if `idle`,
-    and confine it to `cpus` if given. Raises OSError where the OS refuses."""
-    if os.getpriority(os.PRIO_PROCESS, pid) < nice:
-        os.setpriority(os.PRIO_PROCESS, pid, nice)
-    if idle and hasattr(os, "SCHED_IDLE"):
-        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
-    if cpus:
-        os.sched_setaffinity(pid, cpus)
+    and confine it to `cpus` if given: every thread it has now (Linux applies each of
+    these per thread; threads started later inherit them). Raises OSError where the OS
+    refuses."""
+    for tid in _threads(pid):
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        if idle and hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        if cpus:
+            os.sched_setaffinity(tid, cpus)
+
+
+def place_process(pid: int, placement: Placement) -> None:
+    lower_process(pid, placement.nice, placement.idle, placement.cpus)
+
+
+def _threads(pid: int) -> list[int]:
+    """The thread ids of process `pid` (0: this one); just the pid where /proc has none."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid or 'self'}/task")]
+    except OSError:
+        return [pid]
+    return tids or [pid]
 
 
 def parse_cpu_list(text: str) -> frozenset[int]:
@@ -67,6 +98,8 @@ def parse_cpu_list(text: str) -> frozenset[int]:
         first, last = int(low), int(high) if dash else int(low)
         if last < first:
             raise ValueError(f"not a CPU list: {text!r} ({part} runs backwards)")
+        if last >= _MAX_CPUS:
+            raise ValueError(f"not a CPU list: {text!r} (CPU {last} is past {_MAX_CPUS - 1})")
         cpus.update(range(first, last + 1))
     if not cpus:
         raise ValueError("an empty CPU list")
@@ -131,28 +164,33 @@ def is_backend_of(pid: int, conn: psycopg.AsyncConnection) -> bool:
     return f"({port})" in title
 
 
-async def lower_backend(
-    conn: psycopg.AsyncConnection, nice: int, idle: bool, cpus: frozenset[int] | None = None
-) -> bool:
-    """Lower (and confine to `cpus`) this connection's backend like the worker, if it is
-    on this host and the OS allows it. True if it was."""
-    if not is_local(conn):
+def place_backend(conn: psycopg.AsyncConnection, placement: Placement) -> bool:
+    """Lower (and confine) this connection's backend like the worker, if it is on this
+    host and the OS allows it. True if it was. No query: libpq knows the backend's pid,
+    so this also serves connections another library opened (the SQLAlchemy engine's)."""
+    if not placement or not is_local(conn):
         return False
-    cur = await conn.execute("SELECT pg_backend_pid()")
-    row = await cur.fetchone()
-    pid = int(row[0]) if row else 0
+    pid = conn.info.backend_pid
     if not pid or not is_backend_of(pid, conn):
         return False
     try:
-        lower_process(pid, nice, idle, cpus)
+        place_process(pid, placement)
     except OSError as exc:
         if not _warned:
             _warned.append(True)
-            log.info(
-                "cannot lower the CPU priority of PostgreSQL backend %s (%s): inbox reads "
-                "may slow down while this worker dispatches on a shared host",
+            log.warning(
+                "cannot lower or confine PostgreSQL backend %s (%s; a server run by another "
+                "user needs root or CAP_SYS_NICE): inbox reads may slow down while this "
+                "worker dispatches on a shared host",
                 pid,
                 exc,
             )
         return False
     return True
+
+
+async def lower_backend(
+    conn: psycopg.AsyncConnection, nice: int, idle: bool, cpus: frozenset[int] | None = None
+) -> bool:
+    """`place_backend` with the placement spelled out."""
+    return place_backend(conn, Placement(nice, idle, cpus))
