@@ -7,6 +7,7 @@ here and closed by `Container.close()`; nothing is built at import time.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -118,6 +119,9 @@ async def create_container(
         backend_nice=placement.nice if placement else 0,
         backend_idle=bool(placement and placement.idle),
         backend_cpus=placement.cpus if placement else None,
+        # A standalone worker's connections are told apart in pg_stat_activity (the
+        # inbox benchmark checks where they run by it; so can an operator).
+        application_name=f"parley worker {os.getpid()}" if placement is not None else "parley",
     )
     await db.open()
     jobs = build_job_app(db)

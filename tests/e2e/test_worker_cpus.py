@@ -69,6 +69,12 @@ async def test_a_worker_and_all_its_backends_stay_on_the_cpus_it_is_given(databa
             placed = {pid: _affinity(pid) for pid in mine}
             assert all(a in ({cpu}, None) for a in placed.values()), placed
             assert _affinity(own) == cpus, "a backend of someone else was touched"
+            # Told apart in pg_stat_activity (the inbox benchmark reads placement by it).
+            cur = await conn.execute(
+                "SELECT DISTINCT application_name FROM pg_stat_activity WHERE pid = ANY(%s)",
+                (mine,),
+            )
+            assert [n for (n,) in await cur.fetchall()] == [f"parley worker {worker.pid}"]
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=30)

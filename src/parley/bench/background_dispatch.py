@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 from parley.bench import common, dispatch_sms
-from parley.bench.processes import PeerProcess, affinity, process_cpu, tcp_client_ports
+from parley.bench.processes import PeerProcess, affinity, process_cpu
 from parley.storage import priority
 
 # The `dispatch-sms` workload's worker options (common.base_parser's defaults).
@@ -175,15 +175,16 @@ class BackgroundDispatch:
         return self.figures
 
     async def _placement(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
-        """Where the workers, every database backend they hold (found by their client
-        ports) and the peer actually run, read back from the OS: what `cpus` asked for
-        is only a request (a backend run by another user cannot be moved without root)."""
+        """Where the workers, every database backend they hold (by the application name
+        each worker gives its connections, "parley worker <pid>") and the peer actually
+        run, read back from the OS: what `cpus` asked for is only a request (a backend
+        run by another user cannot be moved without root)."""
         assert self._fleet is not None and self._peer is not None
         workers = [p.pid for p in self._fleet.popen]
         cur = await conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND client_port = ANY(%s)",
-            (sorted(tcp_client_ports(workers)),),
+            "AND application_name = ANY(%s)",
+            ([f"parley worker {pid}" for pid in workers],),
         )
         backends = [int(pid) for (pid,) in await cur.fetchall()]
         wanted = sorted(priority.parse_cpu_list(self.cpus)) if self.cpus else None

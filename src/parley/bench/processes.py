@@ -116,35 +116,6 @@ def affinity(pid: int) -> list[int] | None:
         return None
 
 
-def tcp_client_ports(pids: list[int]) -> set[int]:
-    """The local ports of the TCP sockets these processes hold (their connections'
-    client ports, as PostgreSQL's `pg_stat_activity.client_port` shows them)."""
-    inodes: set[str] = set()
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[len("socket:[") : -1])
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) > 9 and fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
 def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a live process (0 when it is gone)."""
     try:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event
@@ -102,17 +103,22 @@ class Database:
         backend_nice: int = 0,
         backend_idle: bool = False,
         backend_cpus: frozenset[int] | None = None,
+        application_name: str = "parley",
     ) -> Database:
         """`backend_nice` / `backend_idle` / `backend_cpus` (a standalone worker's): the
         pooled connections' backends are lowered (and confined) like the worker when
-        PostgreSQL runs on this host (storage/priority.py)."""
+        PostgreSQL runs on this host (storage/priority.py). `application_name` is what
+        `pg_stat_activity` shows for every connection (unless the URL names one)."""
         url = libpq_url(url)
         placement = priority.Placement(backend_nice, backend_idle, backend_cpus)
+        named = "application_name" in conninfo_to_dict(url)
+        extra = {} if named else {"application_name": application_name}
         engine = create_async_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
+            connect_args=extra,
         )
         if placement:
             # The engine's connections (services a worker runs through the ORM) are
@@ -131,6 +137,7 @@ class Database:
             # Autocommit set per connection rather than in `kwargs`: Procrastinate opens
             # its LISTEN connection with the pool's kwargs plus its own autocommit=True.
             configure=configure,
+            kwargs=extra,
             check=_check_if_idle,
             reset=_mark_returned,
         )
