@@ -149,29 +149,27 @@ def test_a_worker_asked_for_missing_cpus_says_so_and_exits_2(tmp_path: Path) -> 
         # Never reached: the setting is checked before anything connects.
         "PARLEY_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "parley.cli", "worker"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _start_worker(tmp_path, env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"PARLEY_WORKER_CPUS={missing}: CPU(s) {missing} are not available" in done.stderr
 
 
 def test_a_malformed_cpu_list_stops_the_worker_with_a_line_naming_it(tmp_path: Path) -> None:
     env = {**os.environ, "PARLEY_WORKER_CPUS": "first", "PARLEY_PORT": "eighty"}
-    done = subprocess.run(
-        [sys.executable, "-m", "parley.cli", "worker"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _start_worker(tmp_path, env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "parley: PARLEY_WORKER_CPUS: Value error, not a CPU list: 'first'" in done.stderr
     assert "parley: PARLEY_PORT: " in done.stderr  # every bad setting, one line each
+
+
+def _start_worker(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`parley worker` run to its exit (these settings stop it before it connects)."""
+    return subprocess.run(
+        [sys.executable, "-m", "parley.cli", "worker"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -187,10 +187,3 @@ def place_backend(conn: psycopg.AsyncConnection, placement: Placement) -> bool:
             )
         return False
     return True
-
-
-async def lower_backend(
-    conn: psycopg.AsyncConnection, nice: int, idle: bool, cpus: frozenset[int] | None = None
-) -> bool:
-    """`place_backend` with the placement spelled out."""
-    return place_backend(conn, Placement(nice, idle, cpus))
