@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import venv
@@ -30,8 +31,19 @@ def _say(msg: str) -> None:
 
 
 def _run(cmd: list[str], **kw: object) -> int:
+    """Run `cmd` to its end. A Ctrl-C is passed on and waited out, never turned into a
+    kill: a terminal's Ctrl-C reaches the child too, and `parley` (or pytest) then stops
+    its embedded PostgreSQL on the way out. (`subprocess.call` kills the child when
+    interrupted, which left that server running with nobody to stop it.)"""
     _say(" ".join(str(c) for c in cmd))
-    return subprocess.call(cmd, cwd=ROOT, **kw)  # type: ignore[arg-type]
+    child = subprocess.Popen(cmd, cwd=ROOT, **kw)  # type: ignore[call-overload]
+    while True:
+        try:
+            return int(child.wait())
+        except KeyboardInterrupt:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)  # a second one is harmless
+                _say("stopping (waiting for it to shut down cleanly)")
 
 
 def ensure_env() -> None:

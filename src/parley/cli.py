@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from parley.config import Settings
 
@@ -48,7 +51,22 @@ async def _with_container(settings: Settings, fn, *, migrate: bool = True, place
     finally:
         await container.close()
         if container.embedded_server is not None:
-            container.embedded_server.stop()
+            # A second Ctrl-C (or one passed on by `dev.py`) must not cut this short: an
+            # interrupted stop leaves the server running with nobody to stop it.
+            with _interrupts_ignored():
+                container.embedded_server.stop()
+
+
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) -> int:
@@ -89,6 +107,10 @@ def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) 
         await serve(container, api=api, worker=worker)
 
     asyncio.run(_with_container(settings, main, placement=placement))
+    # Stopped cleanly. A late Ctrl-C (a second press, or the one `dev.py` passes on) would
+    # otherwise kill the interpreter on its way out: exit status "killed by SIGINT".
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
 
 

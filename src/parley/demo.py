@@ -161,8 +161,9 @@ TEMPLATES = [
         "Your account #case.number",
         "Dear #borrower.first_name,\n\nYour balance with #case.creditor is "
         "#case.outstanding_amount, due #case.due_date.\n\nReply to this email or call us to "
-        "arrange payment.\n\n#agent.name\n#organization.name\n\nThis is a communication from a "
-        "debt collector.",
+        "arrange payment.\n\n#agent.name\n#organization.name",
+        # No disclosure here: the gate adds the one that applies (the full one on a first
+        # communication, the short one after), and a partial one would be said twice.
     ),
     (
         "sms-reminder",

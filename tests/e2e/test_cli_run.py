@@ -167,3 +167,32 @@ def test_demo_tour_restart_and_shared_data_dir(tmp_path):
     finally:
         _stop(proc)
     assert _until(lambda: not _postgres_running(data_dir / "pgdata"))
+
+
+def test_ctrl_c_on_dev_py_demo_stops_the_embedded_server(tmp_path):
+    """The README's first command, stopped the way a terminal's Ctrl-C stops it: SIGINT
+    to the whole process group (dev.py and `parley run` at once; dev.py passes one on
+    too, so `parley` sees two). Everything exits and no PostgreSQL is left running."""
+    data_dir, log = tmp_path / "data", tmp_path / "dev.log"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    env.update(PARLEY_PORT=str(port), PARLEY_DATA_DIR=str(data_dir))
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, str(root / "dev.py"), "demo"],
+        env=env,
+        cwd=root,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    try:
+        _wait_healthy(port, proc, log)
+        assert _postgres_running(data_dir / "pgdata")
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-4000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
+    assert _until(lambda: not _postgres_running(data_dir / "pgdata")), log.read_text()[-4000:]
