@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from tests.support import factories
@@ -214,6 +215,22 @@ async def test_openapi_is_served(tenant):
         "/api/threads/{thread_id}/messages",
     ):
         assert p in paths, p
+
+
+async def test_api_docs_pages_need_no_internet(tenant):
+    """/docs and /redoc load Swagger UI and ReDoc from Parley itself, not from a CDN (an
+    offline machine got a blank page), and the files they name are served."""
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        r = await tenant.client.get(page)
+        assert r.status_code == 200
+        assert "cdn." not in r.text and "https://" not in r.text, r.text
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert any(u.endswith(asset) for u in urls), urls
+        for url in urls:
+            if url.startswith("/"):
+                served = await tenant.client.get(url)
+                assert served.status_code == 200, url
+                assert len(served.content) > 1000, url
 
 
 async def test_values_that_could_not_be_stored_or_read_back_are_refused(tenant, container):

@@ -6,6 +6,7 @@ import importlib
 import re
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from parley import __version__
 from parley.api import problems
@@ -36,7 +37,9 @@ ROUTERS = [
 
 
 def create_app(container: Container) -> FastAPI:
-    app = FastAPI(
+    # FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN: blank pages on
+    # a machine without internet access. These serve the same pages from bundled files.
+    app = FastAPIOffline(
         title="Parley",
         version=__version__,
         summary="Communication hub for collections teams",
