@@ -205,6 +205,32 @@ async def test_create_rejects_bad_input_and_writes_nothing(
     assert await count(container, CaseBorrower) == 0
 
 
+async def test_every_invalid_field_is_reported_at_once(tenant: Any, container: Any) -> None:
+    bid = await make_borrower(tenant)
+    bad = {
+        "currency": "DOLLARS",
+        "outstandingAmount": "-5",
+        "dueDate": "2026-13-45",
+        "caseNumber": "C" * 65,
+        "originalAmount": "1" * 41,
+    }
+    r = await tenant.client.post("/api/cases", json=case_body([bid], **bad))
+    body = assert_problem(r, 422)
+    assert sorted(e["field"] for e in body["errors"]) == sorted(bad), body
+    assert await count(container, Case) == 0
+    c = await create_case(tenant, [bid])
+    r = await tenant.client.patch(
+        f"/api/cases/{c['caseId']}",
+        json={"currency": "EURO", "outstandingAmount": "-1", "dueDate": "15/01/2024x"},
+    )
+    body = assert_problem(r, 422)
+    assert sorted(e["field"] for e in body["errors"]) == [
+        "currency",
+        "dueDate",
+        "outstandingAmount",
+    ], body
+
+
 async def test_negative_amount_says_so(tenant: Any) -> None:
     bid = await make_borrower(tenant)
     r = await tenant.client.post("/api/cases", json=case_body([bid], outstandingAmount="-1"))

@@ -128,3 +128,54 @@ async def test_every_message_has_its_job_before_and_after_sending(tenant, contai
     for mid in ids:
         assert await jobs_for(mid, ["todo", "doing"]) == 0
         assert await jobs_for(mid, ["succeeded"]) == 1  # kept: which job sent it is known
+
+
+async def test_unknown_template_variables_are_refused_and_nothing_is_written(tenant, container):
+    data = await factories.borrower_with_case(container, tenant.organization_id)
+    await factories.sandbox_accounts(container, tenant.organization_id)
+    await factories.template(
+        container,
+        tenant.organization_id,
+        "t1",
+        Channel.SMS,
+        "Hi #borrower.first_name, invoice {{ invoice.number }} of {{ amount }}",
+    )
+    r = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages",
+        json={
+            "messageType": "sms",
+            "templateId": "t1",
+            # "invoice" is used (first segment of invoice.number); the others are not.
+            "variables": {"invoice": {"number": "1"}, "amount": "5", "bogusVar": "1", "x": 2},
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    errors = r.json()["errors"]
+    assert [(e["field"], e["code"]) for e in errors] == [
+        ("variables.bogusVar", "unknown_variable"),
+        ("variables.x", "unknown_variable"),
+    ]
+    assert "amount, borrower.first_name, invoice.number" in errors[0]["message"]
+    async with container.db.pool.connection() as conn:
+        for table in ("messages", "procrastinate_jobs", "message_events", "threads"):
+            cur = await conn.execute(f"SELECT count(*) FROM {table}")
+            assert (await cur.fetchone())[0] == 0, table
+    # The case's own objects cannot be replaced by a variable (a 422, not a crash).
+    reserved = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages",
+        json={"messageType": "sms", "templateId": "t1", "variables": {"borrower": "x"}},
+    )
+    assert reserved.status_code == 422, reserved.text
+    assert [(e["field"], e["code"]) for e in reserved.json()["errors"]] == [
+        ("variables.borrower", "reserved_variable")
+    ]
+    ok = await tenant.client.post(
+        f"/api/cases/{data['case_id']}/messages",
+        json={
+            "messageType": "sms",
+            "templateId": "t1",
+            "variables": {"invoice": {"number": "1"}, "amount": "5"},
+        },
+    )
+    assert ok.status_code == 201, ok.text

@@ -211,3 +211,20 @@ async def test_threads_and_listing(tenant, container):
         await tenant.client.get(f"/api/cases/{data['case_id']}/messages?direction=inbound")
     ).json()
     assert inbound["totalCount"] == 0
+
+
+async def test_list_filters_refuse_unknown_values(tenant, container):
+    data = await _setup(tenant, container)
+    url = f"/api/cases/{data['case_id']}/messages"
+    await tenant.client.post(url, json={"messageType": "sms", "body": "Hello"})
+    for query, field in (("status=bogus", "status"), ("status=queued,nope", "status")):
+        r = await tenant.client.get(f"{url}?{query}")
+        assert r.status_code == 422, (query, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        (error,) = r.json()["errors"]
+        assert error["field"] == field and "queued" in error["message"], error
+    for query in ("type=fax", "direction=sideways"):
+        r = await tenant.client.get(f"{url}?{query}")
+        assert r.status_code == 422, (query, r.text)
+    ok = (await tenant.client.get(f"{url}?status=queued,sent")).json()
+    assert ok["totalCount"] == 1

@@ -91,6 +91,15 @@ async def test_preview_renders_against_the_case_with_segments(tenant, container)
     )
     assert missing.status_code == 422
     assert [e["field"] for e in missing.json()["errors"]] == ["variables.invoice"]
+    unknown = await tenant.client.post(
+        "/api/message-templates/sms1/preview",
+        json={"caseId": str(data["case_id"]), "variables": {"invoice": "1", "bogusVar": "1"}},
+    )
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.headers["content-type"].startswith("application/problem+json")
+    assert [(e["field"], e["code"]) for e in unknown.json()["errors"]] == [
+        ("variables.bogusVar", "unknown_variable")
+    ]
 
 
 async def test_preview_uses_the_borrowers_locale(tenant, container):

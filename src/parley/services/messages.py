@@ -385,6 +385,7 @@ async def _content(
             raise Invalid.field(
                 "templateId", f"is a {template.channel} template, not {channel.value}"
             )
+        template_svc.check_variables(version.variables, req.variables)
         # Explicit subject/body in the request override the template's parts (the seed's
         # example sends both); only the parts still needed are rendered.
         parts = template_svc.TemplateParts(

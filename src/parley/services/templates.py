@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,36 @@ def validate_parts(channel: Channel, parts: TemplateParts) -> list[str]:
     if errors:
         raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
     return sorted(names)
+
+
+def check_variables(used: list[str] | None, supplied: Mapping[str, Any]) -> None:
+    """Refuse caller-supplied variables the template version does not use: one 422 naming
+    every unknown one (``variables.<name>``, ``unknown_variable``). A key is used if it is a
+    name the version uses ("invoiceNumber") or the first segment of a dotted one
+    ("invoice" for "invoice.number"). The case's own objects (borrower, case, agent,
+    organization) cannot be supplied (``reserved_variable``). Every path rendering a
+    template with caller variables (send, preview) calls this before rendering, so
+    nothing is written."""
+    from parley.templates import CONTEXT_OBJECTS
+
+    names = set(used or [])
+    known = names | {n.split(".", 1)[0] for n in names}
+    uses = ", ".join(sorted(names)) if names else "no variables"
+    errors = [
+        FieldError(f"variables.{k}", "is filled in by Parley from the case", "reserved_variable")
+        if k in CONTEXT_OBJECTS
+        else FieldError(
+            f"variables.{k}", f"is not used by the template (it uses: {uses})", "unknown_variable"
+        )
+        for k in supplied
+        if k in CONTEXT_OBJECTS or k not in known
+    ]
+    if errors:
+        raise Invalid(
+            "unknown template variables: "
+            + ", ".join(e.field[len("variables.") :] for e in errors),
+            errors,
+        )
 
 
 def render_parts(parts: TemplateParts, context: dict[str, Any], locale: str) -> Rendered:

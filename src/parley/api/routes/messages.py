@@ -28,6 +28,7 @@ from parley.api.schemas.messages import (
     ThreadMessages,
     ThreadOut,
 )
+from parley.domain.status import MessageStatus
 from parley.services import context as case_context
 from parley.services import inbox as inbox_svc
 from parley.services import messages as svc
@@ -204,6 +205,20 @@ def _bound(value: str | None, name: str, end: bool) -> datetime | None:
     return parsed
 
 
+def _statuses(value: str) -> list[str]:
+    """`status=queued,sent`: each one a message status, else a 422 naming the allowed ones."""
+    wanted = [s.strip() for s in value.split(",")]
+    allowed = [s.value for s in MessageStatus]
+    unknown = [s for s in wanted if s not in allowed]
+    if unknown:
+        raise Invalid.field(
+            "status",
+            f"unknown status {', '.join(map(repr, unknown))}: use one or more "
+            f"(comma-separated) of {', '.join(allowed)}",
+        )
+    return wanted
+
+
 @router.get("/api/cases/{case_id}/messages", response_model=MessageList)
 async def list_messages(
     case_id: uuid.UUID,
@@ -227,7 +242,7 @@ async def list_messages(
     if direction:
         conds.append(Message.direction == direction)
     if status:
-        conds.append(Message.status.in_(status.split(",")))
+        conds.append(Message.status.in_(_statuses(status)))
     if start:
         conds.append(Message.created_at >= start)
     if end:

@@ -126,6 +126,7 @@ async def preview(
     from parley.templates import analyze_sms
 
     t, v = await svc.get(session, principal.organization_id, template_id, version=body.version)
+    svc.check_variables(v.variables, body.variables)
     ctx = await case_context.load(
         session,
         principal.organization_id,

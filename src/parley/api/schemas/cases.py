@@ -25,6 +25,9 @@ CaseStatus = Literal[
 ]
 BorrowerRole = Literal["primary", "co_borrower", "guarantor"]
 AMOUNT_HELP = 'Decimal string, at most 2 decimals, not negative, e.g. "1234.50"'
+NUMBER_HELP = "1-64 characters, unique in the organization"
+CREDITOR_HELP = "1-200 characters"
+CURRENCY_HELP = "ISO 4217, e.g. DKK"
 
 
 class CaseBorrowerIn(TextRequest):
@@ -34,13 +37,15 @@ class CaseBorrowerIn(TextRequest):
     )
 
 
+# Values are checked by the service (services/cases.py), which reports every bad field in
+# one 422; length limits here would answer first, with only their own fields.
 class CaseCreate(TextRequest):
-    case_number: str = Field(min_length=1, max_length=64)
-    creditor: str = Field(min_length=1, max_length=200)
-    original_amount: str = Field(max_length=40, description=AMOUNT_HELP)
-    outstanding_amount: str = Field(max_length=40, description=AMOUNT_HELP)
-    currency: str = Field(min_length=3, max_length=3, description="ISO 4217, e.g. DKK")
-    due_date: str | None = Field(default=None, max_length=10, description="YYYY-MM-DD")
+    case_number: str = Field(description=NUMBER_HELP)
+    creditor: str = Field(description=CREDITOR_HELP)
+    original_amount: str = Field(description=AMOUNT_HELP)
+    outstanding_amount: str = Field(description=AMOUNT_HELP)
+    currency: str = Field(description=CURRENCY_HELP)
+    due_date: str | None = Field(default=None, description="YYYY-MM-DD")
     status: CaseStatus = "open"
     assigned_agent_id: uuid.UUID | None = None
     borrower_ids: list[uuid.UUID] | None = Field(default=None, max_length=50)
@@ -50,12 +55,12 @@ class CaseCreate(TextRequest):
 class CaseUpdate(TextRequest):
     """Only the fields sent change; null clears dueDate or assignedAgentId."""
 
-    case_number: str | None = Field(default=None, min_length=1, max_length=64)
-    creditor: str | None = Field(default=None, min_length=1, max_length=200)
-    original_amount: str | None = Field(default=None, max_length=40, description=AMOUNT_HELP)
-    outstanding_amount: str | None = Field(default=None, max_length=40, description=AMOUNT_HELP)
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
-    due_date: str | None = Field(default=None, max_length=10)
+    case_number: str | None = Field(default=None, description=NUMBER_HELP)
+    creditor: str | None = Field(default=None, description=CREDITOR_HELP)
+    original_amount: str | None = Field(default=None, description=AMOUNT_HELP)
+    outstanding_amount: str | None = Field(default=None, description=AMOUNT_HELP)
+    currency: str | None = Field(default=None, description=CURRENCY_HELP)
+    due_date: str | None = Field(default=None, description="YYYY-MM-DD")
     status: CaseStatus | None = None
     assigned_agent_id: uuid.UUID | None = None
 
