@@ -408,6 +408,57 @@ def worker_env(args: argparse.Namespace) -> dict[str, str]:
 # -- gates and the results file -------------------------------------------------------------
 
 
+def add_round_options(parser: argparse.ArgumentParser) -> None:
+    """`--rounds` and `--raw-runs`, as the dispatch workloads take them."""
+    parser.add_argument(
+        "--raw-runs",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="with one round: raw before Parley only (1) or before and after (2)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="Parley runs, each between two raw runs; the gate is on the median round's "
+        "ratio (the machines here are noisy, +-15-30%% run to run); default 3, 1 with "
+        "--quick",
+    )
+
+
+def settle_round_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Default `--rounds`: 3, or 1 for a `--quick` smoke run."""
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+
+
+def rounds_setting(args: argparse.Namespace) -> str:
+    """How the raw runs and Parley runs are paired, for a record's settings."""
+    if args.rounds > 1:
+        return (
+            f"{args.rounds} rounds, each a Parley run between raw runs (raw, Parley, raw, "
+            "Parley, ..., raw); a round's ratio is against the better raw run beside it; "
+            "the gate is on the median round"
+        )
+    return f"{args.raw_runs} run(s) (before/after Parley), best one is the figure"
+
+
+def rounds_summary(table: dict[str, Any]) -> str:
+    """The rounds for a summary line ("" for a single round)."""
+    if len(table["rounds"]) < 2:
+        return ""
+    return (
+        "; rounds (Parley / better raw beside it): "
+        + ", ".join(
+            f"{r['parley']:.0f} / {r['raw']:.0f} = {r['ratio']:.2f}x" for r in table["rounds"]
+        )
+        + f"; the median round ({table['median_round'] + 1}) is the figure"
+    )
+
+
 def rounds(raws: Sequence[dict[str, Any]], parleys: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Pair each Parley run with the raw runs beside it (raw, Parley 1, raw, Parley 2,
     ..., raw: Parley i sits between raws i and i+1; a last raw run may be missing).
@@ -436,6 +487,20 @@ def rounds(raws: Sequence[dict[str, Any]], parleys: Sequence[dict[str, Any]]) ->
         "median_round": median,
         "raws": list(raws[median : median + 2]),
     }
+
+
+def record_rounds(
+    record: dict[str, Any], raws: Sequence[dict[str, Any]], parleys: Sequence[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pair the runs (`rounds`), put the median round's Parley run in the record as its
+    `parley` (and every round, with several), and return the pairing and that run."""
+    table = rounds(raws, parleys)
+    parley = parleys[table["median_round"]]
+    record["parley"] = parley
+    if len(parleys) > 1:
+        record["rounds"] = table["rounds"]
+        record["parley_runs"] = list(parleys)
+    return table, parley
 
 
 def ratio_gate(

@@ -260,13 +260,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         "sink": f"{args.sink} (parley.peers.smtp_sink), own process",
         "sink_failures": {"451": TEMPFAIL_RATE, "550": PERMFAIL_RATE, "seed": args.seed},
         "raw": f"aiosmtplib, {RAW_CONNECTIONS} connections, pre-rendered bytes; "
-        + (
-            f"{args.rounds} rounds, each a Parley run between raw runs (raw, Parley, raw, "
-            "Parley, ..., raw); a round's ratio is against the better raw run beside it; "
-            "the gate is on the median round"
-            if args.rounds > 1
-            else f"{args.raw_runs} run(s) (before/after Parley), best one is the figure"
-        ),
+        + common.rounds_setting(args),
         "rounds": args.rounds,
         "workers": args.workers,
         "smtp_pool_size_per_worker": pool_size,
@@ -287,12 +281,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
             parleys.append(run_)
             if args.raw_runs > 1 or round_no + 1 < args.rounds:
                 raws.append(await raw_phase(sink, url, args.count, "after"))
-    rounds = common.rounds(raws, parleys)
-    parley = parleys[rounds["median_round"]]
-    record["parley"] = parley
-    if args.rounds > 1:
-        record["rounds"] = rounds["rounds"]
-        record["parley_runs"] = parleys
+    rounds, parley = common.record_rounds(record, raws, parleys)
     record["gates"] = [
         common.ratio_gate(record, rounds["raws"], parley, rounds=rounds["rounds"]),
         common.gate(
@@ -304,15 +293,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         "raw runs (sent/s): "
         + ", ".join(f"{r['sent_per_s']:.0f}" for r in raws)
         + f" -> raw figure {record['raw_figure']:.0f} msg/s"
-        + (
-            "; rounds (Parley / better raw beside it): "
-            + ", ".join(
-                f"{r['parley']:.0f} / {r['raw']:.0f} = {r['ratio']:.2f}x" for r in rounds["rounds"]
-            )
-            + f"; the median round ({rounds['median_round'] + 1}) is the figure"
-            if args.rounds > 1
-            else ""
-        ),
+        + common.rounds_summary(rounds),
         f"parley: {parley['sent']} sent of {parley['total']} in {parley['elapsed_s']:.2f} s "
         f"end to end = {parley['sent_per_s']:.0f} msg/s ({args.workers} workers x "
         f"concurrency {args.concurrency}, batch {args.batch_size}, parallelism "
@@ -337,27 +318,9 @@ def main(extra: list[str]) -> int:
         help="SMTP sink (default aiosmtpd, the sink of the reference's raw figure; "
         "minimal costs a third less per message, so the client is measured harder)",
     )
-    parser.add_argument(
-        "--raw-runs",
-        type=int,
-        choices=(1, 2),
-        default=2,
-        help="with one round: raw before Parley only (1) or before and after (2)",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=None,
-        help="Parley runs, each between two raw runs; the gate is on the median round's "
-        "ratio (the machines here are noisy, +-15-30%% run to run); default 3, 1 with "
-        "--quick",
-    )
+    common.add_round_options(parser)
     args = parser.parse_args(extra)
     if args.quick:
         args.count = min(args.count, 500)
-        args.rounds = 1 if args.rounds is None else args.rounds
-    elif args.rounds is None:
-        args.rounds = 3
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    common.settle_round_options(parser, args)
     return common.execute(WORKLOAD, args, run)

@@ -311,13 +311,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
             "seed": args.seed,
         },
         "raw": f"aiohttp, {RAW_CONCURRENCY} in flight, the provider's form; "
-        + (
-            f"{args.rounds} rounds, each a Parley run between raw runs (raw, Parley, raw, "
-            "Parley, ..., raw); a round's ratio is against the better raw run beside it; "
-            "the gate is on the median round"
-            if args.rounds > 1
-            else f"{args.raw_runs} run(s) (before/after Parley), best one is the figure"
-        ),
+        + common.rounds_setting(args),
         "rounds": args.rounds,
         "workers": args.workers,
         "max_concurrency_per_worker": max(1, RAW_CONCURRENCY // args.workers),
@@ -350,12 +344,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
             ]
             if args.raw_runs > 1 or round_no + 1 < args.rounds:
                 raws.append(await raw_phase(peer, url, args.count))
-        rounds = common.rounds(raws, parleys)
-        parley = parleys[rounds["median_round"]]
-        record["parley"] = parley
-        if args.rounds > 1:
-            record["rounds"] = rounds["rounds"]
-            record["parley_runs"] = parleys
+        rounds, parley = common.record_rounds(record, raws, parleys)
         # Phase 2, same peer: now limiting each account SID to the rate Parley is given.
         peer.call(("configure", {"rate": args.rate, "burst": args.peer_burst}))
         half = args.rate_count // 2
@@ -392,16 +381,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         "raw runs (sent/s): "
         + ", ".join(f"{r['sent_per_s']:.0f}" for r in raws)
         + f" -> raw figure {record['raw_figure']:.0f} msg/s (the better one beside the "
-        "median round's Parley run)"
-        + (
-            "; rounds (Parley / better raw beside it): "
-            + ", ".join(
-                f"{r['parley']:.0f} / {r['raw']:.0f} = {r['ratio']:.2f}x" for r in rounds["rounds"]
-            )
-            + f"; the median round ({rounds['median_round'] + 1}) is the figure"
-            if args.rounds > 1
-            else ""
-        ),
+        "median round's Parley run)" + common.rounds_summary(rounds),
         f"parley: {parley['sent']} sent of {parley['total']} in {parley['elapsed_s']:.2f} s "
         f"end to end = {parley['sent_per_s']:.0f} msg/s ({args.workers} workers x "
         f"concurrency {args.concurrency}, batch {args.batch_size}, parallelism "
@@ -424,21 +404,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
 
 def main(extra: list[str]) -> int:
     parser = common.base_parser(WORKLOAD, __doc__ or "", 20_000)
-    parser.add_argument(
-        "--raw-runs",
-        type=int,
-        choices=(1, 2),
-        default=2,
-        help="with one round: raw before Parley only (1) or before and after (2)",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=None,
-        help="Parley runs, each between two raw runs; the gate is on the median round's "
-        "ratio (the machines here are noisy, +-15-30%% run to run); default 3, 1 with "
-        "--quick",
-    )
+    common.add_round_options(parser)
     parser.add_argument("--rate", type=float, default=100.0, help="per-account rate (msg/s)")
     parser.add_argument(
         "--rate-count",
@@ -457,9 +423,5 @@ def main(extra: list[str]) -> int:
         # Smoke run: 500 messages; the rate phase 100 messages at up to 50/s per account.
         args.count, args.rate_count = min(args.count, 500), min(args.rate_count, 100)
         args.rate = min(args.rate, 50.0)
-        args.rounds = 1 if args.rounds is None else args.rounds
-    elif args.rounds is None:
-        args.rounds = 3
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    common.settle_round_options(parser, args)
     return common.execute(WORKLOAD, args, run)
