@@ -31,10 +31,11 @@ def _say(msg: str) -> None:
 
 
 def _run(cmd: list[str], **kw: object) -> int:
-    """Run `cmd` to its end. A Ctrl-C is passed on and waited out, never turned into a
-    kill: a terminal's Ctrl-C reaches the child too, and `parley` (or pytest) then stops
-    its embedded PostgreSQL on the way out. (`subprocess.call` kills the child when
-    interrupted, which left that server running with nobody to stop it.)"""
+    """Run `cmd` to its end. A Ctrl-C is waited out, never turned into a kill: `parley`
+    (or pytest) then stops its embedded PostgreSQL on the way out. (`subprocess.call`
+    kills the child when interrupted, which left that server running with nobody to stop
+    it.) A terminal's Ctrl-C reaches the child itself; an interrupt sent to this process
+    alone is passed on."""
     _say(" ".join(str(c) for c in cmd))
     child = subprocess.Popen(cmd, cwd=ROOT, **kw)  # type: ignore[call-overload]
     while True:
@@ -42,8 +43,18 @@ def _run(cmd: list[str], **kw: object) -> int:
             return int(child.wait())
         except KeyboardInterrupt:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)  # a second one is harmless
+                if os.name != "nt" and not _terminal_interrupted_us():
+                    child.send_signal(signal.SIGINT)
                 _say("stopping (waiting for it to shut down cleanly)")
+
+
+def _terminal_interrupted_us() -> bool:
+    """True when we run in the terminal's foreground process group: its Ctrl-C went to
+    the whole group, the child included (a second one could cut its clean-up short)."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):  # no terminal: the interrupt was sent to us alone
+        return False
 
 
 def ensure_env() -> None:

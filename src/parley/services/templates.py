@@ -66,32 +66,58 @@ def validate_parts(channel: Channel, parts: TemplateParts) -> list[str]:
 
 def check_variables(used: list[str] | None, supplied: Mapping[str, Any]) -> None:
     """Refuse caller-supplied variables the template version does not use: one 422 naming
-    every unknown one (``variables.<name>``, ``unknown_variable``). A key is used if it is a
-    name the version uses ("invoiceNumber") or the first segment of a dotted one
-    ("invoice" for "invoice.number"). The case's own objects (borrower, case, agent,
-    organization) cannot be supplied (``reserved_variable``). Every path rendering a
-    template with caller variables (send, preview) calls this before rendering, so
-    nothing is written."""
+    every unknown one (``variables.<name>``, ``unknown_variable``). Variables are given by
+    their top-level name: "invoiceNumber", or "invoice" (an object) for a template using
+    ``{{ invoice.number }}`` or ``{{ invoice["number"] }}``; a dotted key
+    ("invoice.number") is refused, as it would be ignored. The case's own objects
+    (borrower, case, agent, organization) cannot be supplied (``reserved_variable``).
+    Every path rendering a template with caller variables (send, preview) calls this
+    before rendering, so nothing is written."""
     from parley.templates import CONTEXT_OBJECTS
 
-    names = set(used or [])
-    known = names | {n.split(".", 1)[0] for n in names}
-    uses = ", ".join(sorted(names)) if names else "no variables"
-    errors = [
-        FieldError(f"variables.{k}", "is filled in by Parley from the case", "reserved_variable")
-        if k in CONTEXT_OBJECTS
-        else FieldError(
-            f"variables.{k}", f"is not used by the template (it uses: {uses})", "unknown_variable"
-        )
-        for k in supplied
-        if k in CONTEXT_OBJECTS or k not in known
-    ]
+    top_level = {_top_level(n) for n in used or []}
+    offered = sorted(top_level - set(CONTEXT_OBJECTS))
+    uses = ", ".join(offered) if offered else "none you can give"
+    errors = []
+    for key in supplied:
+        top = _top_level(key)
+        if top in CONTEXT_OBJECTS:
+            errors.append(
+                FieldError(
+                    f"variables.{key}", "is filled in by Parley from the case", "reserved_variable"
+                )
+            )
+        elif key != top:
+            errors.append(
+                FieldError(
+                    f"variables.{key}",
+                    f"give variables by their top-level name: {top!r}, an object",
+                    "unknown_variable",
+                )
+            )
+        elif key not in top_level:
+            errors.append(
+                FieldError(
+                    f"variables.{key}",
+                    f"is not used by the template (variables it uses: {uses})",
+                    "unknown_variable",
+                )
+            )
     if errors:
         raise Invalid(
             "unknown template variables: "
             + ", ".join(e.field[len("variables.") :] for e in errors),
             errors,
         )
+
+
+_PATH_STEP = re.compile(r"[.\[]")
+
+
+def _top_level(name: str) -> str:
+    """The context name a variable path starts with: "invoice" for "invoice.number",
+    "inv" for "inv[0]"."""
+    return _PATH_STEP.split(name, maxsplit=1)[0]
 
 
 def render_parts(parts: TemplateParts, context: dict[str, Any], locale: str) -> Rendered:
