@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from parley.bench.dispatch_sms import AUTH_TOKEN, FROM_NUMBER, account_sid
-from parley.bench.processes import postgres_cpu
+from parley.bench.processes import CpuWindow
 from parley.bench.seed import seed
 from parley.bootstrap import create_container
 from parley.config import Settings
@@ -146,14 +146,13 @@ async def run(admin_url: str, count: int, variant: str, parallelism: int) -> dic
         # The first job warms caches and plans; it is left out of the figures.
         await pipeline.Dispatcher(container, job_id=jobs[0][0]).run(jobs[0][1])
         statements_on = _reset_statement_stats(admin_url)
-        before, started = postgres_cpu(url), time.perf_counter()
+        window, started = CpuWindow(url).start(), time.perf_counter()
         sent = 0
         for job_id, ids in jobs[1:]:
             await pipeline.Dispatcher(container, job_id=job_id).run(ids)
             sent += len(ids)
         wall = time.perf_counter() - started
-        after = postgres_cpu(url)
-        pg = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+        pg = window.stop()["postgres_cpu_s"]
         rows: list[Any] = []
         if statements_on:
             with psycopg.connect(admin_url, autocommit=True) as c:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from parley.config import Settings
 
@@ -50,23 +49,16 @@ async def _with_container(settings: Settings, fn, *, migrate: bool = True, place
         return await fn(container)
     finally:
         await container.close()
+        # Every command ends here, on its way out. A second Ctrl-C (or the one `dev.py`
+        # passes on) must not cut the embedded server's stop short (it would be left
+        # running with nobody to stop it), nor kill the interpreter as it exits.
+        # (The loop's own SIGINT handler goes first: closing the loop would put Python's
+        # default back.)
+        if threading.current_thread() is threading.main_thread():
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if container.embedded_server is not None:
-            # A second Ctrl-C (or one passed on by `dev.py`) must not cut this short: an
-            # interrupted stop leaves the server running with nobody to stop it.
-            with _interrupts_ignored():
-                container.embedded_server.stop()
-
-
-@contextlib.contextmanager
-def _interrupts_ignored() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+            container.embedded_server.stop()
 
 
 def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) -> int:
@@ -107,10 +99,6 @@ def cmd_run(args: argparse.Namespace, *, api: bool = True, worker: bool = True) 
         await serve(container, api=api, worker=worker)
 
     asyncio.run(_with_container(settings, main, placement=placement))
-    # Stopped cleanly. A late Ctrl-C (a second press, or the one `dev.py` passes on) would
-    # otherwise kill the interpreter on its way out: exit status "killed by SIGINT".
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
 
 

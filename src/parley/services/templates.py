@@ -82,27 +82,16 @@ def check_variables(used: list[str] | None, supplied: Mapping[str, Any]) -> None
     for key in supplied:
         top = _top_level(key)
         if top in CONTEXT_OBJECTS:
-            errors.append(
-                FieldError(
-                    f"variables.{key}", "is filled in by Parley from the case", "reserved_variable"
-                )
-            )
+            message, code = "is filled in by Parley from the case", "reserved_variable"
         elif key != top:
-            errors.append(
-                FieldError(
-                    f"variables.{key}",
-                    f"give variables by their top-level name: {top!r}, an object",
-                    "unknown_variable",
-                )
-            )
+            message = f"give variables by their top-level name: {top!r}, an object"
+            code = "unknown_variable"
         elif key not in top_level:
-            errors.append(
-                FieldError(
-                    f"variables.{key}",
-                    f"is not used by the template (variables it uses: {uses})",
-                    "unknown_variable",
-                )
-            )
+            message = f"is not used by the template (variables it uses: {uses})"
+            code = "unknown_variable"
+        else:
+            continue
+        errors.append(FieldError(f"variables.{key}", message, code))
     if errors:
         raise Invalid(
             "unknown template variables: "
