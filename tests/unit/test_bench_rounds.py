@@ -1,4 +1,4 @@
-"""Rounds of `parley bench dispatch-sms` and `dispatch-email` (bench/common.rounds):
+"""Rounds of `parley bench dispatch-sms` and `dispatch-email` (bench/rounds.py):
 each Parley run is compared with the better raw run beside it, and the median round is
 the figure."""
 
@@ -8,8 +8,9 @@ import argparse
 
 import pytest
 
-from parley.bench import common
-from parley.bench.common import ratio_gate, rounds
+from parley.bench import rounds as paired
+from parley.bench.rounds import pair as rounds
+from parley.bench.rounds import ratio_gate
 
 
 def _runs(*figures: float) -> list[dict[str, float]]:
@@ -56,24 +57,24 @@ def test_an_even_count_takes_the_lower_middle_round_and_one_round_is_as_before()
 def test_round_options_default_to_three_rounds_one_for_a_smoke_run() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    common.add_round_options(parser)
+    paired.add_round_options(parser)
     for argv, expected in (([], 3), (["--quick"], 1), (["--quick", "--rounds", "2"], 2)):
         args = parser.parse_args(argv)
-        common.settle_round_options(parser, args)
+        paired.settle_round_options(parser, args)
         assert args.rounds == expected, argv
     with pytest.raises(SystemExit):
-        common.settle_round_options(parser, parser.parse_args(["--rounds", "0"]))
+        paired.settle_round_options(parser, parser.parse_args(["--rounds", "0"]))
 
 
 def test_the_record_carries_the_median_round_and_with_several_every_round() -> None:
     record: dict[str, object] = {}
     parleys = _runs(50, 40, 45)
-    table, parley = common.record_rounds(record, _runs(100, 100, 100, 100), parleys)
+    table, parley = paired.record_rounds(record, _runs(100, 100, 100, 100), parleys)
     assert parley is parleys[2] and record["parley"] is parleys[2]
     assert record["rounds"] == table["rounds"] and record["parley_runs"] == parleys
-    assert "rounds (Parley / better raw beside it): 50 / 100 = 0.50x" in common.rounds_summary(
+    assert "rounds (Parley / better raw beside it): 50 / 100 = 0.50x" in paired.rounds_summary(
         table
     )
     single: dict[str, object] = {}
-    table, _ = common.record_rounds(single, _runs(100, 100), _runs(50))
-    assert "rounds" not in single and common.rounds_summary(table) == ""
+    table, _ = paired.record_rounds(single, _runs(100, 100), _runs(50))
+    assert "rounds" not in single and paired.rounds_summary(table) == ""

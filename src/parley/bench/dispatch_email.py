@@ -29,6 +29,7 @@ import aiosmtplib
 import psycopg
 
 from parley.bench import common
+from parley.bench import rounds as paired
 
 WORKLOAD = "dispatch-email"
 FROM_ADDRESS = "collections@bench.parley.test"
@@ -260,7 +261,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         "sink": f"{args.sink} (parley.peers.smtp_sink), own process",
         "sink_failures": {"451": TEMPFAIL_RATE, "550": PERMFAIL_RATE, "seed": args.seed},
         "raw": f"aiosmtplib, {RAW_CONNECTIONS} connections, pre-rendered bytes; "
-        + common.rounds_setting(args),
+        + paired.rounds_setting(args),
         "rounds": args.rounds,
         "workers": args.workers,
         "smtp_pool_size_per_worker": pool_size,
@@ -281,9 +282,9 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
             parleys.append(run_)
             if args.raw_runs > 1 or round_no + 1 < args.rounds:
                 raws.append(await raw_phase(sink, url, args.count, "after"))
-    rounds, parley = common.record_rounds(record, raws, parleys)
+    rounds, parley = paired.record_rounds(record, raws, parleys)
     record["gates"] = [
-        common.ratio_gate(record, rounds["raws"], parley, rounds=rounds["rounds"]),
+        paired.ratio_gate(record, rounds["raws"], parley, rounds=rounds["rounds"]),
         common.gate(
             "parley >= 500 msg/s", parley["sent_per_s"] >= 500, f"{parley['sent_per_s']:.0f} msg/s"
         ),
@@ -293,7 +294,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         "raw runs (sent/s): "
         + ", ".join(f"{r['sent_per_s']:.0f}" for r in raws)
         + f" -> raw figure {record['raw_figure']:.0f} msg/s"
-        + common.rounds_summary(rounds),
+        + paired.rounds_summary(rounds),
         f"parley: {parley['sent']} sent of {parley['total']} in {parley['elapsed_s']:.2f} s "
         f"end to end = {parley['sent_per_s']:.0f} msg/s ({args.workers} workers x "
         f"concurrency {args.concurrency}, batch {args.batch_size}, parallelism "
@@ -318,9 +319,9 @@ def main(extra: list[str]) -> int:
         help="SMTP sink (default aiosmtpd, the sink of the reference's raw figure; "
         "minimal costs a third less per message, so the client is measured harder)",
     )
-    common.add_round_options(parser)
+    paired.add_round_options(parser)
     args = parser.parse_args(extra)
     if args.quick:
         args.count = min(args.count, 500)
-    common.settle_round_options(parser, args)
+    paired.settle_round_options(parser, args)
     return common.execute(WORKLOAD, args, run)

@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from parley.bench import common
+from parley.bench import rounds as paired
 
 WORKLOAD = "dispatch-sms"
 FROM_NUMBER = "+15005550006"
@@ -311,7 +312,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
             "seed": args.seed,
         },
         "raw": f"aiohttp, {RAW_CONCURRENCY} in flight, the provider's form; "
-        + common.rounds_setting(args),
+        + paired.rounds_setting(args),
         "rounds": args.rounds,
         "workers": args.workers,
         "max_concurrency_per_worker": max(1, RAW_CONCURRENCY // args.workers),
@@ -344,7 +345,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
             ]
             if args.raw_runs > 1 or round_no + 1 < args.rounds:
                 raws.append(await raw_phase(peer, url, args.count))
-        rounds, parley = common.record_rounds(record, raws, parleys)
+        rounds, parley = paired.record_rounds(record, raws, parleys)
         # Phase 2, same peer: now limiting each account SID to the rate Parley is given.
         peer.call(("configure", {"rate": args.rate, "burst": args.peer_burst}))
         half = args.rate_count // 2
@@ -368,7 +369,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
     record["checks"] += correctness(limited, rate_limited=True)
     deviation = achieved / configured - 1
     record["gates"] = [
-        common.ratio_gate(record, rounds["raws"], parley, rounds=rounds["rounds"]),
+        paired.ratio_gate(record, rounds["raws"], parley, rounds=rounds["rounds"]),
         common.gate(
             "rate within 5% of configured",
             abs(deviation) <= 0.05,
@@ -381,7 +382,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
         "raw runs (sent/s): "
         + ", ".join(f"{r['sent_per_s']:.0f}" for r in raws)
         + f" -> raw figure {record['raw_figure']:.0f} msg/s (the better one beside the "
-        "median round's Parley run)" + common.rounds_summary(rounds),
+        "median round's Parley run)" + paired.rounds_summary(rounds),
         f"parley: {parley['sent']} sent of {parley['total']} in {parley['elapsed_s']:.2f} s "
         f"end to end = {parley['sent_per_s']:.0f} msg/s ({args.workers} workers x "
         f"concurrency {args.concurrency}, batch {args.batch_size}, parallelism "
@@ -404,7 +405,7 @@ async def run(args: argparse.Namespace, record: dict[str, Any], container: Any) 
 
 def main(extra: list[str]) -> int:
     parser = common.base_parser(WORKLOAD, __doc__ or "", 20_000)
-    common.add_round_options(parser)
+    paired.add_round_options(parser)
     parser.add_argument("--rate", type=float, default=100.0, help="per-account rate (msg/s)")
     parser.add_argument(
         "--rate-count",
@@ -423,5 +424,5 @@ def main(extra: list[str]) -> int:
         # Smoke run: 500 messages; the rate phase 100 messages at up to 50/s per account.
         args.count, args.rate_count = min(args.count, 500), min(args.rate_count, 100)
         args.rate = min(args.rate, 50.0)
-    common.settle_round_options(parser, args)
+    paired.settle_round_options(parser, args)
     return common.execute(WORKLOAD, args, run)
